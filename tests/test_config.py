@@ -1,0 +1,54 @@
+import pytest
+
+from seqrec.config import (
+    DataConfig,
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    from_dict,
+    profile,
+    to_dict,
+    valid_keys,
+)
+
+
+def test_overrides_parse_by_field_type():
+    cfg = apply_overrides(profile("thesis"), ["lr=0.01", "seq_len=5", "retrain=false",
+                                              "ks=1,10", "model.name=dnc", "item_key=mbid"])
+    assert cfg.train.lr == 0.01
+    assert cfg.data.seq_len == 5
+    assert cfg.train.retrain is False
+    assert cfg.eval.ks == (1, 10)
+    assert cfg.model.name == "dnc"
+    assert cfg.data.item_key == "mbid"
+    # untouched fields keep the thesis defaults
+    assert cfg.data.threshold == 20 and cfg.model.hidden_size == 1000
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ValueError, match="valid keys: .*seq_len"):
+        apply_overrides(RunConfig(), ["seqlen=5"])
+
+
+def test_bad_values_are_clear_errors():
+    with pytest.raises(ValueError, match="seq_len"):
+        apply_overrides(RunConfig(), {"seq_len": 1})
+    with pytest.raises(ValueError, match="expected a value of type"):
+        apply_overrides(RunConfig(), ["epochs=many"])
+    with pytest.raises(ValueError, match="unknown profile"):
+        profile("huge")
+    with pytest.raises(ValueError, match="item_key"):
+        DataConfig(item_key="isrc")
+
+
+def test_flat_keys_are_unique_across_sections():
+    keys = valid_keys()
+    assert len(keys) == len(set(keys))
+
+
+def test_hash_is_stable_and_sensitive():
+    a, b = profile("smoke"), profile("smoke")
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(apply_overrides(a, {"threshold": 3}))
+    assert from_dict(to_dict(a)) == a
+    assert config_hash(from_dict(to_dict(a))) == config_hash(a)

@@ -1,0 +1,163 @@
+"""Shared pieces of the neural models: id checks, input lookup, output layer, param groups.
+
+Every neural model maps `items [B, T]` (and `users [B, T]`) to per-step features `[B, T, D]`
+through a recurrence with explicit state; `RecurrentRecommender` turns those into logits over all
+items and fixes the interface that training and evaluation code against (DESIGN.md, "One model
+interface"; THESIS_PROTOCOL.md, "Models").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+INIT_SCALE = 0.1  # thesis: every weight and embedding uniform(-0.1, 0.1)
+
+
+def check_ids(ids: Tensor, n: int, what: str) -> None:
+    """Raise a ValueError when an id in `ids` lies outside `[0, n)`.
+
+    One min/max reduction per call: cheap, and it turns what would be a CUDA device-side assert
+    (an unrecoverable error far from its cause) into a sentence naming the input and the range.
+    """
+    if ids.numel() == 0:
+        return
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= n:
+        raise ValueError(
+            f"{what} ids must lie in [0, {n}) but range over [{lo}, {hi}]; build the model "
+            f"with the split's n_{what}s (largest id + 1) or re-index the {what}s"
+        )
+
+
+def uniform_init_(module: nn.Module, scale: float = INIT_SCALE) -> None:
+    """Initialise every parameter of `module` uniform(-scale, scale), as the thesis did."""
+    for p in module.parameters():
+        nn.init.uniform_(p, -scale, scale)
+
+
+class InputProjection(nn.Module):
+    """`W x + b` for item ids, where x is a learned embedding or a one-hot vector.
+
+    Shapes: ids `[B, T]` -> `[B, T, out_size]`.
+
+    With `embedding_size == -1` (exp 3, one-hot input) x is the one-hot vector of the id, so
+    `W x` is the id's column of W. We store W transposed, `[n_items, out_size]`, and gather its
+    rows (an embedding lookup): the same function as a one-hot matmul, at O(B T out) instead of
+    O(B T n_items out) and without a `[B, T, n_items]` one-hot tensor. In that mode the gathered
+    table is the input weight (it gets the weight decay of weights, not of embeddings).
+    """
+
+    def __init__(self, n_ids: int, embedding_size: int, out_size: int) -> None:
+        super().__init__()
+        self.one_hot = embedding_size == -1
+        if self.one_hot:
+            self.onehot_weight = nn.Parameter(torch.empty(n_ids, out_size))
+            self.bias = nn.Parameter(torch.empty(out_size))
+        else:
+            self.embedding = nn.Embedding(n_ids, embedding_size)
+            self.linear = nn.Linear(embedding_size, out_size)
+        uniform_init_(self)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if self.one_hot:
+            return F.embedding(ids, self.onehot_weight) + self.bias  # [B, T, out]
+        return self.linear(self.embedding(ids))  # [B, T, out]
+
+
+class RecurrentRecommender(nn.Module):
+    """Base of the recurrent models: the interface, the output layer and the param groups.
+
+    Subclasses implement `run(items, users, state) -> (features [B, T, D], state)` and
+    `initial_state(batch_size, device, dtype)`. Nothing per-sequence is kept on the module.
+
+    Parameter naming convention used by `param_groups` (subclasses follow it):
+    `*embedding.weight` are embeddings (no decay), one-dimensional parameters are biases (no
+    decay), `*user_proj.weight` is the user layer W_u (user_weight_decay), the rest are weights.
+    """
+
+    requires_training = True
+    uses_users = False
+
+    def __init__(self, n_items: int, n_users: int, feature_size: int) -> None:
+        super().__init__()
+        if n_items < 1:
+            raise ValueError(f"n_items must be >= 1, got {n_items}; the split has no items")
+        if n_users < 1:
+            raise ValueError(f"n_users must be >= 1, got {n_users}; the split has no users")
+        self.n_items = n_items
+        self.n_users = n_users
+        self.output = nn.Linear(feature_size, n_items)
+        uniform_init_(self.output)
+
+    # -- to implement ------------------------------------------------------------------------
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
+        raise NotImplementedError
+
+    def run(self, items: Tensor, users: Tensor | None, state: Any) -> tuple[Tensor, Any]:
+        raise NotImplementedError
+
+    # -- the interface -------------------------------------------------------------------------
+    def _check(self, items: Tensor, users: Tensor | None) -> None:
+        if items.dim() != 2:
+            raise ValueError(f"items must be a [batch, time] tensor, got {tuple(items.shape)}")
+        check_ids(items, self.n_items, "item")
+        if self.uses_users:
+            if users is None:
+                raise ValueError(f"model {type(self).__name__} is user-based and needs users")
+            if users.shape != items.shape:
+                raise ValueError(f"users shape {tuple(users.shape)} must equal items shape "
+                                 f"{tuple(items.shape)}")
+            check_ids(users, self.n_users, "user")
+
+    def _start(self, items: Tensor, state: Any) -> Any:
+        if state is not None:
+            return state
+        return self.initial_state(items.shape[0], items.device, self.output.weight.dtype)
+
+    def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""
+        self._check(items, users)
+        features, _ = self.run(items, users, self._start(items, None))
+        return self.output(features[:, -1])
+
+    def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """Logits after every position: `[B, T]` -> `[B, T, n_items]`."""
+        self._check(items, users)
+        features, _ = self.run(items, users, self._start(items, None))
+        return self.output(features)
+
+    def forward_with_state(
+        self, items: Tensor, users: Tensor | None, state: Any = None
+    ) -> tuple[Tensor, Any]:
+        """Last-position logits `[B, n_items]` and the final state, starting from `state`.
+
+        `state=None` starts from `initial_state` (zeros); pass the returned state back in to
+        carry a user's recurrent (and memory) state across consecutive windows.
+        """
+        self._check(items, users)
+        features, state = self.run(items, users, self._start(items, state))
+        return self.output(features[:, -1]), state
+
+    def param_groups(self, weight_decay: float, user_weight_decay: float) -> list[dict]:
+        """Parameter groups for Adam: W_u -> user_weight_decay; biases, embeddings -> 0; rest ->
+        weight_decay (THESIS_PROTOCOL.md: L2 0.01 on the user layer only). Empty groups dropped.
+        """
+        groups: dict[str, list[nn.Parameter]] = {"weights": [], "user": [], "none": []}
+        for name, p in self.named_parameters():
+            groups[param_kind(name, p)].append(p)
+        decay = {"weights": weight_decay, "user": user_weight_decay, "none": 0.0}
+        return [{"params": ps, "weight_decay": decay[k], "name": k}
+                for k, ps in groups.items() if ps]
+
+
+def param_kind(name: str, p: Tensor) -> str:
+    """'user' for the user layer W_u, 'none' for biases and embeddings, else 'weights'."""
+    if name.endswith("user_proj.weight"):
+        return "user"
+    if p.dim() == 1 or name.endswith("embedding.weight"):
+        return "none"
+    return "weights"

@@ -1,0 +1,329 @@
+"""The thesis preprocessing protocol: time chunks -> min-count filter -> per-user split -> windows.
+
+This module implements THESIS_PROTOCOL.md, "Preprocessing", for one chunk of a time-sorted event
+log, vectorised over all users at once (stable sorts, group offsets, masks and `bincount`; no
+per-user Python loop). Input is two aligned arrays, `users int32[N]` and `items int32[N]`, whose
+rows are already in a total, stable time order (see `seqrec.data.lastfm`). Output is a `Split`
+(`seqrec.data.windows`): flat int32 event arrays and int64 window starts per part, so memory is
+O(events), never O(windows x L).
+
+Where rows are cut (all settings are `DataConfig` fields):
+
+* Subset: rows `[floor(start_frac * N), floor(end_frac * N))` of the log. The products are
+  floored with a 1e-6 tolerance, so float round-off cannot lose a row (0.7 * 10 is row 7).
+* Chunks: the subset cut into `chunks` consecutive near-equal chunks, sized as
+  `numpy.array_split` does (the first `rows % chunks` chunks are one row longer).
+* Filter parts: each chunk cut the same way into `filter_parts` consecutive parts; each part is
+  filtered on its own play counts, then the parts are merged back in time order (exp 2).
+
+Decisions (the thesis' notebook, read as facts in THESIS_PROTOCOL.md, settles each of them):
+
+* The `n` of step 3 counts a user's events AFTER the threshold filter: the per-user split is
+  done on the filtered chunk, as in the thesis.
+* Items are filtered and re-indexed once per chunk, before the per-user cut. So for exp 2 every
+  `train_start_frac` sees the same item ids and the same val and test positions; only the train
+  part shrinks. Events before `int(train_start_frac * n)` belong to no part (and are counted in
+  `meta["cut_events"]`).
+* Step 4 (drop val/test events whose item never occurs in train) is by default checked against
+  the train part actually used, i.e. the shrunk one for `train_start_frac > 0`, as the thesis
+  protocol says. A shrunk train can therefore drop a few more val/test events, so the evaluated
+  events may differ slightly between values of `train_start_frac`; `dropped_unseen` records how
+  many. `fixed_eval=True` instead checks against the uncut train `[0, int(train_frac * n))`, so
+  the val and test events are identical for every `train_start_frac` (the same test set for exp
+  2's comparison); `n_items` then also covers the uncut train so every target has an output.
+* Step 5 builds windows over the events that remain after step 4. A window can therefore span
+  the gap left by a dropped val/test event, exactly as in the thesis (it drops, then windows).
+* `n_items` = largest train item index + 1 (step 6); items that occur only in dropped events
+  keep their index, so a few indices below `n_items` may have zero train plays.
+  `n_users` = largest user index among the split's events + 1: users keep their global ids, so
+  every window's user indexes an embedding of that size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from seqrec.config import DataConfig, config_hash, to_dict
+from seqrec.data.windows import PARTS, Split, Windows
+
+# Bump when the protocol's output changes for the same settings, so old caches are not reused.
+PROTOCOL_VERSION = 1
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+# ---------------------------------------------------------------------------------------------
+# Row ranges
+
+def _floor_frac(frac: float, n: int) -> int:
+    # Tolerance: 0.7 * 10 is 7.000000000000001 but 0.29 * 100 is 28.999999999999996.
+    return min(n, int(math.floor(frac * n + 1e-6)))
+
+
+def _even_cuts(lo: int, hi: int, k: int) -> list[tuple[int, int]]:
+    """`[lo, hi)` in `k` consecutive ranges sized like `numpy.array_split`."""
+    q, r = divmod(hi - lo, k)
+    sizes = [q + 1] * r + [q] * (k - r)
+    ends = np.cumsum([lo, *sizes]).tolist()
+    return [(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+
+
+def chunk_rows(n_rows: int, cfg: DataConfig) -> list[tuple[int, int]]:
+    """Row ranges `[(start, end), ...]` of the `cfg.chunks` chunks of a log with `n_rows` rows.
+
+    Rows `[floor(start_frac * n_rows), floor(end_frac * n_rows))` cut into `cfg.chunks`
+    consecutive ranges sized as `numpy.array_split` sizes them. Indices are absolute rows.
+    """
+    if n_rows < 0:
+        raise ValueError(f"n_rows must be >= 0, got {n_rows}")
+    lo, hi = _floor_frac(cfg.start_frac, n_rows), _floor_frac(cfg.end_frac, n_rows)
+    return _even_cuts(lo, hi, cfg.chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps, each on flat arrays
+
+def _check_events(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The event arrays as 1-D int32, or a ValueError that says what is wrong."""
+    users, items = np.asarray(users), np.asarray(items)
+    for name, a in (("users", users), ("items", items)):
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name} must be a 1-D integer array, got {a.dtype} of shape "
+                             f"{a.shape}")
+    if users.shape != items.shape:
+        raise ValueError(f"users and items must have the same length, got {users.shape[0]} "
+                         f"and {items.shape[0]}")
+    return users, items
+
+
+def _check_ids(name: str, a: np.ndarray) -> np.ndarray:
+    """`a` as int32 after checking its ids are in `[0, 2**31 - 1]` (dense ids from the reader)."""
+    if a.size and (int(a.min()) < 0 or int(a.max()) > _INT32_MAX):
+        raise ValueError(f"{name} ids must be in [0, {_INT32_MAX}], got {int(a.min())}.."
+                         f"{int(a.max())}; re-index them densely (seqrec.data.lastfm does)")
+    return a.astype(np.int32, copy=False)
+
+
+def _frequent_rows(items: np.ndarray, threshold: int, parts: int) -> np.ndarray:
+    """bool[n]: rows whose item is played more than `threshold` times in their filter part.
+
+    Step 1 of the protocol; with `parts > 1` each consecutive part counts its own plays (exp 2).
+    """
+    keep = np.ones(items.shape[0], dtype=bool)
+    if threshold == 0:  # every item present has at least one play
+        return keep
+    for a, b in _even_cuts(0, items.shape[0], parts):
+        if b > a:
+            part = items[a:b]
+            keep[a:b] = np.bincount(part)[part] > threshold
+    return keep
+
+
+def _dense_ids(ids: np.ndarray) -> np.ndarray:
+    """Step 2: ids re-indexed to 0..k-1 in increasing order of the old id, int32[n].
+
+    A presence table and a cumulative sum: O(n + max id), no sort.
+    """
+    present = np.zeros(int(ids.max()) + 1, dtype=bool)
+    present[ids] = True
+    new_id = np.cumsum(present, dtype=np.int32) - 1
+    return new_id[ids]
+
+
+def _user_order(users: np.ndarray) -> np.ndarray:
+    """Stable order that groups rows by user, keeping time order inside a user, int64[n].
+
+    numpy's stable sort is a radix sort for 16-bit keys (about 7x faster than on int32 here),
+    so the ids are sorted 16 bits at a time (least significant digit first, which is stable).
+    """
+    if users.size == 0 or int(users.max()) <= 0xFFFF:
+        return np.argsort(users.astype(np.uint16), kind="stable")
+    order = np.argsort((users & 0xFFFF).astype(np.uint16), kind="stable")
+    high = (users[order] >> 16).astype(np.uint16)
+    return order[np.argsort(high, kind="stable")]
+
+
+def _group_positions(users_sorted: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a user-grouped array: its position inside its user's group, and the group size.
+
+    Returns `pos int32[n]`, `size int32[n]`.
+    """
+    counts = np.bincount(users_sorted, minlength=n_users)
+    offsets = (np.cumsum(counts) - counts).astype(np.int32)
+    pos = np.arange(users_sorted.shape[0], dtype=np.int32) - offsets[users_sorted]
+    return pos, counts.astype(np.int32)[users_sorted]
+
+
+def _part_labels(users_sorted: np.ndarray, n_users: int, cfg: DataConfig) -> np.ndarray:
+    """Step 3: int8[n] part of each row, -1 cut (before train start), 0 train, 1 val, 2 test.
+
+    Per user with `n` events: train `[int(train_start_frac n), int(train_frac n))`, val the next
+    `int((n - int(train_frac n)) / 2)`, test the rest. The cut points are computed per user
+    (float64 products truncated, as Python's `int` does) and broadcast to the rows.
+    """
+    counts = np.bincount(users_sorted, minlength=n_users)
+    train_start = (cfg.train_start_frac * counts).astype(np.int64)
+    train_end = (cfg.train_frac * counts).astype(np.int64)
+    val_end = train_end + (counts - train_end) // 2
+    offsets = np.cumsum(counts) - counts
+    pos = np.arange(users_sorted.shape[0], dtype=np.int64) - offsets[users_sorted]
+    label = (pos >= train_start[users_sorted]).astype(np.int8) - 1
+    label += pos >= train_end[users_sorted]
+    label += pos >= val_end[users_sorted]
+    return label
+
+
+def _windows(items: np.ndarray, users: np.ndarray, n_users: int, seq_len: int) -> Windows:
+    """Step 5: every window of `seq_len` consecutive events inside one user's run, stride 1.
+
+    `items`, `users` are one part's events, grouped by user and in time order inside a user. A
+    row starts a window when at least `seq_len - 1` rows of the same user follow it.
+    """
+    pos, size = _group_positions(users, n_users)
+    starts = np.flatnonzero(pos <= size - seq_len).astype(np.int64)
+    return Windows(items=items, users=users, starts=starts, seq_len=seq_len)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+
+def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: int,
+                  *, fixed_eval: bool = False) -> Split:
+    """The thesis protocol (THESIS_PROTOCOL.md, "Preprocessing") on chunk `chunk` of a log.
+
+    `users`, `items`: int[N] dense non-negative ids, rows in time order. Steps, on the rows of
+    `chunk_rows(N, cfg)[chunk]`:
+
+    1. drop every item played `<= cfg.threshold` times in the chunk (in its filter part when
+       `cfg.filter_parts > 1`; the parts are merged back in time order);
+    2. re-index the remaining items densely, in increasing order of the old id;
+    3. per user in time order, with `n` the user's remaining events: train
+       `[int(train_start_frac n), int(train_frac n))`, val the next
+       `int((n - int(train_frac n)) / 2)` events, test the rest;
+    4. drop val and test events whose item never occurs in any user's train part (against the
+       uncut train `[0, int(train_frac n))` when `fixed_eval`); counted in `dropped_unseen`;
+    5. sliding windows of length `cfg.seq_len`, stride 1, inside each user's train, val and
+       test part, over the events left after step 4 (a window may span a dropped event's gap);
+    6. `n_items` = largest train item + 1, `n_users` = largest user id in the split + 1,
+       `item_counts` int64[n_items] = plays per item in train.
+
+    The module docstring gives the reasons for each choice. Raises ValueError, naming the
+    setting to change, for bad ids, a chunk out of range, no item above the threshold, or a
+    part without a window.
+    """
+    users, items = _check_events(users, items)
+    ranges = chunk_rows(users.shape[0], cfg)
+    if not (isinstance(chunk, (int, np.integer)) and 0 <= chunk < len(ranges)):
+        raise ValueError(f"chunk {chunk} is out of range: DataConfig.chunks is {cfg.chunks}, "
+                         f"so use 0..{cfg.chunks - 1}")
+    chunk = int(chunk)
+    lo, hi = ranges[chunk]
+    where = f"chunk {chunk} of {cfg.chunks} (rows {lo}..{hi})"
+    if hi <= lo:
+        raise ValueError(f"{where} has no rows; use fewer DataConfig.chunks or a wider "
+                         f"start_frac..end_frac")
+    u = _check_ids("users", users[lo:hi])
+    it = _check_ids("items", items[lo:hi])
+
+    keep = _frequent_rows(it, cfg.threshold, cfg.filter_parts)
+    u, it = u[keep], it[keep]
+    if it.size == 0:
+        raise ValueError(f"{where}: no item is played more than threshold={cfg.threshold} times; "
+                         f"use a lower DataConfig.threshold")
+    it = _dense_ids(it)
+
+    order = _user_order(u)
+    u, it = u[order], it[order]
+    n_users_all = int(u.max()) + 1
+    label = _part_labels(u, n_users_all, cfg)
+
+    # Step 4: the items seen in training (or in the uncut train, for one evaluation set).
+    reference = label == 0 if not fixed_eval else label <= 0
+    seen = np.zeros(int(it.max()) + 1, dtype=bool)
+    seen[it[reference]] = True
+    unseen = (label >= 1) & ~seen[it]
+    dropped = {"val": int(np.count_nonzero(unseen & (label == 1))),
+               "test": int(np.count_nonzero(unseen & (label == 2)))}
+
+    parts = {}
+    for code, name in enumerate(PARTS):
+        rows = np.flatnonzero((label == code) & ~unseen)
+        parts[name] = _windows(it[rows], u[rows], n_users_all, cfg.seq_len)
+        if len(parts[name]) == 0:
+            raise ValueError(
+                f"{where}: the {name} part has no window of seq_len={cfg.seq_len} events (no "
+                f"user has that many {name} events); use a smaller DataConfig.seq_len or "
+                f"threshold")
+
+    train_items = parts["train"].items
+    n_items = int((it[reference] if fixed_eval else train_items).max()) + 1
+    kept_users = np.concatenate([parts[p].users for p in PARTS])
+    meta = {
+        "chunk": chunk,
+        "chunks": cfg.chunks,
+        "row_start": lo,
+        "row_end": hi,
+        "rows_in_chunk": hi - lo,
+        "rows_after_filter": int(it.shape[0]),
+        "cut_events": int(np.count_nonzero(label < 0)),
+        "threshold": cfg.threshold,
+        "filter_parts": cfg.filter_parts,
+        "seq_len": cfg.seq_len,
+        "train_start_frac": cfg.train_start_frac,
+        "fixed_eval": bool(fixed_eval),
+        "settings_hash": config_hash(cfg),
+        "protocol_version": PROTOCOL_VERSION,
+    }
+    return Split(
+        **parts,
+        n_items=n_items,
+        n_users=int(kept_users.max()) + 1,
+        item_counts=np.bincount(train_items, minlength=n_items).astype(np.int64),
+        dropped_unseen=dropped,
+        meta=meta,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+def split_cache_key(events_key: str, cfg: DataConfig, chunk: int,
+                    *, fixed_eval: bool = False) -> str:
+    """Hash of everything that determines a split: the events, the data settings, the chunk."""
+    return config_hash({
+        "events": events_key,
+        "data": to_dict(cfg),
+        "chunk": int(chunk),
+        "fixed_eval": bool(fixed_eval),
+        "protocol_version": PROTOCOL_VERSION,
+    })
+
+
+def load_or_prepare_split(events_key: str, users: np.ndarray, items: np.ndarray,
+                          cfg: DataConfig, chunk: int, cache_dir: Path | None,
+                          *, fixed_eval: bool = False) -> Split:
+    """`prepare_split`, cached as `cache_dir/split-<key>.npz` (no pickle; see `Split.save`).
+
+    `events_key` identifies the event arrays (e.g. the reader's `Events.key`); the file name is
+    `split_cache_key(events_key, cfg, chunk)`, so any changed setting makes a new file. With
+    `cache_dir=None` nothing is read or written. A damaged cache file is rebuilt, with a warning.
+    """
+    key = split_cache_key(events_key, cfg, chunk, fixed_eval=fixed_eval)
+    path = None if cache_dir is None else Path(cache_dir) / f"split-{key}.npz"
+    if path is not None and path.exists():
+        try:
+            return Split.load(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            warnings.warn(f"split cache {path} is unreadable ({err}); rebuilding it", stacklevel=2)
+    split = prepare_split(users, items, cfg, chunk, fixed_eval=fixed_eval)
+    split = dataclasses.replace(split, meta={**split.meta, "events_key": events_key,
+                                             "cache_key": key})
+    if path is not None:
+        split.save(path)
+    return split

@@ -46,7 +46,8 @@ class DataConfig:
     seq_len: int = 20  # window length L: L - 1 inputs and one target
 
     def __post_init__(self) -> None:
-        _check(self.item_key in ITEM_KEYS, f"item_key must be one of {ITEM_KEYS}, got {self.item_key!r}")
+        _check(self.item_key in ITEM_KEYS,
+               f"item_key must be one of {ITEM_KEYS}, got {self.item_key!r}")
         _check(0.0 <= self.start_frac < self.end_frac <= 1.0,
                f"need 0 <= start_frac < end_frac <= 1, got {self.start_frac} and {self.end_frac}")
         _check(self.chunks >= 1, f"chunks must be >= 1, got {self.chunks}")
@@ -55,7 +56,8 @@ class DataConfig:
         _check(0.0 < self.train_frac < 1.0, f"train_frac must be in (0, 1), got {self.train_frac}")
         _check(0.0 <= self.train_start_frac < self.train_frac,
                f"train_start_frac must be in [0, train_frac), got {self.train_start_frac}")
-        _check(self.seq_len >= 2, f"seq_len must be >= 2 (inputs plus a target), got {self.seq_len}")
+        _check(self.seq_len >= 2,
+               f"seq_len must be >= 2 (inputs plus a target), got {self.seq_len}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class ModelConfig:
                f"embedding_size must be >= 1 or -1 (one-hot), got {self.embedding_size}")
         _check(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
         _check(self.user_integration in USER_INTEGRATIONS,
-               f"user_integration must be one of {USER_INTEGRATIONS}, got {self.user_integration!r}")
+               f"user_integration must be one of {USER_INTEGRATIONS}, "
+               f"got {self.user_integration!r}")
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,9 @@ def valid_keys() -> list[str]:
 
 
 def _section_type(section: str) -> type:
-    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}[section]
+    sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+                "eval": EvalConfig}
+    return sections[section]
 
 
 def _find_key(key: str) -> tuple[str, str]:

@@ -1,0 +1,237 @@
+"""Command line: `python -m seqrec synth | prepare | train | run | report | validate | demo`.
+
+Every command is a thin wrapper over a package function; bad input ends with one sentence on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from seqrec.config import MODEL_NAMES
+
+EXPERIMENT_CHOICES = ("exp1", "exp2", "exp3", "exp4")
+
+
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="smoke",
+                   help="settings profile: smoke (tiny, CPU) or thesis (the thesis' sizes)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set seq_len=10 --set lr=0.01 (repeatable)")
+
+
+def _add_data_out(p: argparse.ArgumentParser, data_required: bool = False) -> None:
+    p.add_argument("--data", required=data_required, default=None,
+                   help="raw log: the LastFM-1K TSV or a user,item,timestamp CSV/TSV "
+                        "(default: the built-in generated data)")
+    p.add_argument("--out", required=True, help="output folder (caches, runs, report)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m seqrec",
+        description="Long- and short-term dependencies for sequential recommendation: "
+                    "the thesis' experiments on LastFM-1K or generated data.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a generated log in the LastFM-1K format")
+    p.add_argument("--out", required=True, help="path of the TSV file to write")
+    p.add_argument("--rows", type=int, default=None, help="number of rows")
+    p.add_argument("--users", type=int, default=None, help="number of users")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("prepare", help="read, cache and prepare an experiment's splits")
+    _add_data_out(p)
+    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES)
+    _add_profile(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("train", help="train and evaluate one run of an experiment's protocol")
+    _add_data_out(p)
+    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES)
+    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    _add_profile(p)
+    p.add_argument("--chunk", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print the run record as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("run", help="run an experiment's grid (resumable, shardable)")
+    _add_data_out(p)
+    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES + ("all",))
+    _add_profile(p)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--only", action="append", default=None, metavar="PATTERN",
+                   help="run only run ids matching this glob or substring (repeatable)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run every N-th spec starting at I (machines sharing one --out)")
+    p.add_argument("--baselines", default=None,
+                   help="comma list of count baselines to add (default: all; '' for none)")
+    p.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild the report after")
+
+    p = sub.add_parser("report", help="build tables, figures, report.md and report.pdf")
+    p.add_argument("--out", required=True, help="output folder of the runs")
+    p.add_argument("--experiment", default="all", choices=EXPERIMENT_CHOICES + ("all",))
+    _add_profile(p)
+
+    p = sub.add_parser("demo", help="execute the notebook headlessly on generated data (smoke)")
+    p.add_argument("--out", default="demo_out", help="output folder")
+    p.add_argument("--profile", default="smoke")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
+    return parser
+
+
+def _baselines(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(b for b in text.replace(" ", "").split(",") if b)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from seqrec.data.synthetic import SynthConfig, write_synthetic
+
+    cfg = SynthConfig(seed=args.seed)
+    if args.rows is not None:
+        cfg = replace(cfg, rows=args.rows)
+    if args.users is not None:
+        cfg = replace(cfg, users=args.users)
+    path = write_synthetic(Path(args.out), cfg)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from seqrec.experiments import grid
+    from seqrec.runner import check_writable, data_source
+
+    out = check_writable(args.out)
+    source = data_source(args.data, out)
+    specs = grid(args.experiment, args.profile, args.overrides, baselines=())
+    seen: dict = {}
+    summary: dict = {"data": str(source.path), "experiment": args.experiment, "splits": []}
+    for spec in specs:
+        key = (spec.group, spec.value, spec.chunk)
+        if key in seen:
+            continue
+        seen[key] = True
+        ev = source.events(spec.config.data.item_key)
+        summary.update(rows_read=ev.report.rows_read, lines_skipped=ev.report.lines_skipped,
+                       skipped_examples=ev.report.examples,
+                       users=int(len(ev.user_names)), items=int(len(ev.item_names)))
+        split = source.split(spec.config.data, spec.chunk)
+        s = split.summary()
+        summary["splits"].append({"group": spec.group, "axis": spec.axis, "value": spec.value,
+                                  "chunk": spec.chunk, **s})
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(f"{summary['data']}: {summary['rows_read']:,} rows read, "
+              f"{summary['lines_skipped']:,} damaged lines skipped, {summary['users']:,} users, "
+              f"{summary['items']:,} items")
+        for s in summary["splits"]:
+            w, d = s["windows"], s["dropped_unseen"]
+            print(f"  {s['group']} {s['axis']}={s['value']} chunk {s['chunk']}: "
+                  f"{s['n_items']:,} items; windows train {w['train']:,} val {w['val']:,} "
+                  f"test {w['test']:,}; dropped unseen val {d['val']:,} test {d['test']:,}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from seqrec.experiments import grid
+    from seqrec.runner import data_source, run_specs
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    specs = [s for s in grid(args.experiment, args.profile, overrides, baselines=(),
+                             models=(args.model,)) if s.chunk == args.chunk]
+    if not specs:
+        raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
+                         f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
+    source = data_source(args.data, args.out)
+    (record,) = run_specs(specs[:1], source, args.out, device=args.device,
+                          progress=not args.quiet, log=_log_stderr)
+    if args.json:
+        print(json.dumps(record))
+    else:
+        _print_record(record)
+    return 0 if record.get("status") == "ok" else 1
+
+
+def _log_stderr(*parts) -> None:
+    # with --json, stdout holds the record alone; progress lines go to stderr
+    print(*parts, file=sys.stderr)
+
+
+def _print_record(record: dict) -> None:
+    print(f"{record['run_id']}: {record['status']}"
+          + (f" ({record.get('reason')})" if record.get("status") != "ok" else ""))
+    for k, v in sorted(record.get("metrics", {}).items()):
+        print(f"  {k:>12s} {v:.4f}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from seqrec.runner import plan, run_experiment
+
+    baselines = _baselines(args.baselines)
+    if args.dry_run:
+        rows = plan(args.experiment, args.out, args.profile, args.overrides, args.only,
+                    args.shard, baselines)
+        counts: dict[str, int] = {}
+        for spec, state in rows:
+            counts[state] = counts.get(state, 0) + 1
+            print(f"{state:8s} {spec.run_id}")
+        print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing selected")
+        return 0
+    records = run_experiment(args.experiment, args.out, data=args.data, profile=args.profile,
+                             device=args.device, overrides=args.overrides, only=args.only,
+                             shard_spec=args.shard, baselines=baselines,
+                             progress=not args.quiet, retry_failed=args.retry_failed)
+    failed = sum(r.get("status") != "ok" for r in records)
+    print(f"{len(records)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
+    if not args.no_report:
+        path = _report(args.out, args.experiment, args.profile, args.overrides, baselines)
+        print(f"report: {path}")
+    return 0
+
+
+def _report(out, experiment, profile, overrides, baselines=None) -> Path:
+    from seqrec.report import build_report
+    from seqrec.runner import expected_specs
+
+    expected = expected_specs(experiment, profile, overrides, baselines)
+    return build_report(Path(out), expected=expected)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if not Path(args.out).is_dir():
+        raise ValueError(f"output folder {args.out!r} does not exist; run an experiment first")
+    print(_report(args.out, args.experiment, args.profile, args.overrides))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from seqrec.notebook import run_notebook
+
+    run_notebook(Path(args.out), profile=args.profile, timeout=args.timeout)
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "train": cmd_train, "run": cmd_run,
+            "report": cmd_report, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,206 @@
+"""Rank-based next-item metrics on the device: Recall@k, MRR@k, NDCG@k, with a tie policy.
+
+The target of every window is ranked against ALL items (no sampled negatives: Krichene and
+Rendle, "On Sampled Metrics for Item Recommendation", KDD 2020). Items already in the window's
+history are not masked (people replay music). One comparison pass over the scores `[B, n_items]`
+gives every window's rank; no Python loop runs per window.
+
+Tie policies (the rank is 1-based; `greater` / `equal` count the items whose score is strictly
+greater than / equal to the target's score, the target itself included in `equal`):
+
+- ``conservative``: rank = greater + equal. Ties count against the model, so a model that scores
+  every item the same ranks every target last and gets about zero (GRU4Rec's evaluation rule).
+- ``optimistic``: rank = 1 + greater. Ties count for the model.
+- ``expected``: rank = 1 + greater + (equal - 1) / 2, the mean position of the target when its
+  tied group is put in a uniformly random order. This rank can be a half-integer.
+
+How a rank r (integer or half-integer) becomes a metric, for every policy alike:
+Recall@k = [r <= k]; MRR@k = [r <= k] / r; NDCG@k = [r <= k] / log2(1 + r) (one relevant item,
+so the ideal DCG is 1; Jarvelin and Kekalainen, ACM TOIS 2002). For ``expected`` these are the
+metrics OF the expected rank, not the expected metrics over random tie-breaks: a target tied
+across the cut-off counts as a hit exactly when its mean position is within k. A target whose
+own score is NaN counts as a miss.
+
+Streaming and exact: the accumulator keeps a histogram of twice the rank (an integer under all
+three policies) over `1 .. 2 max(ks)`, one row per popularity third of the target item, plus an
+overflow bin. Every metric is a fixed function of that integer histogram, so results are
+bitwise identical for any evaluation batch size. Only the mean loss is a float sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from seqrec.config import TIE_POLICIES, RunConfig
+from seqrec.data.windows import THIRDS, DeviceWindows, Split, Windows
+
+METRIC_NAMES = ("recall", "mrr", "ndcg")
+
+
+def twice_rank(scores: Tensor, target: Tensor, ties: str) -> Tensor:
+    """Twice the 1-based rank of each target among all items under a tie policy.
+
+    `scores` `[B, n_items]` (any float dtype), `target` int64 `[B]` -> int64 `[B]`. Twice the rank
+    is an integer under all policies (the ``expected`` rank is a half-integer). A NaN target score
+    gives 0, which the accumulator treats as a miss.
+    """
+    if ties not in TIE_POLICIES:
+        raise ValueError(f"ties must be one of {TIE_POLICIES}, got {ties!r}")
+    t = scores.gather(1, target.unsqueeze(1))  # [B, 1]
+    # One comparison pass per count; comparisons with a NaN target are all False, hence 0.
+    if ties == "conservative":
+        return 2 * (scores >= t).sum(dim=1)
+    greater = (scores > t).sum(dim=1)  # [B]
+    if ties == "optimistic":
+        return torch.where(t.squeeze(1).isnan(), 0, 2 * (1 + greater))
+    at_least = (scores >= t).sum(dim=1)  # [B], = greater + equal
+    # 2 (1 + greater + (equal - 1) / 2) = 1 + greater + at_least
+    return torch.where(t.squeeze(1).isnan(), 0, 1 + greater + at_least)
+
+
+def rank_weights(max_k: int) -> dict[str, Tensor]:
+    """Per histogram bin h (h = twice the rank, 0 .. 2 max_k + 1), the value each metric takes.
+
+    Bin 0 (NaN target) and bin 2 max_k + 1 (rank beyond every cut-off) are misses; the cut-off k
+    is applied later by summing bins 1 .. 2k. Returns float64 `[2 max_k + 2]` per metric.
+    """
+    h = torch.arange(2 * max_k + 2, dtype=torch.float64)
+    r = h / 2
+    hit = (h >= 1) & (h <= 2 * max_k)
+    safe = torch.where(hit, r, torch.ones_like(r))
+    return {
+        "recall": hit.double(),
+        "mrr": torch.where(hit, 1.0 / safe, 0.0),
+        "ndcg": torch.where(hit, 1.0 / torch.log2(1.0 + safe), 0.0),
+    }
+
+
+@dataclass
+class MetricAccumulator:
+    """Sums over windows, streamed batch by batch: a rank histogram per group, loss sums.
+
+    `groups` rows: the popularity thirds of the target (0 popular, 1 semi, 2 unpopular), or any
+    other small integer grouping the caller passes to `update`. Tensors live on `device` so an
+    update never leaves it; `result` reads them back once.
+    """
+
+    ks: tuple[int, ...]
+    ties: str
+    device: torch.device
+    groups: int = 3
+    hist: Tensor = field(init=False)  # int64 [groups, 2 max_k + 2]
+    loss_sum: Tensor = field(init=False)  # float64 [groups]
+
+    def __post_init__(self) -> None:
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be >= 1, got {self.ks}")
+        if self.ties not in TIE_POLICIES:
+            raise ValueError(f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
+        self.bins = 2 * max(self.ks) + 2
+        self.hist = torch.zeros(self.groups, self.bins, dtype=torch.int64, device=self.device)
+        self.loss_sum = torch.zeros(self.groups, dtype=torch.float64, device=self.device)
+
+    def update(self, scores: Tensor, target: Tensor, group: Tensor, loss: Tensor | None = None
+               ) -> None:
+        """Add a batch: `scores [B, n_items]`, `target` int64 `[B]`, `group` int64 `[B]` in
+        `[0, groups)`, optional per-window loss `[B]`."""
+        h = twice_rank(scores, target, self.ties).clamp_(max=self.bins - 1)  # [B]
+        self.hist += torch.bincount(group * self.bins + h, minlength=self.groups * self.bins
+                                    ).view(self.groups, self.bins)
+        if loss is not None:
+            self.loss_sum.index_add_(0, group, loss.double())
+
+    def result(self) -> dict:
+        """Metrics overall and per group, from the histogram (host-side, float64).
+
+        Returns {"metrics": {"recall@k": .., "mrr@k": .., "ndcg@k": ..}, "by_group":
+        [metrics dict or None when the group is empty], "counts": [int], "n_windows": int,
+        "loss": mean loss or None, "group_loss": [mean or None]}.
+        """
+        hist = self.hist.cpu().double()  # [G, bins]
+        counts = hist.sum(dim=1)  # [G]
+        weights = rank_weights(max(self.ks))
+        loss_sum = self.loss_sum.cpu()
+
+        def summarise(row: Tensor, n: float) -> dict[str, float] | None:
+            if n == 0:
+                return None
+            out: dict[str, float] = {}
+            for k in sorted(self.ks):
+                for name in METRIC_NAMES:
+                    out[f"{name}@{k}"] = float((row[: 2 * k + 1] * weights[name][: 2 * k + 1]
+                                                ).sum() / n)
+            return out
+
+        total = hist.sum(dim=0)
+        n = float(counts.sum())
+        return {
+            "metrics": summarise(total, n) or {},
+            "by_group": [summarise(hist[g], float(counts[g])) for g in range(self.groups)],
+            "counts": [int(c) for c in counts],
+            "n_windows": int(n),
+            "loss": float(loss_sum.sum() / n) if n else None,
+            "group_loss": [float(loss_sum[g] / counts[g]) if counts[g] else None
+                           for g in range(self.groups)],
+        }
+
+
+def _eval_batches(n: int, batch_size: int, device: torch.device):
+    """Consecutive index batches covering all n windows (the last one may be smaller)."""
+    for lo in range(0, n, batch_size):
+        yield torch.arange(lo, min(lo + batch_size, n), device=device)
+
+
+def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Split,
+             cfg: RunConfig, device: torch.device) -> dict:
+    """Evaluate `model` on every window (none dropped), ranking each target among all items.
+
+    Popularity thirds of the target come from `split.item_counts` only (cf. thesis defect 4).
+    Batches of `cfg.train.eval_batch_size`; autocast when `cfg.train.amp` on CUDA. Returns
+    {"metrics": {"recall@k", "mrr@k", "ndcg@k" for k in cfg.eval.ks}, "metrics_by_popularity":
+    {"popular", "semi", "unpopular": same keys, or None for an empty third},
+    "n_windows_by_popularity": {...}, "n_windows": int, "loss": mean cross-entropy}.
+    """
+    dw = windows if isinstance(windows, DeviceWindows) else windows.to(device)
+    if len(dw) == 0:
+        raise ValueError("evaluate got no windows; the split part is empty (lower seq_len or "
+                         "use a larger chunk)")
+    thirds = torch.as_tensor(split.thirds.astype(np.int64), device=device)  # [n_items]
+    acc = MetricAccumulator(tuple(cfg.eval.ks), cfg.eval.ties, device, groups=len(THIRDS))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast(device, cfg.train.amp):
+            for idx in _eval_batches(len(dw), cfg.train.eval_batch_size, device):
+                items, users, target = dw.batch(idx)
+                scores = model(items, users)  # [B, n_items]
+                if scores.shape != (idx.shape[0], split.n_items):
+                    raise ValueError(f"model returned scores of shape {tuple(scores.shape)}, "
+                                     f"expected {(idx.shape[0], split.n_items)}; build it with "
+                                     f"the split's n_items")
+                loss = F.cross_entropy(scores.float(), target, reduction="none")  # [B]
+                acc.update(scores, target, thirds[target], loss)
+    finally:
+        model.train(was_training)
+    res = acc.result()
+    return {
+        "metrics": res["metrics"],
+        "metrics_by_popularity": dict(zip(THIRDS, res["by_group"], strict=True)),
+        "n_windows_by_popularity": dict(zip(THIRDS, res["counts"], strict=True)),
+        "n_windows": res["n_windows"],
+        "loss": res["loss"],
+    }
+
+
+def autocast(device: torch.device, amp: bool):
+    """Autocast on CUDA when `amp` is asked for (bfloat16 where supported, else float16);
+    a no-op context elsewhere, so CPU results never change with the setting."""
+    on = bool(amp) and device.type == "cuda"
+    dtype = torch.bfloat16 if on and torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=on)
+

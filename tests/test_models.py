@@ -60,7 +60,7 @@ def test_gru_paths_equal_plain_reference(dropout):
     m = GRU(small_cfg("gru", input_dropout=dropout), N_ITEMS, N_USERS).double()
     items, _ = batch()
     x = m.input.embedding(items)
-    w_ih, b_ih = m.input.linear.weight, m.input.linear.bias
+    w_ih, b_ih = m.input.proj.weight, m.input.bias
     h0 = torch.zeros(4, 8, dtype=torch.float64)
     ref = plain_gru(x, h0, w_ih, m.weight_hh, b_ih, m.bias_hh)
     m.eval()
@@ -88,7 +88,7 @@ def test_gru_one_hot_equals_one_hot_matmul():
     assert not m.uses_fused() and m.input.one_hot
     items, _ = batch()
     x = torch.nn.functional.one_hot(items, N_ITEMS).double()  # [B, T, n_items]
-    ref = plain_gru(x, torch.zeros(4, 8, dtype=torch.float64), m.input.onehot_weight.T,
+    ref = plain_gru(x, torch.zeros(4, 8, dtype=torch.float64), m.input.proj.weight.T,
                     m.weight_hh, m.input.bias, m.bias_hh)
     torch.testing.assert_close(m(items), m.output(ref[:, -1]), rtol=1e-10, atol=1e-12)
 

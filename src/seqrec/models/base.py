@@ -39,33 +39,60 @@ def uniform_init_(module: nn.Module, scale: float = INIT_SCALE) -> None:
         nn.init.uniform_(p, -scale, scale)
 
 
-class InputProjection(nn.Module):
-    """`W x + b` for item ids, where x is a learned embedding or a one-hot vector.
+class IdProjection(nn.Module):
+    """`W x` (no bias) for ids whose vector x is a learned embedding or a one-hot vector.
 
-    Shapes: ids `[B, T]` -> `[B, T, out_size]`.
+    Shapes: `ids [B, T]` (and, with an embedding, `x [B, T, E]`) -> `[B, T, out_size]`.
 
     With `embedding_size == -1` (exp 3, one-hot input) x is the one-hot vector of the id, so
-    `W x` is the id's column of W. We store W transposed, `[n_items, out_size]`, and gather its
+    `W x` is the id's column of W. We store W transposed, `[n_ids, out_size]`, and gather its
     rows (an embedding lookup): the same function as a one-hot matmul, at O(B T out) instead of
-    O(B T n_items out) and without a `[B, T, n_items]` one-hot tensor. In that mode the gathered
-    table is the input weight (it gets the weight decay of weights, not of embeddings).
+    O(B T n_ids out) and without a `[B, T, n_ids]` one-hot tensor. Either way the parameter is
+    called `weight` and counts as a weight (not an embedding) for weight decay.
     """
 
     def __init__(self, n_ids: int, embedding_size: int, out_size: int) -> None:
         super().__init__()
         self.one_hot = embedding_size == -1
-        if self.one_hot:
-            self.onehot_weight = nn.Parameter(torch.empty(n_ids, out_size))
-            self.bias = nn.Parameter(torch.empty(out_size))
-        else:
-            self.embedding = nn.Embedding(n_ids, embedding_size)
-            self.linear = nn.Linear(embedding_size, out_size)
+        shape = (n_ids, out_size) if self.one_hot else (out_size, embedding_size)
+        self.weight = nn.Parameter(torch.empty(shape))
         uniform_init_(self)
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, x: Tensor | None) -> Tensor:
         if self.one_hot:
-            return F.embedding(ids, self.onehot_weight) + self.bias  # [B, T, out]
-        return self.linear(self.embedding(ids))  # [B, T, out]
+            return F.embedding(ids, self.weight)  # [B, T, out]
+        return F.linear(x, self.weight)  # [B, T, out]
+
+
+def make_embedding(n_ids: int, embedding_size: int) -> nn.Embedding | None:
+    """A uniform(-0.1, 0.1) embedding table, or None for one-hot input (`embedding_size == -1`)."""
+    if embedding_size == -1:
+        return None
+    emb = nn.Embedding(n_ids, embedding_size)
+    uniform_init_(emb)
+    return emb
+
+
+class InputProjection(nn.Module):
+    """`W x + b` for item ids, x a learned embedding (`embedding`) or one-hot (see IdProjection).
+
+    Shapes: ids `[B, T]` -> `[B, T, out_size]`.
+    """
+
+    def __init__(self, n_ids: int, embedding_size: int, out_size: int) -> None:
+        super().__init__()
+        self.one_hot = embedding_size == -1
+        self.embedding = make_embedding(n_ids, embedding_size)
+        self.proj = IdProjection(n_ids, embedding_size, out_size)
+        self.bias = nn.Parameter(torch.empty(out_size))
+        uniform_init_(self)
+
+    def embed(self, ids: Tensor) -> Tensor | None:
+        """The item vectors `[B, T, E]`, or None for one-hot input."""
+        return None if self.embedding is None else self.embedding(ids)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.proj(ids, self.embed(ids)) + self.bias  # [B, T, out]
 
 
 class RecurrentRecommender(nn.Module):

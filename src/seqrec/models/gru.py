@@ -89,8 +89,7 @@ class GRU(RecurrentRecommender):
         """items `[B, T]` -> (hidden states `[B, T, H]`, last state). `users` is ignored."""
         if self.uses_fused():
             x = self.input.embedding(items)  # [B, T, E]
-            weights = [self.input.linear.weight, self.weight_hh,
-                       self.input.linear.bias, self.bias_hh]
+            weights = [self.input.proj.weight, self.weight_hh, self.input.bias, self.bias_hh]
             out, h_n = torch.gru(x, state.h.unsqueeze(0).contiguous(), weights, True, 1, 0.0,
                                  self.training, False, True)
             return out, GRUState(h_n[0])

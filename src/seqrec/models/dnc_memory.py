@@ -1,0 +1,262 @@
+"""DNC memory addressing: functions that take the memory state and an interface, and return the
+next state (Graves et al., "Hybrid computing using a neural network with dynamic external
+memory", Nature 538, 2016, Methods; Csordas and Schmidhuber, "Improving Differentiable Neural
+Computers Through Memory Masking, De-allocation, and Link Distribution Sharpness Control", ICLR
+2019, section 3).
+
+Shapes: B batch, N memory cells, W word size, R read heads.
+
+Per step, in Graves' order (Methods, "Dynamic memory allocation" ... "Read weighting"):
+    psi = prod_i (1 - f_i w^r_i,t-1)                                retention          [B, N]
+    u_t = (u_t-1 + w^w_t-1 - u_t-1 * w^w_t-1) * psi                 usage              [B, N]
+    a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i], phi = argsort(u) allocation         [B, N]
+    c^w = C(M_t-1, k^w, beta^w)                                     write content      [B, N]
+    w^w = g_w (g_a a + (1 - g_a) c^w)                               write weights      [B, N]
+    M_t = M_t-1 * (1 - w^w e^T) + w^w v^T                           memory          [B, N, W]
+    L_t[i, j] = (1 - w_i - w_j) L_t-1[i, j] + w_i p_t-1[j], L[i, i] = 0                [B, N, N]
+    p_t = (1 - sum w^w) p_t-1 + w^w                                 precedence         [B, N]
+    f_i = L_t w^r_i,t-1;  b_i = L_t^T w^r_i,t-1                     link reads      [B, R, N]
+    w^r_i = pi_i,1 b_i + pi_i,2 C(M_t, k^r_i, beta^r_i) + pi_i,3 f_i
+    r_i = M_t^T w^r_i                                               read vectors    [B, R, W]
+with C(M, k, beta)[n] = softmax_n(beta * cos(M[n], k)), beta = oneplus(.) = 1 + softplus(.).
+
+Csordas and Schmidhuber's three changes, each a switch in `MemoryOptions`:
+- masked_lookup (their eq. for masked content addressing): every key comes with a mask
+  m = sigmoid(.) in [0, 1]^W and the similarity is cos(M[n] * m, k * m), so the network can look
+  up by part of a word (key-value separation).
+- dealloc_content (de-allocation): the retention vector also wipes freed cells,
+  M_t = M_t-1 * psi 1^T * (1 - w^w e^T) + w^w v^T, so freed content cannot alias a lookup.
+- link_sharpness (sharpness control): f_i = S(L_t w^r_i, s^f_i), b_i = S(L_t^T w^r_i, s^b_i)
+  with S(d, s)[n] = d[n]^s / sum_m d[m]^s and s = oneplus(.) >= 1, against the blur that
+  accumulates in chained link reads.
+
+Numerical safety in float32: cosine similarity divides by (|a| |b| + EPS); allocation works on
+usage mapped into [EPS, 1] (so products never hit exact 0 on the way, as Graves' reference
+implementation does); S(d, s) raises d clamped at TINY to s (no 0 ** s gradient NaN) and divides
+by (sum + EPS), which keeps link-read sums below 1 and an empty link matrix reading ~0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+EPS = 1e-6
+TINY = 1e-20
+
+
+class MemoryOptions(NamedTuple):
+    """Csordas and Schmidhuber (2019) switches; all on by default (ModelConfig fields)."""
+
+    masked_lookup: bool = True
+    dealloc_content: bool = True
+    link_sharpness: bool = True
+
+
+class MemoryState(NamedTuple):
+    """Memory and addressing state of one step.
+
+    memory `[B, N, W]`, usage `[B, N]`, link `[B, N, N]`, precedence `[B, N]`,
+    read_weights `[B, R, N]`, write_weights `[B, N]`.
+    """
+
+    memory: Tensor
+    usage: Tensor
+    link: Tensor
+    precedence: Tensor
+    read_weights: Tensor
+    write_weights: Tensor
+
+
+class Interface(NamedTuple):
+    """The controller's commands to the memory for one step (already squashed to their ranges).
+
+    read_keys `[B, R, W]`, read_strengths `[B, R]` (>= 1), write_key `[B, W]`, write_strength
+    `[B]` (>= 1), erase `[B, W]` in [0, 1], write_vector `[B, W]`, free_gates `[B, R]`,
+    alloc_gate `[B]`, write_gate `[B]` in [0, 1], read_modes `[B, R, 3]` (backward, content,
+    forward; rows sum to 1); read_masks `[B, R, W]`, write_mask `[B, W]` (None without
+    masked_lookup); forward_sharpness, backward_sharpness `[B, R]` (>= 1; None without
+    link_sharpness).
+    """
+
+    read_keys: Tensor
+    read_strengths: Tensor
+    write_key: Tensor
+    write_strength: Tensor
+    erase: Tensor
+    write_vector: Tensor
+    free_gates: Tensor
+    alloc_gate: Tensor
+    write_gate: Tensor
+    read_modes: Tensor
+    read_masks: Tensor | None
+    write_mask: Tensor | None
+    forward_sharpness: Tensor | None
+    backward_sharpness: Tensor | None
+
+
+def _sizes(word: int, heads: int, opts: MemoryOptions) -> list[int]:
+    sizes = [heads * word, heads, word, 1, word, word, heads, 1, 1, 3 * heads]
+    if opts.masked_lookup:
+        sizes += [heads * word, word]
+    if opts.link_sharpness:
+        sizes += [heads, heads]
+    return sizes
+
+
+def interface_size(word: int, heads: int, opts: MemoryOptions) -> int:
+    """Length of the raw interface vector the controller emits."""
+    return sum(_sizes(word, heads, opts))
+
+
+def oneplus(x: Tensor) -> Tensor:
+    """1 + softplus(x), in [1, inf) (Graves et al. 2016, Methods)."""
+    return 1 + F.softplus(x)
+
+
+def split_interface(raw: Tensor, word: int, heads: int, opts: MemoryOptions) -> Interface:
+    """Cut the raw interface vector `[B, I]` into its parts and squash each to its range."""
+    b = raw.shape[0]
+    parts = list(torch.split(raw, _sizes(word, heads, opts), dim=1))
+    rk, rs, wk, ws, er, wv, fg, ag, wg, rm = parts[:10]
+    rest = parts[10:]
+    read_masks = write_mask = fwd = bwd = None
+    if opts.masked_lookup:
+        read_masks = torch.sigmoid(rest[0]).view(b, heads, word)
+        write_mask = torch.sigmoid(rest[1])
+        rest = rest[2:]
+    if opts.link_sharpness:
+        fwd, bwd = oneplus(rest[0]), oneplus(rest[1])
+    return Interface(
+        read_keys=rk.view(b, heads, word), read_strengths=oneplus(rs),
+        write_key=wk, write_strength=oneplus(ws[:, 0]), erase=torch.sigmoid(er),
+        write_vector=wv, free_gates=torch.sigmoid(fg), alloc_gate=torch.sigmoid(ag[:, 0]),
+        write_gate=torch.sigmoid(wg[:, 0]), read_modes=torch.softmax(rm.view(b, heads, 3), -1),
+        read_masks=read_masks, write_mask=write_mask,
+        forward_sharpness=fwd, backward_sharpness=bwd,
+    )
+
+
+def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor,
+                    masks: Tensor | None = None) -> Tensor:
+    """C(M, k, beta, m): softmax over cells of beta * cos(M[n] * m, k * m).
+
+    memory `[B, N, W]`, keys `[B, K, W]`, strengths `[B, K]`, masks `[B, K, W]` or None
+    (unmasked, Graves 2016) -> `[B, K, N]`.
+    """
+    if masks is None:
+        dots = torch.bmm(keys, memory.transpose(1, 2))  # [B, K, N]
+        mem_norm = memory.norm(dim=2).unsqueeze(1)  # [B, 1, N]
+    else:
+        # (M[n] m) . (k m) = M[n] . (k m^2), and |M[n] m| = sqrt((M^2)[n] . m^2): no [B, K, N, W].
+        m2 = masks * masks  # [B, K, W]
+        dots = torch.bmm(keys * m2, memory.transpose(1, 2))
+        # + TINY: sqrt's gradient at an empty cell stays finite.
+        mem_norm = (torch.bmm(m2, (memory * memory).transpose(1, 2)).clamp_min(0) + TINY).sqrt()
+        keys = keys * masks
+    key_norm = keys.norm(dim=2, keepdim=True)  # [B, K, 1]
+    cos = dots / (key_norm * mem_norm + EPS)
+    return torch.softmax(strengths.unsqueeze(2) * cos, dim=2)
+
+
+def retention(free_gates: Tensor, read_weights: Tensor) -> Tensor:
+    """psi = prod_i (1 - f_i w^r_i): free_gates `[B, R]`, read_weights `[B, R, N]` -> `[B, N]`."""
+    return torch.prod(1 - free_gates.unsqueeze(2) * read_weights, dim=1)
+
+
+def update_usage(usage: Tensor, write_weights: Tensor, psi: Tensor) -> Tensor:
+    """u_t = (u + w^w - u w^w) psi, with the previous step's write weights; all `[B, N]`."""
+    return (usage + write_weights - usage * write_weights) * psi
+
+
+def allocation_weights(usage: Tensor) -> Tensor:
+    """a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i], phi = usage sorted ascending; `[B, N]`.
+
+    The sort order is not differentiated (a permutation), as in Graves et al. 2016.
+    """
+    usage = EPS + (1 - EPS) * usage
+    sorted_usage, order = torch.sort(usage, dim=1)
+    # Exclusive cumulative product: prod of the usages of all freer cells.
+    before = torch.cumprod(torch.cat([torch.ones_like(sorted_usage[:, :1]),
+                                      sorted_usage[:, :-1]], dim=1), dim=1)
+    sorted_alloc = (1 - sorted_usage) * before
+    return torch.empty_like(sorted_alloc).scatter_(1, order, sorted_alloc)
+
+
+def write_weighting(memory: Tensor, usage: Tensor, iface: Interface) -> Tensor:
+    """w^w = g_w (g_a a + (1 - g_a) c^w) from the pre-write memory `[B, N, W]` -> `[B, N]`."""
+    mask = None if iface.write_mask is None else iface.write_mask.unsqueeze(1)
+    content = content_weights(memory, iface.write_key.unsqueeze(1),
+                              iface.write_strength.unsqueeze(1), mask)[:, 0]  # [B, N]
+    alloc = allocation_weights(usage)
+    g_a = iface.alloc_gate.unsqueeze(1)
+    return iface.write_gate.unsqueeze(1) * (g_a * alloc + (1 - g_a) * content)
+
+
+def write_memory(memory: Tensor, write_weights: Tensor, erase: Tensor, vector: Tensor,
+                 psi: Tensor | None = None) -> Tensor:
+    """M * (1 - w e^T) + w v^T, first scaled by psi per cell when psi is given (Csordas'
+    de-allocation). memory `[B, N, W]`, write_weights, psi `[B, N]`, erase, vector `[B, W]`."""
+    w = write_weights.unsqueeze(2)  # [B, N, 1]
+    keep = 1 - w * erase.unsqueeze(1)  # [B, N, W]
+    if psi is not None:
+        keep = keep * psi.unsqueeze(2)
+    return memory * keep + w * vector.unsqueeze(1)
+
+
+def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Temporal link matrix and precedence: link `[B, N, N]`, precedence, write_weights `[B, N]`.
+
+    L[i, j] <- (1 - w_i - w_j) L[i, j] + w_i p[j] with a zero diagonal (L[i, j] ~ "i was written
+    right after j"), then p <- (1 - sum w) p + w.
+    """
+    w_i = write_weights.unsqueeze(2)  # [B, N, 1]
+    w_j = write_weights.unsqueeze(1)  # [B, 1, N]
+    link = (1 - w_i - w_j) * link + w_i * precedence.unsqueeze(1)
+    link = link * (1 - torch.eye(link.shape[1], dtype=link.dtype, device=link.device))
+    precedence = (1 - write_weights.sum(1, keepdim=True)) * precedence + write_weights
+    return link, precedence
+
+
+def sharpen(d: Tensor, s: Tensor) -> Tensor:
+    """S(d, s) = d^s / (sum d^s + EPS) over the last axis: d `[B, R, N]` >= 0, s `[B, R]` >= 1."""
+    p = d.clamp_min(TINY) ** s.unsqueeze(2)
+    return p / (p.sum(2, keepdim=True) + EPS)
+
+
+def read_weighting(memory: Tensor, link: Tensor, prev_read: Tensor, iface: Interface) -> Tensor:
+    """w^r = pi_b b + pi_c c + pi_f f from the post-write memory and link -> `[B, R, N]`."""
+    forward = torch.bmm(prev_read, link.transpose(1, 2))  # f_i = L w_i            [B, R, N]
+    backward = torch.bmm(prev_read, link)  # b_i = L^T w_i                         [B, R, N]
+    if iface.forward_sharpness is not None:
+        forward = sharpen(forward, iface.forward_sharpness)
+        backward = sharpen(backward, iface.backward_sharpness)
+    content = content_weights(memory, iface.read_keys, iface.read_strengths, iface.read_masks)
+    modes = iface.read_modes  # [B, R, 3]
+    return modes[..., 0:1] * backward + modes[..., 1:2] * content + modes[..., 2:3] * forward
+
+
+def memory_step(state: MemoryState, iface: Interface,
+                opts: MemoryOptions) -> tuple[Tensor, MemoryState]:
+    """One memory step (order in the module docstring) -> (read vectors `[B, R, W]`, state)."""
+    psi = retention(iface.free_gates, state.read_weights)
+    usage = update_usage(state.usage, state.write_weights, psi)
+    write_w = write_weighting(state.memory, usage, iface)
+    memory = write_memory(state.memory, write_w, iface.erase, iface.write_vector,
+                          psi if opts.dealloc_content else None)
+    link, precedence = update_link(state.link, state.precedence, write_w)
+    read_w = read_weighting(memory, link, state.read_weights, iface)
+    read_vectors = torch.bmm(read_w, memory)  # [B, R, W]
+    return read_vectors, MemoryState(memory, usage, link, precedence, read_w, write_w)
+
+
+def initial_memory(batch: int, cells: int, word: int, heads: int, device: torch.device,
+                   dtype: torch.dtype) -> MemoryState:
+    """An empty memory: every tensor zero."""
+    def z(*shape: int) -> Tensor:
+        return torch.zeros(*shape, device=device, dtype=dtype)
+    return MemoryState(z(batch, cells, word), z(batch, cells), z(batch, cells, cells),
+                       z(batch, cells), z(batch, heads, cells), z(batch, cells))

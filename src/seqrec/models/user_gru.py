@@ -1,0 +1,150 @@
+"""User-based GRU (Donkers, Loepp and Ziegler, "Sequential User-based Recurrent Neural Network
+Recommendations", RecSys 2017), attentional user integration, as THESIS_PROTOCOL.md states it.
+
+Per step, with item vector x `[B, E]`, user vector u `[B, E]` and previous state h `[B, H]`:
+    a = sigmoid(W_a [h; x; u] + b_a)                      attention, one scalar per sample
+    i = dropout_0.2(W_i((1 - a) x) + b_i)                 input gates i_r, i_z, i_n  [B, 3H]
+    u_n = dropout_0.5(W_u (a u))                          user term, candidate only  [B, H]
+    g = W_h h + b_h                                       h_r, h_z, h_n              [B, 3H]
+    r = sigmoid(i_r + h_r);  z = sigmoid(i_z + h_z)
+    k = tanh(r * h_n + i_n + u_n);  h' = (1 - z) * h + z * k
+
+Decisions (documented because the protocol leaves them open):
+- `a` is a scalar per sample and step (W_a has one output row): it weighs the item input
+  against the user input, the reading of "attentional" integration as a convex mix of the two
+  sources. A scalar also commutes with the linear maps, `W_i((1 - a) x) = (1 - a) W_i x`, so
+  every projection of x and u is computed for all steps in one matmul and only the `[H] -> [3H
+  + 1]` recurrent product is in the loop.
+- The user term feeds the candidate k only (u_n), not r or z, exactly as the protocol writes;
+  W_u has no bias (b_i already gives the candidate a bias).
+- Dropout masks multiply the whole pre-activation of each term (bias included for i), the
+  placement "dropout on the input projection" of the vanilla GRU.
+- The paper also describes linear and rectified-linear user integrations; their exact formulas
+  could not be established from available sources, so only the attentional variant is built
+  (ModelConfig.user_integration accepts only "attentional").
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from seqrec.config import ModelConfig
+from seqrec.models.base import IdProjection, RecurrentRecommender, make_embedding, uniform_init_
+from seqrec.models.gru import GRUState
+
+
+class UserGRUInputs(NamedTuple):
+    """Everything of one step that does not depend on h (all steps: a leading `[B, T, ...]`).
+
+    gx `[B, 3H]`: W_i x (no bias, no dropout); mask `[B, 3H]`: dropout mask of i, already scaled
+    by 1 / (1 - p) (ones when dropout is off); ax `[B, 1]`: the x and u parts of W_a [h; x; u];
+    gu `[B, H]`: dropout_0.5(W_u u).
+    """
+
+    gx: Tensor
+    mask: Tensor
+    ax: Tensor
+    gu: Tensor
+
+
+def user_gru_step(
+    inp: UserGRUInputs, state: GRUState, w_hh: Tensor, b_hh: Tensor, b_i: Tensor
+) -> GRUState:
+    """One user-based GRU step (formulas in the module docstring).
+
+    w_hh `[3H + 1, H]` stacks W_h (rows 0..3H-1) and the h part of W_a (last row); b_hh
+    `[3H + 1]` stacks b_h and b_a; b_i `[3H]`.
+    """
+    h = state.h
+    n_h = h.shape[1]
+    g = torch.addmm(b_hh, h, w_hh.t())  # [B, 3H + 1]
+    a = torch.sigmoid(g[:, 3 * n_h:] + inp.ax)  # [B, 1]
+    i = inp.mask * ((1 - a) * inp.gx + b_i)  # [B, 3H]
+    rz = torch.sigmoid(i[:, : 2 * n_h] + g[:, : 2 * n_h])
+    r, z = rz[:, :n_h], rz[:, n_h:]
+    k = torch.tanh(r * g[:, 2 * n_h: 3 * n_h] + i[:, 2 * n_h:] + a * inp.gu)
+    return GRUState(h + z * (k - h))  # = (1 - z) h + z k
+
+
+def user_gru_recurrence(
+    inp: UserGRUInputs, state: GRUState, w_hh: Tensor, b_hh: Tensor, b_i: Tensor
+) -> tuple[Tensor, GRUState]:
+    """Loop `user_gru_step` over time: inputs `[B, T, ...]` -> (states `[B, T, H]`, last)."""
+    outputs = []
+    for t in range(inp.gx.shape[1]):
+        step = UserGRUInputs(inp.gx[:, t], inp.mask[:, t], inp.ax[:, t], inp.gu[:, t])
+        state = user_gru_step(step, state, w_hh, b_hh, b_i)
+        outputs.append(state.h)
+    return torch.stack(outputs, 1), state
+
+
+class UserGRUInput(nn.Module):
+    """The h-independent projections of the user-based GRU cell, for all steps at once.
+
+    Parameters: item and user embeddings (`embedding_size`, or one-hot when -1), `item_proj`
+    (`[W_i; W_a,x]`, E -> 3H + 1), `user_attn` (W_a,u, E -> 1), `user_proj` (W_u, E -> H, the
+    layer that gets user_weight_decay), `bias_i` (b_i).
+    """
+
+    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int, n_out: int) -> None:
+        super().__init__()
+        e = cfg.embedding_size
+        self.n_out = n_out
+        self.input_dropout = cfg.input_dropout
+        self.user_dropout = cfg.user_dropout
+        self.item_embedding = make_embedding(n_items, e)
+        self.user_embedding = make_embedding(n_users, e)
+        self.item_proj = IdProjection(n_items, e, 3 * n_out + 1)
+        self.user_attn = IdProjection(n_users, e, 1)
+        self.user_proj = IdProjection(n_users, e, n_out)
+        self.bias_i = nn.Parameter(torch.empty(3 * n_out))
+        uniform_init_(self)
+
+    def item_vectors(self, items: Tensor) -> Tensor | None:
+        return None if self.item_embedding is None else self.item_embedding(items)
+
+    def forward(self, items: Tensor, users: Tensor) -> UserGRUInputs:
+        """items, users `[B, T]` -> `UserGRUInputs` with a time axis `[B, T, ...]`."""
+        u = None if self.user_embedding is None else self.user_embedding(users)
+        px = self.item_proj(items, self.item_vectors(items))  # [B, T, 3H + 1]
+        gx, ax = px[..., : 3 * self.n_out], px[..., 3 * self.n_out:]
+        ax = ax + self.user_attn(users, u)  # [B, T, 1]
+        gu = F.dropout(self.user_proj(users, u), self.user_dropout, self.training)  # [B, T, H]
+        if self.training and self.input_dropout > 0:
+            # The mask itself (scaled), so that i = mask * (...) is dropout of the whole term.
+            mask = F.dropout(torch.ones_like(gx), self.input_dropout, True)
+        else:
+            mask = torch.ones(1, 1, 1, dtype=gx.dtype, device=gx.device).expand_as(gx)
+        return UserGRUInputs(gx, mask, ax, gu)
+
+
+class UserGRU(RecurrentRecommender):
+    """Item and user ids -> user-based GRU -> linear layer to all items.
+
+    Path: the h-independent projections for all steps in one pass (`UserGRUInput`), then a
+    Python loop over the recurrence only (`user_gru_recurrence`); no fused kernel computes this
+    cell. Parameters beyond `UserGRUInput`: `weight_hh [3H + 1, H]`, `bias_hh [3H + 1]`.
+    """
+
+    uses_users = True
+
+    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int) -> None:
+        super().__init__(n_items, n_users, cfg.hidden_size)
+        hidden = cfg.hidden_size
+        self.hidden_size = hidden
+        self.input = UserGRUInput(cfg, n_items, n_users, hidden)
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden + 1, hidden))
+        self.bias_hh = nn.Parameter(torch.empty(3 * hidden + 1))
+        uniform_init_(self)
+
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> GRUState:
+        return GRUState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype))
+
+    def run(self, items: Tensor, users: Tensor | None, state: GRUState) -> tuple[Tensor, GRUState]:
+        """items, users `[B, T]` -> (hidden states `[B, T, H]`, last state)."""
+        inp = self.input(items, users)
+        return user_gru_recurrence(inp, state, self.weight_hh, self.bias_hh, self.input.bias_i)

@@ -1,0 +1,112 @@
+"""SASRec: causality, batch independence, gradients, param groups, a toy task, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from seqrec.config import ModelConfig
+from seqrec.models.sasrec import SASRec
+
+N_ITEMS = 17
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Models this small run several times faster on one thread than on two contended ones.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make(embedding_size: int = 16, hidden: int = 16, dropout: float = 0.0, **kw) -> SASRec:
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="sasrec", embedding_size=embedding_size, hidden_size=hidden,
+                      input_dropout=dropout, attention_heads=2, attention_layers=2)
+    return SASRec(cfg, N_ITEMS, 3, **kw)
+
+
+@pytest.mark.parametrize("embedding_size", [16, 8])  # tied as is, and through a projection
+def test_causal_every_position_sees_only_the_past(embedding_size):
+    model = make(embedding_size).eval()
+    items = torch.randint(0, N_ITEMS, (3, 7), generator=torch.Generator().manual_seed(1))
+    changed = items.clone()
+    changed[:, 4] = (changed[:, 4] + 1) % N_ITEMS
+    a, b = model.forward_all(items), model.forward_all(changed)
+    assert a.shape == (3, 7, N_ITEMS)
+    torch.testing.assert_close(a[:, :4], b[:, :4], rtol=0, atol=0)
+    assert (a[:, 4:] - b[:, 4:]).abs().amax() > 1e-4  # later positions do see the change
+    torch.testing.assert_close(model(items), a[:, -1])
+
+
+def test_batch_rows_are_independent():
+    model = make().eval()
+    items = torch.randint(0, N_ITEMS, (5, 6), generator=torch.Generator().manual_seed(2))
+    alone = torch.cat([model(items[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(model(items), alone, rtol=1e-5, atol=1e-5)
+    other = items.clone()
+    other[1:] = (other[1:] + 3) % N_ITEMS  # other rows change, row 0 must not
+    torch.testing.assert_close(model(other)[0], model(items)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_forward_backward_and_param_groups():
+    model = make(8, 16, dropout=0.3).train()
+    items = torch.randint(0, N_ITEMS, (4, 5), generator=torch.Generator().manual_seed(3))
+    loss = F.cross_entropy(model(items, None), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    groups = model.param_groups(0.1, 0.5)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["weights"]["weight_decay"] == 0.1 and by_name["none"]["weight_decay"] == 0.0
+    ids = {id(p) for g in groups for p in g["params"]}
+    assert ids == {id(p) for p in model.parameters()} and len(ids) == sum(
+        len(g["params"]) for g in groups)
+    none = {id(p) for p in by_name["none"]["params"]}
+    assert id(model.item_embedding.weight) in none and id(model.pos_embedding.weight) in none
+    assert id(model.final_norm.weight) in none and id(model.output_bias) in none
+    assert id(model.blocks[0].qkv.weight) not in none and id(model.input_proj.weight) not in none
+
+
+def test_dropout_only_in_training():
+    model = make(dropout=0.5)
+    items = torch.randint(0, N_ITEMS, (2, 5), generator=torch.Generator().manual_seed(4))
+    model.eval()
+    torch.testing.assert_close(model(items), model(items), rtol=0, atol=0)
+    model.train()
+    assert not torch.equal(model(items), model(items))
+
+
+def test_learns_next_is_last_plus_one():
+    # Random inputs, target = (last input + 1) mod n: the model must attend to the last position.
+    model = make(hidden=32, embedding_size=32)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(150):
+        items = torch.randint(0, N_ITEMS, (64, 5), generator=gen)
+        loss = F.cross_entropy(model(items), (items[:, -1] + 1) % N_ITEMS)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    items = torch.randint(0, N_ITEMS, (256, 5), generator=gen)
+    accuracy = (model(items).argmax(1) == (items[:, -1] + 1) % N_ITEMS).float().mean()
+    assert accuracy > 0.95
+
+
+def test_clear_errors():
+    model = make(max_len=6)
+    with pytest.raises(ValueError, match="item ids"):
+        model(torch.tensor([[0, N_ITEMS]]))
+    with pytest.raises(ValueError, match="item ids"):
+        model(torch.tensor([[-1, 0]]))
+    with pytest.raises(ValueError, match="seq_len"):
+        model(torch.zeros(1, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[batch, time\]"):
+        model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="attention_heads"):
+        SASRec(ModelConfig(name="sasrec", hidden_size=15, attention_heads=2), N_ITEMS, 1)
+    with pytest.raises(ValueError, match="one-hot"):
+        SASRec(ModelConfig(name="sasrec", embedding_size=-1), N_ITEMS, 1)

@@ -1,0 +1,195 @@
+"""Assemble the report: tables, figures and tests into `<out>/report/` (Markdown + PDF).
+
+The report builds from whatever records exist: an experiment without runs gets "no runs yet",
+failed runs are listed with their reasons and expected runs without a record are listed as
+missing. Every file is written atomically (seqrec.io), so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from seqrec.io import atomic_write, atomic_write_text
+from seqrec.report.figures import FIGURES
+from seqrec.report.records import EXPERIMENTS, load_records, status_lists
+from seqrec.report.render import to_latex, to_markdown, to_text
+from seqrec.report.stats import MIN_WILCOXON_PAIRS, twin_tests
+from seqrec.report.tables import TABLES, table_other
+
+TITLES = {
+    "exp1": "Exp 1: preprocessing (time chunks, item threshold 20 vs 2)",
+    "exp2": "Exp 2: training-set size",
+    "exp3": "Exp 3: embedding size",
+    "exp4": "Exp 4: window length, overall and per popularity third",
+}
+# Exp 3 compares embedding sizes, not user-based twins, and its metric is a loss (lower is
+# better), so it gets no twin tests.
+TESTED = ("exp1", "exp2", "exp4")
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+
+
+def _spec_text(spec: dict) -> str:
+    keys = ("experiment", "group", "model", "chunk", "seed", "axis", "value")
+    return ", ".join(f"{k}={spec[k]}" for k in keys if spec.get(k) is not None)
+
+
+def _experiments(records: list[dict], experiments: list[str] | None) -> list[str]:
+    if experiments is None:
+        present = {str(r.get("spec", {}).get("experiment")) for r in records}
+        return [*EXPERIMENTS, *sorted(present - set(EXPERIMENTS) - {"None"})]
+    known = set(EXPERIMENTS) | {str(r.get("spec", {}).get("experiment")) for r in records}
+    unknown = [e for e in experiments if e not in known]
+    if unknown:
+        raise ValueError(f"experiments: unknown name(s) {unknown}; choose from {sorted(known)}")
+    return list(experiments)
+
+
+def _save_figure(fig: Figure, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+
+
+def _tests_table(tests: pd.DataFrame) -> pd.DataFrame:
+    shown = tests.drop(columns=["Conclusion"]).rename(columns={"p": "p-value"})
+    return shown
+
+
+class _Section:
+    """What one experiment contributes: Markdown lines, PDF text pages and figures."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.md: list[str] = [f"## {title}", ""]
+        self.pdf: list[tuple[str, list[str] | Figure]] = []
+
+
+def _experiment_section(name: str, records: list[dict], folder: Path) -> _Section:
+    section = _Section(TITLES.get(name, f"Other runs: {name}"))
+    mine = [r for r in records if r.get("spec", {}).get("experiment") == name]
+    ok = [r for r in mine if r.get("status", "ok") == "ok"]
+    if not ok:
+        section.md += ["no runs yet" + (f" ({len(mine)} failed, listed below)" if mine else ""),
+                       ""]
+        return section
+    table = TABLES[name](ok) if name in TABLES else table_other(ok, name)
+    atomic_write_text(folder / f"{name}.md", to_markdown(table))
+    atomic_write_text(folder / f"{name}.tex", to_latex(table, caption=section.title,
+                                                       label=f"tab:{name}"))
+    atomic_write_text(folder / f"{name}.csv", table.to_csv(index=False))
+    section.md += [f"{len(ok)} finished runs. Table files: [{name}.md]({name}.md), "
+                   f"[{name}.tex]({name}.tex), [{name}.csv]({name}.csv).", "",
+                   to_markdown(table)]
+    section.pdf.append((f"{section.title}: table", to_text(table)))
+    if name in FIGURES:
+        fig = FIGURES[name](ok)
+        _save_figure(fig, folder / f"{name}.png")
+        section.md += [f"![{section.title}]({name}.png)", ""]
+        section.pdf.append((section.title, fig))
+    if name in TESTED:
+        tests = twin_tests(ok, name)
+        if not tests.empty:
+            atomic_write_text(folder / f"{name}_tests.md", to_markdown(_tests_table(tests)))
+            section.md += ["### User-based vs vanilla: paired tests", "",
+                           f"Pairs are runs on the same (chunk, seed); Wilcoxon signed-rank from "
+                           f"{MIN_WILCOXON_PAIRS} pairs, paired t-test below that (under "
+                           f"{MIN_WILCOXON_PAIRS} pairs Wilcoxon cannot reach p < 0.05).", ""]
+            pooled = tests[tests["Setting"] == "all"]
+            section.md += [f"- {g}: {s}" for g, s in zip(pooled["Group"], pooled["Conclusion"],
+                                                         strict=True)]
+            section.md += ["", to_markdown(_tests_table(tests))]
+            lines = [*(f"{g}: {s}" for g, s in zip(pooled["Group"], pooled["Conclusion"],
+                                                   strict=True)), "", *to_text(_tests_table(tests))]
+            section.pdf.append((f"{section.title}: paired tests", lines))
+    return section
+
+
+def _status_section(failed: list[dict], missing: list[dict],
+                    expected: list[dict] | None) -> _Section:
+    section = _Section("Failed and missing runs")
+    lines = [f"Failed runs: {len(failed)}"]
+    lines += [f"- `{f['run_id']}` ({_spec_text(f['spec'])}): {f['reason']}" for f in failed]
+    lines.append("")
+    if expected is None:
+        lines.append("Missing runs: unknown (no expected grid given)")
+    else:
+        lines.append(f"Missing runs: {len(missing)} of {len(expected)} expected")
+        lines += [f"- `{m['run_id']}` ({_spec_text(m['spec'])})" for m in missing]
+    section.md += [*lines, ""]
+    section.pdf.append((section.title, [line.replace("`", "") for line in lines]))
+    return section
+
+
+def _summary(records: list[dict], failed: list[dict], missing: list[dict],
+             expected: list[dict] | None, names: list[str]) -> list[str]:
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    lines = [f"{len(records)} run records: {len(ok)} finished, {len(failed)} failed"
+             + ("" if expected is None else f"; {len(missing)} of {len(expected)} expected "
+                "runs missing") + "."]
+    for name in names:
+        n_ok = sum(r.get("spec", {}).get("experiment") == name for r in ok)
+        n_fail = sum(f["spec"].get("experiment") == name for f in failed)
+        n_miss = sum(m["spec"].get("experiment") == name for m in missing)
+        lines.append(f"- {TITLES.get(name, name)}: {n_ok} finished, {n_fail} failed, "
+                     f"{n_miss} missing")
+    return lines
+
+
+def _text_pages(pdf: PdfPages, title: str, lines: list[str]) -> None:
+    """Monospace text pages; the font shrinks to fit the widest line, long lists paginate."""
+    wrapped = [part for line in lines
+               for part in (textwrap.wrap(line, 160, subsequent_indent="    ") or [""])]
+    widest = max([len(line) for line in wrapped] + [40])
+    size = min(9.0, PAGE[0] * 72 * 0.9 / (0.6 * widest))
+    per_page = max(10, int(PAGE[1] * 72 * 0.82 / (size * 1.3)))
+    for start in range(0, max(len(wrapped), 1), per_page):
+        fig = Figure(figsize=PAGE)
+        fig.text(0.04, 0.95, title, fontsize=13, weight="bold", va="top")
+        fig.text(0.04, 0.90, "\n".join(wrapped[start:start + per_page]), family="monospace",
+                 fontsize=size, va="top", linespacing=1.3)
+        pdf.savefig(fig)
+
+
+def _write_pdf(f: IO[bytes], summary: list[str], sections: list[_Section]) -> None:
+    with PdfPages(f, metadata={"Title": "seqrec report"}) as pdf:
+        _text_pages(pdf, "seqrec report", summary)
+        for section in sections:
+            for title, content in section.pdf:
+                if isinstance(content, Figure):
+                    pdf.savefig(content)
+                else:
+                    _text_pages(pdf, title, content)
+
+
+def build_report(out_dir: str | Path, expected: list[dict] | None = None,
+                 experiments: list[str] | None = None) -> Path:
+    """Write tables, figures, `report.md` and `report.pdf` under `<out_dir>/report/`.
+
+    `expected`: the runner's full grid (dicts with "run_id" and "spec"), to list missing runs;
+    `experiments`: names to include (default exp1..exp4 plus any other experiment present).
+    Returns the path of `report.md`.
+    """
+    records = load_records(out_dir)
+    names = _experiments(records, experiments)
+    folder = Path(out_dir) / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = [r for r in records if r.get("spec", {}).get("experiment") in names]
+    chosen_expected = None if expected is None else [
+        e for e in expected
+        if (e.get("spec") if isinstance(e.get("spec"), dict) else e).get("experiment") in names]
+    failed, missing = status_lists(chosen, chosen_expected)
+    sections = [_experiment_section(name, chosen, folder) for name in names]
+    sections.append(_status_section(failed, missing, chosen_expected))
+    summary = _summary(chosen, failed, missing, chosen_expected, names)
+    md = ["# seqrec report", "", f"Run records from `{Path(out_dir)}`. Every number is named by "
+          "its metric (e.g. Recall@20); means and standard deviations (sample, ddof = 1) pool "
+          "chunks and seeds.", "", *summary, ""]
+    for section in sections:
+        md += section.md
+    atomic_write_text(folder / "report.md", "\n".join(md).rstrip() + "\n")
+    atomic_write(folder / "report.pdf", lambda f: _write_pdf(f, summary, sections))
+    return folder / "report.md"

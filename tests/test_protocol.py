@@ -28,16 +28,18 @@ from seqrec.data.windows import PARTS, Split
 # user 1: 10 20 10 77 30 20 10  5 20 40 20 30   (77 is played once: dropped at threshold 1)
 # user 3: 20 10 20 30 10 40  5 30
 # user 0: 66                                    (played once: the user disappears)
+# user 5: 40                                    (n = 1: a test event, dropped as unseen)
 # Kept items 5 10 20 30 40 -> 0 1 2 3 4. After the filter user 1 has n = 11 events (not 12):
 # train int(0.5 * 11) = 5, val int(6 / 2) = 3, test 3; user 3 (n = 8): train 4, val 2, test 2.
 #   user 1: train 10 20 10 30 20 | val 10 5 20 | test 40 20 30
 #   user 3: train 20 10 20 30    | val 10 40   | test 5 30
 # Items 5 and 40 never occur in train: dropped from val (user 1's 5, user 3's 40) and test (user
-# 1's 40, user 3's 5). User 1's val window [10, 20] spans the gap of the dropped 5.
+# 1's 40, user 3's 5, user 5's 40). User 1's val window [10, 20] spans the gap of the dropped 5.
+# n_users counts the users left in the split (largest id 3), not user 5 who lost every event.
 
 HAND_ROWS = [(1, 10), (3, 20), (1, 20), (1, 10), (3, 10), (0, 66), (1, 77), (3, 20), (1, 30),
              (1, 20), (3, 30), (1, 10), (3, 10), (1, 5), (1, 20), (3, 40), (1, 40), (3, 5),
-             (1, 20), (3, 30), (1, 30)]
+             (1, 20), (3, 30), (1, 30), (5, 40)]
 HAND_CFG = DataConfig(chunks=1, threshold=1, train_frac=0.5, seq_len=2)
 
 
@@ -57,7 +59,7 @@ def test_hand_worked_log():
     np.testing.assert_array_equal(s.test.items, [2, 3, 3])
     np.testing.assert_array_equal(s.test.users, [1, 1, 3])
     np.testing.assert_array_equal(s.test.starts, [0])
-    assert s.dropped_unseen == {"val": 2, "test": 2}
+    assert s.dropped_unseen == {"val": 2, "test": 3}
     assert s.n_items == 4  # item 4 (old 40) occurs only in dropped events
     assert s.n_users == 4  # users keep their global ids
     np.testing.assert_array_equal(s.item_counts, [0, 3, 4, 2])
@@ -65,7 +67,7 @@ def test_hand_worked_log():
     for p in PARTS:
         w = s.part(p)
         assert (w.items.dtype, w.users.dtype, w.starts.dtype) == (np.int32, np.int32, np.int64)
-    assert s.meta["rows_in_chunk"] == 21 and s.meta["rows_after_filter"] == 19
+    assert s.meta["rows_in_chunk"] == 22 and s.meta["rows_after_filter"] == 20
     assert s.meta["cut_events"] == 0 and s.meta["chunk"] == 0
 
 
@@ -86,7 +88,7 @@ def test_hand_worked_log_with_longer_windows_and_a_train_cut():
     np.testing.assert_array_equal(s.train.starts, [0, 2])
     np.testing.assert_array_equal(s.val.items, [1, 2, 1])
     np.testing.assert_array_equal(s.test.items, [2, 3, 3])
-    assert s.dropped_unseen == {"val": 2, "test": 2}
+    assert s.dropped_unseen == {"val": 2, "test": 3}
     assert s.meta["cut_events"] == 5
     assert s.n_items == 4  # the uncut train's largest item (old 30) + 1
     np.testing.assert_array_equal(s.item_counts, [0, 0, 2, 2])

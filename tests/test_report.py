@@ -26,7 +26,7 @@ from seqrec.report import (
     twin_tests,
 )
 
-BASE = {"gru": 0.30, "user_gru": 0.32, "dnc": 0.28, "user_dnc": 0.29, "pop": 0.05}
+BASE = {"gru": 0.30, "user_gru": 0.32, "dnc": 0.28, "user_dnc": 0.29, "pop": 0.05, "sasrec": 0.33}
 THIRD_SHIFT = {"popular": 0.15, "semi": 0.0, "unpopular": -0.12}
 KEYS = ("recall@1", "recall@5", "recall@10", "recall@20", "mrr@1", "mrr@5", "mrr@10", "mrr@20",
         "ndcg@20")
@@ -304,7 +304,8 @@ def test_twin_tests_pair_by_chunk_and_seed(records):
 
 def test_build_report_from_partial_grid(tmp_path):
     records, expected = grid()
-    write_records(tmp_path, records)
+    other = record("validate", "validate", "sasrec", 0, 0, "model", 0)
+    write_records(tmp_path, [*records, other])
     path = build_report(tmp_path, expected=expected)
     folder = tmp_path / "report"
     assert path == folder / "report.md"
@@ -320,6 +321,41 @@ def test_build_report_from_partial_grid(tmp_path):
     assert "Missing runs: 1 of" in md and "`exp1.2-c2-user_gru-s0-v2`" in md
     assert "User-based GRU" in md and "user_gru beats gru on recall@20" in md
     assert "no runs yet" not in md
+    # An experiment outside exp1..exp4 gets a per-run table of its own.
+    assert "## Other runs: validate" in md and "| validate | SASRec | 0 | 0 |" in md
+
+
+def test_status_lists_accept_flat_expected_specs(records):
+    from seqrec.report import status_lists
+    flat = [{**records[0]["spec"], "run_id": records[0]["run_id"]},
+            {"experiment": "exp2", "model": "gru", "run_id": "never-ran"}]
+    failed, missing = status_lists(records, flat)
+    assert [m["run_id"] for m in missing] == ["never-ran"]
+    assert missing[0]["spec"]["model"] == "gru"
+    assert [f["run_id"] for f in failed] == ["exp1.2-c2-gru-s0-v2"]
+    # A failed run that was rerun successfully is no longer listed as failed.
+    rerun = record("exp1", "exp1.2", "gru", 2, 0, "threshold", 2, threshold=2)
+    assert status_lists([*records, rerun], None)[0] == []
+
+
+def test_long_tables_paginate_with_repeated_header():
+    from seqrec.report.build import _text_pages
+
+    class Pages:
+        def __init__(self):
+            self.texts = []
+
+        def savefig(self, fig):
+            self.texts.append([t.get_text() for t in fig.texts])
+
+    lines = ["Model  Recall@20", "-----------------", *(f"GRU    0.{i:04d}" for i in range(100))]
+    pages = Pages()
+    _text_pages(pages, "Exp 4: table", lines, repeat=2)
+    assert len(pages.texts) >= 2
+    assert pages.texts[1][0] == "Exp 4: table (continued)"
+    body = [t[1].splitlines() for t in pages.texts]
+    assert all(b[:2] == lines[:2] for b in body)
+    assert [x for b in body for x in b[2:]] == lines[2:]  # every row once, in order
 
 
 def test_build_report_with_no_runs(tmp_path):

@@ -65,7 +65,8 @@ class _Section:
     def __init__(self, title: str) -> None:
         self.title = title
         self.md: list[str] = [f"## {title}", ""]
-        self.pdf: list[tuple[str, list[str] | Figure]] = []
+        # (page title, text lines or a figure, header lines to repeat on continuation pages)
+        self.pdf: list[tuple[str, list[str] | Figure, int]] = []
 
 
 def _experiment_section(name: str, records: list[dict], folder: Path) -> _Section:
@@ -84,12 +85,12 @@ def _experiment_section(name: str, records: list[dict], folder: Path) -> _Sectio
     section.md += [f"{len(ok)} finished runs. Table files: [{name}.md]({name}.md), "
                    f"[{name}.tex]({name}.tex), [{name}.csv]({name}.csv).", "",
                    to_markdown(table)]
-    section.pdf.append((f"{section.title}: table", to_text(table)))
+    section.pdf.append((f"{section.title}: table", to_text(table), 2))
     if name in FIGURES:
         fig = FIGURES[name](ok)
         _save_figure(fig, folder / f"{name}.png")
         section.md += [f"![{section.title}]({name}.png)", ""]
-        section.pdf.append((section.title, fig))
+        section.pdf.append((section.title, fig, 0))
     if name in TESTED:
         tests = twin_tests(ok, name)
         if not tests.empty:
@@ -104,7 +105,7 @@ def _experiment_section(name: str, records: list[dict], folder: Path) -> _Sectio
             section.md += ["", to_markdown(_tests_table(tests))]
             lines = [*(f"{g}: {s}" for g, s in zip(pooled["Group"], pooled["Conclusion"],
                                                    strict=True)), "", *to_text(_tests_table(tests))]
-            section.pdf.append((f"{section.title}: paired tests", lines))
+            section.pdf.append((f"{section.title}: paired tests", lines, 0))
     return section
 
 
@@ -120,7 +121,7 @@ def _status_section(failed: list[dict], missing: list[dict],
         lines.append(f"Missing runs: {len(missing)} of {len(expected)} expected")
         lines += [f"- `{m['run_id']}` ({_spec_text(m['spec'])})" for m in missing]
     section.md += [*lines, ""]
-    section.pdf.append((section.title, [line.replace("`", "") for line in lines]))
+    section.pdf.append((section.title, [line.replace("`", "") for line in lines], 0))
     return section
 
 
@@ -139,18 +140,21 @@ def _summary(records: list[dict], failed: list[dict], missing: list[dict],
     return lines
 
 
-def _text_pages(pdf: PdfPages, title: str, lines: list[str]) -> None:
-    """Monospace text pages; the font shrinks to fit the widest line, long lists paginate."""
+def _text_pages(pdf: PdfPages, title: str, lines: list[str], repeat: int = 0) -> None:
+    """Monospace text pages; the font shrinks to fit the widest line, long lists paginate and
+    the first `repeat` lines (a table's header) are repeated on every continuation page."""
     wrapped = [part for line in lines
                for part in (textwrap.wrap(line, 160, subsequent_indent="    ") or [""])]
+    head, body = wrapped[:repeat], wrapped[repeat:]
     widest = max([len(line) for line in wrapped] + [40])
     size = min(9.0, PAGE[0] * 72 * 0.9 / (0.6 * widest))
-    per_page = max(10, int(PAGE[1] * 72 * 0.82 / (size * 1.3)))
-    for start in range(0, max(len(wrapped), 1), per_page):
+    per_page = max(10, int(PAGE[1] * 72 * 0.82 / (size * 1.3)) - len(head))
+    for page, start in enumerate(range(0, max(len(body), 1), per_page)):
         fig = Figure(figsize=PAGE)
-        fig.text(0.04, 0.95, title, fontsize=13, weight="bold", va="top")
-        fig.text(0.04, 0.90, "\n".join(wrapped[start:start + per_page]), family="monospace",
-                 fontsize=size, va="top", linespacing=1.3)
+        fig.text(0.04, 0.95, title + (" (continued)" if page else ""), fontsize=13,
+                 weight="bold", va="top")
+        fig.text(0.04, 0.90, "\n".join(head + body[start:start + per_page]),
+                 family="monospace", fontsize=size, va="top", linespacing=1.3)
         pdf.savefig(fig)
 
 
@@ -158,11 +162,11 @@ def _write_pdf(f: IO[bytes], summary: list[str], sections: list[_Section]) -> No
     with PdfPages(f, metadata={"Title": "seqrec report"}) as pdf:
         _text_pages(pdf, "seqrec report", summary)
         for section in sections:
-            for title, content in section.pdf:
+            for title, content, repeat in section.pdf:
                 if isinstance(content, Figure):
                     pdf.savefig(content)
                 else:
-                    _text_pages(pdf, title, content)
+                    _text_pages(pdf, title, content, repeat)
 
 
 def build_report(out_dir: str | Path, expected: list[dict] | None = None,

@@ -287,8 +287,10 @@ def _read_block(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> 
         for i in np.flatnonzero(bad) if bad is not None else ():
             problems.setdefault(int(i), f"bytes that are not UTF-8 in field {name!r}")
     if problems:
-        good_idx = np.setdiff1d(np.arange(n), np.fromiter(problems, dtype=np.int64))
-        text_table = table.take(pa.array(good_idx)).cast(text_schema)
+        good = np.ones(n, dtype=bool)
+        good[np.fromiter(problems, dtype=np.int64)] = False
+        good_idx = np.flatnonzero(good)
+        text_table = table.filter(pa.array(good)).cast(text_schema)
     else:
         good_idx = np.arange(n)
         text_table = pa.Table.from_arrays(texts, schema=text_schema)

@@ -121,7 +121,7 @@ def _frequent_rows(items: np.ndarray, threshold: int, parts: int) -> np.ndarray:
     for a, b in _even_cuts(0, items.shape[0], parts):
         if b > a:
             part = items[a:b]
-            keep[a:b] = np.bincount(part)[part] > threshold
+            keep[a:b] = (np.bincount(part) > threshold)[part]  # gather from a small bool table
     return keep
 
 
@@ -149,45 +149,36 @@ def _user_order(users: np.ndarray) -> np.ndarray:
     return order[np.argsort(high, kind="stable")]
 
 
-def _group_positions(users_sorted: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of a user-grouped array: its position inside its user's group, and the group size.
-
-    Returns `pos int32[n]`, `size int32[n]`.
-    """
-    counts = np.bincount(users_sorted, minlength=n_users)
-    offsets = (np.cumsum(counts) - counts).astype(np.int32)
-    pos = np.arange(users_sorted.shape[0], dtype=np.int32) - offsets[users_sorted]
-    return pos, counts.astype(np.int32)[users_sorted]
-
-
-def _part_labels(users_sorted: np.ndarray, n_users: int, cfg: DataConfig) -> np.ndarray:
+def _part_labels(counts: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """Step 3: int8[n] part of each row, -1 cut (before train start), 0 train, 1 val, 2 test.
 
+    `counts` int64[U]: events per user, the rows being grouped by user in increasing user id.
     Per user with `n` events: train `[int(train_start_frac n), int(train_frac n))`, val the next
     `int((n - int(train_frac n)) / 2)`, test the rest. The cut points are computed per user
-    (float64 products truncated, as Python's `int` does) and broadcast to the rows.
+    (float64 products truncated, as Python's `int` does); each user's labels are then four runs
+    `-1 0 1 2` of those lengths, written with one `np.repeat` (no per-row comparisons).
     """
-    counts = np.bincount(users_sorted, minlength=n_users)
     train_start = (cfg.train_start_frac * counts).astype(np.int64)
     train_end = (cfg.train_frac * counts).astype(np.int64)
     val_end = train_end + (counts - train_end) // 2
-    offsets = np.cumsum(counts) - counts
-    pos = np.arange(users_sorted.shape[0], dtype=np.int64) - offsets[users_sorted]
-    label = (pos >= train_start[users_sorted]).astype(np.int8) - 1
-    label += pos >= train_end[users_sorted]
-    label += pos >= val_end[users_sorted]
-    return label
+    runs = np.stack([train_start, train_end - train_start, val_end - train_end,
+                     counts - val_end], axis=1)  # [U, 4]
+    codes = np.tile(np.array([-1, 0, 1, 2], dtype=np.int8), counts.shape[0])
+    return np.repeat(codes, runs.ravel())
 
 
-def _windows(items: np.ndarray, users: np.ndarray, n_users: int, seq_len: int) -> Windows:
-    """Step 5: every window of `seq_len` consecutive events inside one user's run, stride 1.
+def _window_starts(sizes: np.ndarray, seq_len: int) -> np.ndarray:
+    """Step 5: int64[N] start of every window of `seq_len` events inside one user's run.
 
-    `items`, `users` are one part's events, grouped by user and in time order inside a user. A
-    row starts a window when at least `seq_len - 1` rows of the same user follow it.
+    `sizes` int64[U]: events per user in a part laid out user after user. A user with `m >= L`
+    events gives the `m - L + 1` starts `first, first + 1, ...`: one `arange` over all windows
+    plus each user's shift, repeated per window.
     """
-    pos, size = _group_positions(users, n_users)
-    starts = np.flatnonzero(pos <= size - seq_len).astype(np.int64)
-    return Windows(items=items, users=users, starts=starts, seq_len=seq_len)
+    per_user = np.maximum(sizes - seq_len + 1, 0)
+    first_event = np.cumsum(sizes) - sizes
+    first_window = np.cumsum(per_user) - per_user
+    shift = np.repeat(first_event - first_window, per_user)
+    return np.arange(shift.shape[0], dtype=np.int64) + shift
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,10 +229,13 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
                          f"use a lower DataConfig.threshold")
     it = _dense_ids(it)
 
-    order = _user_order(u)
-    u, it = u[order], it[order]
-    n_users_all = int(u.max()) + 1
-    label = _part_labels(u, n_users_all, cfg)
+    # Group rows by user, keeping time order inside a user. The sorted user column is runs of
+    # equal ids, so it is rebuilt with np.repeat instead of gathered.
+    it = it[_user_order(u)]
+    counts = np.bincount(u)  # [U] events per user
+    user_ids = np.arange(counts.shape[0], dtype=np.int32)
+    u = np.repeat(user_ids, counts)
+    label = _part_labels(counts, cfg)
 
     # Step 4: the items seen in training (or in the uncut train, for one evaluation set).
     reference = label == 0 if not fixed_eval else label <= 0
@@ -252,18 +246,22 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
                "test": int(np.count_nonzero(unseen & (label == 2)))}
 
     parts = {}
+    kept_per_user = np.zeros_like(counts)
     for code, name in enumerate(PARTS):
-        rows = np.flatnonzero((label == code) & ~unseen)
-        parts[name] = _windows(it[rows], u[rows], n_users_all, cfg.seq_len)
-        if len(parts[name]) == 0:
+        rows = (label == code) & ~unseen
+        sizes = np.bincount(u[rows], minlength=counts.shape[0])  # [U] events per user
+        kept_per_user += sizes
+        starts = _window_starts(sizes, cfg.seq_len)
+        if starts.shape[0] == 0:
             raise ValueError(
                 f"{where}: the {name} part has no window of seq_len={cfg.seq_len} events (no "
                 f"user has that many {name} events); use a smaller DataConfig.seq_len or "
                 f"threshold")
+        parts[name] = Windows(items=it[rows], users=np.repeat(user_ids, sizes), starts=starts,
+                              seq_len=cfg.seq_len)
 
     train_items = parts["train"].items
     n_items = int((it[reference] if fixed_eval else train_items).max()) + 1
-    kept_users = np.concatenate([parts[p].users for p in PARTS])
     meta = {
         "chunk": chunk,
         "chunks": cfg.chunks,
@@ -283,7 +281,7 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
     return Split(
         **parts,
         n_items=n_items,
-        n_users=int(kept_users.max()) + 1,
+        n_users=int(np.flatnonzero(kept_per_user)[-1]) + 1,
         item_counts=np.bincount(train_items, minlength=n_items).astype(np.int64),
         dropped_unseen=dropped,
         meta=meta,

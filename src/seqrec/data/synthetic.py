@@ -61,9 +61,9 @@ class SynthConfig:
     seed: int = 0
     n_rows: int = 300_000  # good rows (damaged lines come on top)
     n_users: int = 100
-    n_artists: int = 400
-    n_tracks: int = 4_000  # approximate: albums are added until there are at least this many
-    album_size: int = 10  # mean tracks per album (uniform in [album_size / 2, 3 album_size / 2])
+    n_artists: int = 200
+    n_tracks: int = 4_000  # approximate: albums are added until there are about this many
+    album_size: int = 6  # mean tracks per album (uniform in [album_size / 2, 3 album_size / 2])
     zipf: float = 1.0  # exponent of artist popularity and of track popularity within an artist
     activity_sigma: float = 1.0  # log-normal sigma of user activity (0: all users alike)
     taste: float = 0.5  # probability that a fresh draw comes from the user's favourite artists

@@ -249,6 +249,10 @@ def test_figure_exp1_and_exp3_labels(records):
     ax = figure_exp3(records).axes[0]
     assert ax.get_xscale() == "log" and ax.get_ylabel() == "Best validation loss"
     assert any(t.get_text().startswith("one-hot") for t in ax.texts)
+    # Jupyter shows the figure even when no pyplot backend registered a formatter.
+    assert figure_exp3(records)._repr_png_()[:4] == b"\x89PNG"
+    empty = figure_exp4([])
+    assert [t.get_text() for t in empty.axes[0].texts] == ["no runs yet"]
 
 
 # ------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ carry metric names ("Recall@20") and legends readable model names: the thesis sw
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -27,13 +28,27 @@ from seqrec.report.tables import (
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
-def _figure(width: float, height: float, rows: int = 1) -> Figure:
+class ReportFigure(Figure):
+    """A Figure that shows itself in Jupyter without pyplot.
+
+    IPython draws a bare `Figure` as PNG only once a pyplot backend has registered its
+    formatter; before that it prints "<Figure size ...>". `_repr_png_` is IPython's fallback, so
+    the notebook shows the plot either way (a registered formatter, if any, still wins).
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+def _figure(width: float, height: float, rows: int = 1) -> ReportFigure:
     """A figure with fixed margins in inches.
 
     Fixed margins instead of constrained layout: the layout solver took most of the report's
     build time (it runs again on every save), and our panels all look alike anyway.
     """
-    fig = Figure(figsize=(width, height))
+    fig = ReportFigure(figsize=(width, height))
     fig.subplots_adjust(left=0.85 / width, right=1 - 0.2 / width, bottom=0.55 / height,
                         top=1 - 0.4 / height, wspace=0.38, hspace=0.42 if rows > 1 else 0.2)
     return fig

@@ -110,6 +110,19 @@ def test_drift_no_play_before_release_and_new_music_is_played():
     assert late.mean() > 0.05
 
 
+def test_sessions_and_user_span():
+    from seqrec.data.synthetic import PERIOD_END, PERIOD_START
+
+    cfg = SynthConfig(session_length=25.0, user_span=0.6)
+    _, plays = _plays(cfg, n=5000)
+    period = PERIOD_END - PERIOD_START
+    for _, times in plays:
+        assert PERIOD_START <= times[0] and times[-1] <= PERIOD_END
+        assert times[-1] - times[0] >= 0.59 * period
+        sessions = 1 + np.sum(np.diff(times) > 3600)
+        assert 150 < sessions < 250  # about 5000 / 25
+
+
 def _top_share(cfg: SynthConfig) -> float:
     cat, plays = _plays(cfg)
     shares = []

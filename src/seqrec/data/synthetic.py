@@ -9,7 +9,8 @@ The world behind the file:
 - Artists have Zipf-like popularity; each owns albums of consecutive tracks, whose own
   popularity within the artist is Zipf-like too. Some titles (an album's "Intro") recur across
   artists, so `item_key` matters.
-- Users have heavy-tailed (log-normal) activity and listen in sessions separated by long gaps.
+- Users have heavy-tailed (log-normal) activity and listen in sessions separated by long gaps;
+  each user's plays cover a random part of the period (at least `user_span` of it).
 - Drift: an artist's first album exists from the start; with probability `new_music` a later
   album is released at a random time, and is never played before it.
 - Each play, in a user's time order, is one of:
@@ -74,7 +75,7 @@ class SynthConfig:
     long_range: float = 0.0  # probability of recalling partner(track `long_range_gap` back)
     long_range_gap: int = 30
     session_length: float = 20.0  # mean plays per session
-    session_gap: float = 2 * 86400.0  # mean seconds between sessions
+    user_span: float = 0.3  # a user's plays cover a fraction U(user_span, 1) of the period
     same_second: float = 0.001  # probability that a play has its predecessor's timestamp
     new_music: float = 0.5  # probability that an artist's later album appears mid-period
     empty_track_mbid: float = 0.1  # fraction of tracks without an MBID
@@ -102,8 +103,8 @@ class SynthConfig:
              f"taste_artists must be in [1, n_artists], got {self.taste_artists}")
         need(self.replay_window >= 1 and self.long_range_gap >= 1,
              "replay_window and long_range_gap must be >= 1")
-        need(self.session_length >= 1.0 and self.session_gap >= 0.0,
-             "session_length must be >= 1 and session_gap >= 0")
+        need(self.session_length >= 1.0, f"session_length must be >= 1, got {self.session_length}")
+        need(0.0 < self.user_span <= 1.0, f"user_span must be in (0, 1], got {self.user_span}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,19 +243,26 @@ def user_counts(cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def _times(cfg: SynthConfig, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Play times int64[n], ascending, in sessions; and bool[n] marking session starts."""
+    """Play times int64[n], ascending, in sessions; and bool[n] marking session starts.
+
+    Within a session plays are 2 to 7 minutes apart; the gaps between sessions are exponential,
+    scaled so that the user's plays cover a random fraction U(user_span, 1) of the period.
+    """
+    period = PERIOD_END - PERIOD_START
     new_session = rng.random(n) < 1.0 / cfg.session_length
     new_session[0] = True
-    gaps = np.where(new_session, rng.exponential(cfg.session_gap, size=n) + 600,
-                    rng.integers(120, 420, size=n)).astype(np.float64)
-    gaps[rng.random(n) < cfg.same_second] = 0.0
-    gaps[0] = 0.0
-    span = gaps.sum()
-    room = 0.95 * (PERIOD_END - PERIOD_START)
-    if span > room:  # very active users: compress their history into the period
-        gaps *= room / span
-        span = room
-    start = PERIOD_START + rng.random() * (PERIOD_END - PERIOD_START - span)
+    inner = rng.integers(120, 420, size=n).astype(np.float64)
+    inner[rng.random(n) < cfg.same_second] = 0.0
+    inner[new_session] = 0.0
+    between = np.where(new_session, rng.exponential(1.0, size=n), 0.0)
+    between[0] = 0.0
+    span = rng.uniform(cfg.user_span, 1.0) * period * 0.999
+    room = span - inner.sum()
+    if room > 0 and between.sum() > 0:
+        gaps = inner + between * (room / between.sum())
+    else:  # very active users: even back-to-back plays overfill the span, so squeeze them
+        gaps = inner * (span / max(inner.sum(), 1.0))
+    start = PERIOD_START + rng.random() * (period - span)
     return (start + np.cumsum(gaps)).astype(np.int64), new_session
 
 

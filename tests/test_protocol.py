@@ -124,12 +124,19 @@ def test_chunk_rows_matches_array_split():
 
 
 def test_filter_parts_count_plays_separately():
-    # Halves [1 1 2] and [2 2 1] at threshold 1: item 1 survives in the first half only, item 2
-    # in the second half only.
-    keep = protocol._frequent_rows(np.array([1, 1, 2, 2, 2, 1], dtype=np.int32), 1, 2)
-    np.testing.assert_array_equal(keep, [True, True, False, True, True, False])
-    keep = protocol._frequent_rows(np.array([1, 1, 2, 2, 2, 1], dtype=np.int32), 1, 1)
-    np.testing.assert_array_equal(keep, [True] * 6)
+    # Halves [1 1 2 4] and [2 2 1 4] at threshold 1: item 1 survives in the first half only,
+    # item 2 in the second half only, item 4 in neither (one play in each half, though two in
+    # the whole chunk); ids 0 and 3 never occur.
+    items = np.array([1, 1, 2, 4, 2, 2, 1, 4], dtype=np.int32)
+    keep, kept = protocol._frequent_items(items, 1, 2)
+    np.testing.assert_array_equal(keep, [True, True, False, False, True, True, False, False])
+    np.testing.assert_array_equal(kept, [False, True, True, False, False])
+    np.testing.assert_array_equal(protocol._dense_table(kept)[items[keep]], [0, 0, 1, 1])
+    keep, kept = protocol._frequent_items(items, 1, 1)
+    np.testing.assert_array_equal(keep, [True] * 8)
+    np.testing.assert_array_equal(protocol._dense_table(kept)[items], [0, 0, 1, 2, 1, 1, 0, 2])
+    keep, kept = protocol._frequent_items(items, 0, 2)  # threshold 0 keeps every played item
+    assert keep.all() and kept.tolist() == [False, True, True, False, True]
 
 
 def test_user_order_is_stable_for_wide_ids():

@@ -110,30 +110,28 @@ def _check_ids(name: str, a: np.ndarray) -> np.ndarray:
     return a.astype(np.int32, copy=False)
 
 
-def _frequent_rows(items: np.ndarray, threshold: int, parts: int) -> np.ndarray:
-    """bool[n]: rows whose item is played more than `threshold` times in their filter part.
+def _frequent_items(items: np.ndarray, threshold: int,
+                    parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1: which rows survive the play-count filter, and which item ids survive anywhere.
 
-    Step 1 of the protocol; with `parts > 1` each consecutive part counts its own plays (exp 2).
+    A row survives when its item is played more than `threshold` times in its filter part
+    (`parts` consecutive near-equal parts, each counting its own plays: exp 2 uses 2). Returns
+    `keep bool[n]` and `kept bool[max id + 1]` (the union over parts, for re-indexing).
     """
-    keep = np.ones(items.shape[0], dtype=bool)
-    if threshold == 0:  # every item present has at least one play
-        return keep
+    keep = np.empty(items.shape[0], dtype=bool)
+    kept = np.zeros(int(items.max()) + 1 if items.size else 0, dtype=bool)
     for a, b in _even_cuts(0, items.shape[0], parts):
         if b > a:
             part = items[a:b]
-            keep[a:b] = (np.bincount(part) > threshold)[part]  # gather from a small bool table
-    return keep
+            frequent = np.bincount(part) > threshold  # a small bool table, cheap to gather from
+            keep[a:b] = frequent[part]
+            kept[:frequent.shape[0]] |= frequent
+    return keep, kept
 
 
-def _dense_ids(ids: np.ndarray) -> np.ndarray:
-    """Step 2: ids re-indexed to 0..k-1 in increasing order of the old id, int32[n].
-
-    A presence table and a cumulative sum: O(n + max id), no sort.
-    """
-    present = np.zeros(int(ids.max()) + 1, dtype=bool)
-    present[ids] = True
-    new_id = np.cumsum(present, dtype=np.int32) - 1
-    return new_id[ids]
+def _dense_table(kept: np.ndarray) -> np.ndarray:
+    """Step 2: int32[max id + 1] new id of each kept old id, dense in increasing old id."""
+    return np.cumsum(kept, dtype=np.int32) - 1
 
 
 def _user_order(users: np.ndarray) -> np.ndarray:
@@ -222,12 +220,12 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
     u = _check_ids("users", users[lo:hi])
     it = _check_ids("items", items[lo:hi])
 
-    keep = _frequent_rows(it, cfg.threshold, cfg.filter_parts)
+    keep, kept = _frequent_items(it, cfg.threshold, cfg.filter_parts)
     u, it = u[keep], it[keep]
     if it.size == 0:
         raise ValueError(f"{where}: no item is played more than threshold={cfg.threshold} times; "
                          f"use a lower DataConfig.threshold")
-    it = _dense_ids(it)
+    it = _dense_table(kept)[it]
 
     # Group rows by user, keeping time order inside a user. The sorted user column is runs of
     # equal ids, so it is rebuilt with np.repeat instead of gathered.

@@ -1,11 +1,11 @@
 """The thesis preprocessing protocol: time chunks -> min-count filter -> per-user split -> windows.
 
 This module implements THESIS_PROTOCOL.md, "Preprocessing", for one chunk of a time-sorted event
-log, vectorised over all users at once (stable sorts, group offsets, masks and `bincount`; no
-per-user Python loop). Input is two aligned arrays, `users int32[N]` and `items int32[N]`, whose
-rows are already in a total, stable time order (see `seqrec.data.lastfm`). Output is a `Split`
-(`seqrec.data.windows`): flat int32 event arrays and int64 window starts per part, so memory is
-O(events), never O(windows x L).
+log, vectorised over all users at once (a stable radix sort by user, `bincount` tables, masks and
+per-user run lengths expanded with `np.repeat`; no per-user Python loop). Input is two aligned
+arrays, `users int32[N]` and `items int32[N]`, whose rows are already in a total, stable time
+order (see `seqrec.data.lastfm`). Output is a `Split` (`seqrec.data.windows`): flat int32 event
+arrays and int64 window starts per part, so memory is O(events), never O(windows x L).
 
 Where rows are cut (all settings are `DataConfig` fields):
 
@@ -16,7 +16,8 @@ Where rows are cut (all settings are `DataConfig` fields):
 * Filter parts: each chunk cut the same way into `filter_parts` consecutive parts; each part is
   filtered on its own play counts, then the parts are merged back in time order (exp 2).
 
-Decisions (the thesis' notebook, read as facts in THESIS_PROTOCOL.md, settles each of them):
+Decisions (THESIS_PROTOCOL.md's order of steps decides all but the `fixed_eval` option, which
+is ours, for exp 2):
 
 * The `n` of step 3 counts a user's events AFTER the threshold filter: the per-user split is
   done on the filtered chunk, as in the thesis.

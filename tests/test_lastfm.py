@@ -131,12 +131,21 @@ def test_generic_log_comma_with_header_unix_seconds(tmp_path):
     assert [n for n, _ in ev.report.examples] == [4, 5]
 
 
+def test_generic_csv_log_allows_quoted_commas(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text('u1,"Song, with comma",10\nu1,"He said ""hi""",20\nu2,plain,5\n')
+    ev = read_events(path)
+    assert sniff_layout(path) == lastfm.Layout("log", ",", header=False, quoting=True)
+    assert ev.item_names[ev.items].tolist() == ["plain", "Song, with comma", 'He said "hi"']
+    assert ev.report.lines_skipped == 0
+
+
 def test_generic_log_tab_iso_times_no_header(tmp_path):
     path = tmp_path / "log.tsv"
     path.write_text("u1\ti1\t2009-05-04T23:08:57Z\r\nu2\ti2\t2009-05-04 23:08:58\r\n"
                     "u1\ti2\t1241478500\r\n")
     ev = read_events(path, fmt="auto")
-    assert sniff_layout(path) == lastfm.Layout("log", "\t", header=False)
+    assert sniff_layout(path) == lastfm.Layout("log", "\t", header=False, quoting=False)
     assert ev.timestamps.tolist() == [1241478500, 1241478537, 1241478538]
     assert ev.user_names[ev.users].tolist() == ["u1", "u1", "u2"]
     assert ev.report.lines_skipped == 0

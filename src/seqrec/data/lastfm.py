@@ -6,6 +6,11 @@ track name), newest first within a user. Stray `"` characters occur, so quoting 
 damaged line (wrong number of fields, bytes that are not UTF-8, an unparsable time, an empty
 user id) is skipped, counted and reported with its 1-based line number; nothing else is dropped.
 
+A generic log has three fields, `user, item, time`, separated by tabs (no quoting) or commas
+(CSV quoting, so an item may hold a comma), with an optional header line; times are integer
+unix seconds or ISO-8601 (`2009-05-04T23:08:57Z`, `2009-05-04T23:08:57`, `2009-05-04 23:08:57`,
+all read as UTC). Its `artists` are -1.
+
 Speed: the file is cut at line ends into blocks of `BLOCK_BYTES`, each parsed by pyarrow's CSV
 reader in a thread pool (pyarrow releases the GIL); only per-block dictionaries and integer
 codes are kept, so memory stays a small multiple of the output. Line numbers stay exact because
@@ -22,6 +27,7 @@ can contain).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -59,6 +65,7 @@ class Layout:
     fmt: str  # "lastfm" | "log"
     delimiter: str
     header: bool
+    quoting: bool  # CSV quotes (comma logs only; LastFM-1K has stray quotes, so never there)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -103,7 +110,7 @@ def events_key(path: Path, item_key: str, layout: Layout) -> str:
     stat = path.stat()
     ident = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
              "item_key": item_key, "fmt": layout.fmt, "delimiter": layout.delimiter,
-             "header": layout.header, "reader": READER_VERSION}
+             "header": layout.header, "quoting": layout.quoting, "reader": READER_VERSION}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -120,45 +127,60 @@ def _first_lines(path: Path, n: int = 50) -> list[bytes]:
     return [line for line in lines if line.strip()][:n]
 
 
-def _is_time(field: bytes) -> bool:
-    text = field.strip().decode("utf-8", errors="replace")
+def _is_time(text: str) -> bool:
+    text = text.strip()
     if text.lstrip("-").isdigit():
         return True
-    times = pc.strptime(pa.array([text]), format=ISO_TIME, unit="s", error_is_null=True)
-    for fmt in LOG_TIME_FORMATS[1:]:
-        times = pc.coalesce(times, pc.strptime(pa.array([text]), format=fmt, unit="s",
-                                               error_is_null=True))
-    return times[0].is_valid
+    values = pa.array([text])
+    return any(pc.strptime(values, format=f, unit="s", error_is_null=True)[0].is_valid
+               for f in LOG_TIME_FORMATS)
+
+
+def _comma_fields(line: bytes) -> list[str]:
+    return next(csv.reader([line.decode("utf-8", errors="replace")]))
 
 
 def sniff_layout(path: Path, fmt: str = "auto") -> Layout:
-    """Decide the format from the most common field count of the first lines."""
+    """Decide the format from the most common field count of the first lines.
+
+    Six tab-separated fields: LastFM-1K. Three fields separated by tabs, or by commas (CSV
+    quoting allowed): a `user, item, time` log, whose first line is a header when its third
+    field is not a time.
+    """
     lines = _first_lines(path)
     if not lines:
         raise DataFileError(f"data file {path} has only blank lines; expected a LastFM-1K TSV "
                             f"or a user,item,timestamp log")
-    tab_counts = [line.count(b"\t") + 1 for line in lines]
-    tabs = max(set(tab_counts), key=tab_counts.count)
+
+    def most_common(counts: list[int]) -> int:
+        return max(set(counts), key=counts.count)
+
+    tabs = most_common([line.count(b"\t") + 1 for line in lines])
+    commas = most_common([len(_comma_fields(line)) for line in lines]) if tabs == 1 else 0
     if fmt == "auto":
         if tabs == len(LASTFM_COLUMNS):
             fmt = "lastfm"
-        elif tabs == len(LOG_COLUMNS) or (tabs == 1 and lines[0].count(b",") == 2):
+        elif len(LOG_COLUMNS) in (tabs, commas):
             fmt = "log"
         else:
             raise DataFileError(
-                f"cannot tell the format of {path}: its first line has {tabs} tab-separated "
+                f"cannot tell the format of {path}: its lines have {tabs} tab-separated "
                 f"fields; expected 6 (LastFM-1K) or 3 (user, item, timestamp; comma or tab)")
     if fmt == "lastfm":
         if tabs != len(LASTFM_COLUMNS):
             raise DataFileError(f"{path} is not LastFM-1K format: its lines have {tabs} "
                                 f"tab-separated fields, expected 6; try fmt='log' or 'auto'")
-        return Layout("lastfm", "\t", header=False)
-    delimiter = "\t" if tabs == len(LOG_COLUMNS) else ","
-    fields = lines[0].split(delimiter.encode())
-    if len(fields) != len(LOG_COLUMNS):
+        return Layout("lastfm", "\t", header=False, quoting=False)
+    if tabs == len(LOG_COLUMNS):
+        first = lines[0].decode("utf-8", errors="replace").split("\t")
+        delimiter, quoting = "\t", False
+    else:
+        first = _comma_fields(lines[0])
+        delimiter, quoting = ",", True
+    if len(first) != len(LOG_COLUMNS):
         raise DataFileError(f"{path} is not a user,item,timestamp log: its first line has "
-                            f"{len(fields)} fields separated by {delimiter!r}, expected 3")
-    return Layout("log", delimiter, header=not _is_time(fields[2]))
+                            f"{len(first)} fields separated by {delimiter!r}, expected 3")
+    return Layout("log", delimiter, header=not _is_time(first[2]), quoting=quoting)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +292,8 @@ def _read_block(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> 
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(column_names=list(columns), use_threads=False),
         parse_options=pacsv.ParseOptions(
-            delimiter=layout.delimiter, quote_char=False, double_quote=False, escape_char=False,
+            delimiter=layout.delimiter, quote_char='"' if layout.quoting else False,
+            double_quote=layout.quoting, escape_char=False,
             newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.binary() for c in columns}, strings_can_be_null=False,

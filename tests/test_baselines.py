@@ -136,6 +136,17 @@ def test_keep_top_per_row_by_value_then_column():
     assert keep_top_per_row(m, 0).toarray().tolist() == m.toarray().tolist()
 
 
+def test_keep_top_per_row_matches_a_plain_per_row_sort():
+    rng = np.random.default_rng(1)
+    dense = rng.integers(0, 4, (30, 40)) * (rng.random((30, 40)) < rng.random((30, 1)))
+    kept = keep_top_per_row(sp.csr_matrix(dense.astype(np.float64)), 5).toarray()
+    expected = np.zeros_like(kept)
+    for r, values in enumerate(dense):
+        cols = sorted(np.flatnonzero(values), key=lambda c: (-values[c], c))[:5]
+        expected[r, cols] = values[cols]
+    assert np.array_equal(kept, expected)
+
+
 def test_add_csr_rows_matches_dense_reference():
     rng = np.random.default_rng(0)
     dense = rng.random((7, 9)) * (rng.random((7, 9)) < 0.4)

@@ -132,9 +132,16 @@ def keep_top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     n_rows = m.shape[0]
     lengths = np.diff(m.indptr)
     row = np.repeat(np.arange(n_rows), lengths)
-    order = np.lexsort((m.indices, -m.data, row))  # by row, then value descending, then column
-    rank = np.arange(order.shape[0]) - m.indptr[row[order]]
-    keep = np.sort(order[rank < k])  # back to CSR order
+    keep = lengths[row] <= k  # short rows stay whole; only the long ones are sorted
+    long = np.flatnonzero(~keep)
+    # Two stable sorts instead of one lexsort (about twice as fast): by value descending, ties
+    # left in CSR order (lower column first), then by row.
+    by_value = long[np.argsort(-m.data[long], kind="stable")]
+    order = by_value[np.argsort(row[by_value], kind="stable")]
+    long_lengths = np.where(lengths > k, lengths, 0)
+    first = np.cumsum(long_lengths) - long_lengths  # where each long row begins in `order`
+    rank = np.arange(order.shape[0]) - first[row[order]]
+    keep[order[rank < k]] = True
     kept_rows = row[keep]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(kept_rows, minlength=n_rows))])
     return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)

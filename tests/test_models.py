@@ -14,6 +14,15 @@ OURS = ("gru", "user_gru", "dnc", "user_dnc")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids oversubscription on a loaded 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_cfg(name: str, **kw) -> ModelConfig:
     base = dict(name=name, embedding_size=6, hidden_size=8, memory_cells=5, word_size=4)
     base.update(kw)
@@ -107,3 +116,110 @@ def test_gru_state_carries_across_windows():
 def test_build_model_gru():
     m = build_model(small_cfg("gru"), N_ITEMS, N_USERS)
     assert isinstance(m, GRU) and m.requires_training
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared interface, for every model of ours
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("embedding", [6, -1])
+@pytest.mark.parametrize("name", OURS)
+def test_forward_backward_every_model(name, embedding, device):
+    torch.manual_seed(0)
+    m = build_model(small_cfg(name, embedding_size=embedding), N_ITEMS, N_USERS).to(device)
+    items, users = (x.to(device) for x in batch())
+    m.train()
+    logits = m(items, users)
+    assert logits.shape == (4, N_ITEMS) and torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, items[:, 0]).backward()
+    grads = [p.grad for p in m.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    # The output layer and the recurrent weights receive a non-zero gradient.
+    assert m.output.weight.grad.abs().sum() > 0 and m.weight_hh.grad.abs().sum() > 0
+    m.eval()
+    all_logits = m.forward_all(items, users)
+    assert all_logits.shape == (4, 6, N_ITEMS)
+    torch.testing.assert_close(all_logits[:, -1], m(items, users))
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_out_of_range_ids_raise(name):
+    m = build_model(small_cfg(name), N_ITEMS, N_USERS)
+    items, users = batch()
+    with pytest.raises(ValueError, match=r"item ids must lie in \[0, 23\)"):
+        m(items.clone().fill_(N_ITEMS), users)
+    with pytest.raises(ValueError, match="item ids"):
+        m(items - 1, users)
+    if m.uses_users:
+        with pytest.raises(ValueError, match=r"user ids must lie in \[0, 5\)"):
+            m(items, users + N_USERS)
+        with pytest.raises(ValueError, match="needs users"):
+            m(items, None)
+    else:
+        m(items, None)  # vanilla models ignore users
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_batch_independence(name):
+    torch.manual_seed(4)
+    m = build_model(small_cfg(name), N_ITEMS, N_USERS).double().eval()
+    items, users = batch(b=5, t=7)
+    full = m(items, users)
+    alone = torch.cat([m(items[i:i + 1], users[i:i + 1]) for i in range(5)])
+    torch.testing.assert_close(full, alone, rtol=1e-10, atol=1e-12)
+    other_items, other_users = batch(b=5, t=7, seed=9)
+    mixed = m(torch.cat([items[:2], other_items[2:]]), torch.cat([users[:2], other_users[2:]]))
+    torch.testing.assert_close(mixed[:2], full[:2], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_state_carries_across_windows(name):
+    torch.manual_seed(5)
+    m = build_model(small_cfg(name), N_ITEMS, N_USERS).double().eval()
+    items, users = batch(t=9)
+    _, state = m.forward_with_state(items[:, :4], users[:, :4])
+    logits, _ = m.forward_with_state(items[:, 4:], users[:, 4:], state)
+    torch.testing.assert_close(logits, m(items, users), rtol=1e-10, atol=1e-12)
+
+
+def _names(m, group):
+    ids = {id(p) for p in group["params"]}
+    return {n for n, p in m.named_parameters() if id(p) in ids}
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_param_groups(name):
+    m = build_model(small_cfg(name), N_ITEMS, N_USERS)
+    groups = {g["name"]: g for g in m.param_groups(0.5, 0.01)}
+    counted = sum(len(g["params"]) for g in groups.values())
+    assert counted == len(list(m.parameters()))  # every parameter exactly once
+    none = _names(m, groups["none"])
+    weights = _names(m, groups["weights"])
+    assert groups["weights"]["weight_decay"] == 0.5 and groups["none"]["weight_decay"] == 0.0
+    assert "output.bias" in none and "bias_hh" in none and "output.weight" in weights
+    assert "weight_hh" in weights
+    assert any(n.endswith("embedding.weight") for n in none)
+    if name.startswith("user"):
+        assert _names(m, groups["user"]) == {"input.user_proj.weight"}
+        assert groups["user"]["weight_decay"] == 0.01
+        assert "input.user_embedding.weight" in none
+    else:
+        assert "user" not in groups
+    torch.optim.Adam(m.param_groups(0.5, 0.01), lr=1e-3)  # accepted as given
+
+
+def test_one_hot_weight_is_a_weight_not_an_embedding():
+    m = build_model(small_cfg("gru", embedding_size=-1), N_ITEMS, N_USERS)
+    groups = {g["name"]: g for g in m.param_groups(0.5, 0.01)}
+    assert "input.proj.weight" in _names(m, groups["weights"])
+    assert m.input.proj.weight.shape == (N_ITEMS, 3 * 8)
+    assert not any(isinstance(mod, torch.nn.Embedding) for mod in m.modules())
+
+
+def test_init_is_uniform_within_a_tenth():
+    m = build_model(ModelConfig(name="user_dnc", embedding_size=32, hidden_size=32,
+                                memory_cells=8, word_size=8), 200, 10)
+    for name, p in m.named_parameters():
+        assert p.abs().max() <= 0.1, name
+        if p.numel() > 500:
+            assert p.abs().max() > 0.09, name  # spread over the whole interval

@@ -1,0 +1,307 @@
+"""DNC: memory addressing on hand-computed cases, invariants, gradients, and the model's fast
+path against a plain step-by-step reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from seqrec.config import ModelConfig
+from seqrec.models.dnc import DNC, DNCState, UserDNC
+from seqrec.models.dnc_memory import (
+    Interface,
+    MemoryOptions,
+    MemoryState,
+    allocation_weights,
+    content_weights,
+    interface_size,
+    memory_step,
+    sharpen,
+    split_interface,
+    update_link,
+    write_memory,
+)
+from seqrec.models.gru import GRUState
+
+D = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids oversubscription on a loaded 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+N, W, R = 5, 4, 2
+
+
+def test_allocation_hand_computed():
+    usage = torch.tensor([[0.5, 0.2, 0.9], [0.0, 1.0, 0.3]], dtype=D)
+    # Row 0: order 0.2, 0.5, 0.9 -> a = 0.8, 0.5 * 0.2, 0.1 * 0.2 * 0.5.
+    # Row 1: order 0.0, 0.3, 1.0 -> a = 1, 0.7 * 0, 0 (up to the EPS floor on usage).
+    expected = torch.tensor([[0.1, 0.8, 0.01], [1.0, 0.0, 0.0]], dtype=D)
+    torch.testing.assert_close(allocation_weights(usage), expected, atol=1e-5, rtol=0)
+
+
+def test_content_weights_hand_computed():
+    memory = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], dtype=D)  # [1, 3, 2]
+    key = torch.tensor([[[2.0, 0.0]]], dtype=D)
+    cos = torch.tensor([1.0, 0.0, 2 ** -0.5], dtype=D)
+    got = content_weights(memory, key, torch.tensor([[3.0]], dtype=D))
+    torch.testing.assert_close(got[0, 0], torch.softmax(3 * cos, 0), atol=1e-6, rtol=0)
+    # A mask on the first component only: every cell with a first component matches fully.
+    mask = torch.tensor([[[1.0, 0.0]]], dtype=D)
+    got = content_weights(memory, key, torch.tensor([[3.0]], dtype=D), mask)
+    torch.testing.assert_close(got[0, 0], torch.softmax(3 * torch.tensor([1.0, 0.0, 1.0],
+                                                                         dtype=D), 0),
+                               atol=1e-5, rtol=0)
+
+
+def test_link_and_precedence_hand_computed():
+    link = torch.zeros(1, 3, 3, dtype=D)
+    prec = torch.tensor([[1.0, 0.0, 0.0]], dtype=D)  # cell 0 was written last
+    link, prec = update_link(link, prec, torch.tensor([[0.0, 1.0, 0.0]], dtype=D))
+    expected = torch.zeros(1, 3, 3, dtype=D)
+    expected[0, 1, 0] = 1.0  # cell 1 written right after cell 0
+    torch.testing.assert_close(link, expected)
+    torch.testing.assert_close(prec, torch.tensor([[0.0, 1.0, 0.0]], dtype=D))
+    # A half write to cell 2 afterwards.
+    link, prec = update_link(link, prec, torch.tensor([[0.0, 0.0, 0.5]], dtype=D))
+    expected[0, 1, 0] = 1.0  # (1 - 0 - 0) * 1
+    expected[0, 2, 1] = 0.5  # 0.5 * p[1]
+    torch.testing.assert_close(link, expected)
+    torch.testing.assert_close(prec, torch.tensor([[0.0, 0.5, 0.5]], dtype=D))
+
+
+def test_sharpen_hand_computed():
+    d = torch.tensor([[[0.2, 0.6, 0.0]]], dtype=D)
+    got = sharpen(d, torch.tensor([[2.0]], dtype=D))
+    torch.testing.assert_close(got, torch.tensor([[[0.1, 0.9, 0.0]]], dtype=D), atol=1e-5,
+                               rtol=0)
+    assert sharpen(torch.zeros(1, 1, 4, dtype=D), torch.ones(1, 1, dtype=D)).sum() < 1e-6
+
+
+def test_write_memory_and_deallocation():
+    memory = torch.ones(1, 3, 2, dtype=D)
+    w = torch.tensor([[0.0, 1.0, 0.0]], dtype=D)
+    erase = torch.tensor([[1.0, 0.0]], dtype=D)
+    vec = torch.tensor([[5.0, 7.0]], dtype=D)
+    got = write_memory(memory, w, erase, vec)
+    torch.testing.assert_close(got[0], torch.tensor([[1, 1], [5, 8], [1, 1]], dtype=D))
+    psi = torch.tensor([[0.0, 1.0, 0.5]], dtype=D)  # cell 0 freed, cell 2 half freed
+    got = write_memory(memory, w, erase, vec, psi)
+    torch.testing.assert_close(got[0], torch.tensor([[0, 0], [5, 8], [0.5, 0.5]], dtype=D))
+
+
+def random_state(b=3, seed=0, dtype=D) -> MemoryState:
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*s):
+        return torch.rand(*s, generator=g, dtype=dtype)
+
+    read = torch.softmax(3 * rand(b, R, N), -1) * 0.9
+    write = torch.softmax(3 * rand(b, N), -1) * 0.8
+    link = rand(b, N, N) / N * (1 - torch.eye(N, dtype=dtype))
+    return MemoryState(rand(b, N, W) - 0.5, rand(b, N) * 0.9, link,
+                       torch.softmax(rand(b, N), -1) * 0.7, read, write)
+
+
+def random_interface(b, opts, seed=1, scale=2.0, dtype=D):
+    g = torch.Generator().manual_seed(seed)
+    raw = scale * torch.randn(b, interface_size(W, R, opts), generator=g, dtype=dtype)
+    return split_interface(raw, W, R, opts)
+
+
+ALL_OPTS = [MemoryOptions(*flags) for flags in itertools.product([False, True], repeat=3)]
+
+
+@pytest.mark.parametrize("opts", ALL_OPTS)
+def test_invariants_over_a_long_random_run(opts):
+    state = MemoryState(*(torch.zeros_like(x) for x in random_state(b=4)))
+    for t in range(50):
+        iface = random_interface(4, opts, seed=t, scale=3.0)
+        _, state = memory_step(state, iface, opts)
+        assert all(torch.isfinite(x).all() for x in state)
+        assert (state.usage >= 0).all() and (state.usage <= 1 + 1e-9).all()
+        for w in (state.read_weights, state.write_weights):
+            assert (w >= 0).all() and (w.sum(-1) <= 1 + 1e-9).all()
+        assert (torch.diagonal(state.link, dim1=1, dim2=2) == 0).all()
+        assert (state.link >= 0).all()
+        assert (state.link.sum(1) <= 1 + 1e-9).all() and (state.link.sum(2) <= 1 + 1e-9).all()
+        assert (state.precedence >= 0).all() and (state.precedence.sum(-1) <= 1 + 1e-9).all()
+
+
+@pytest.mark.parametrize("dealloc", [False, True])
+def test_memory_unchanged_when_write_gate_is_zero(dealloc):
+    opts = MemoryOptions(True, dealloc, True)
+    state = random_state()
+    iface = random_interface(3, opts)._replace(write_gate=torch.zeros(3, dtype=D))
+    if dealloc:  # de-allocation wipes freed cells, so nothing may be freed either
+        iface = iface._replace(free_gates=torch.zeros(3, R, dtype=D))
+    _, new = memory_step(state, iface, opts)
+    torch.testing.assert_close(new.memory, state.memory, rtol=0, atol=0)
+    assert (new.write_weights == 0).all()
+    torch.testing.assert_close(new.link, state.link, rtol=0, atol=0)
+
+
+def test_free_gate_wipes_a_cell_only_with_dealloc_content():
+    state = random_state(b=1)
+    read = torch.zeros(1, R, N, dtype=D)
+    read[0, 0, 2] = 1.0  # head 0 read cell 2 last step
+    state = state._replace(read_weights=read)
+    base = random_interface(1, MemoryOptions())._replace(
+        write_gate=torch.zeros(1, dtype=D), free_gates=torch.tensor([[1.0, 0.0]], dtype=D))
+    _, on = memory_step(state, base, MemoryOptions(dealloc_content=True))
+    _, off = memory_step(state, base, MemoryOptions(dealloc_content=False))
+    assert (on.memory[0, 2] == 0).all() and on.usage[0, 2] == 0
+    torch.testing.assert_close(off.memory, state.memory)
+    torch.testing.assert_close(on.memory[0, [0, 1, 3, 4]], state.memory[0, [0, 1, 3, 4]])
+
+
+@pytest.mark.parametrize("opts", [MemoryOptions(), MemoryOptions(False, False, False)])
+def test_gradcheck_memory_step(opts):
+    state = random_state(b=2)
+    g = torch.Generator().manual_seed(3)
+    raw = torch.randn(2, interface_size(W, R, opts), generator=g, dtype=D).requires_grad_()
+    leaves = [x.clone().requires_grad_() for x in state]
+
+    def step(raw, *tensors):
+        reads, new = memory_step(MemoryState(*tensors), split_interface(raw, W, R, opts), opts)
+        return (reads, *new)
+
+    assert torch.autograd.gradcheck(step, (raw, *leaves), fast_mode=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+def dnc_cfg(name="dnc", **kw):
+    base = dict(name=name, embedding_size=6, hidden_size=7, memory_cells=N, word_size=W,
+                read_heads=R)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def plain_dnc(m: DNC, items, clip):
+    """Reference: GRU controller on the concatenated input [x; r] with one weight matrix."""
+    x_all = m.input.embedding(items)
+    w_in = torch.cat([m.input.proj.weight, m.weight_ir], 1)  # [3H, E + R W]
+    b, hsz = items.shape[0], m.hidden_size
+    state = m.initial_state(b, items.device, D)
+    mem, reads, h = state.memory_state(), state.read_vectors, state.controller.h
+    for t in range(items.shape[1]):
+        gi = torch.cat([x_all[:, t], reads.reshape(b, -1)], 1) @ w_in.T + m.input.bias
+        gh = h @ m.weight_hh.T + m.bias_hh
+        r = torch.sigmoid(gi[:, :hsz] + gh[:, :hsz])
+        z = torch.sigmoid(gi[:, hsz:2 * hsz] + gh[:, hsz:2 * hsz])
+        n = torch.tanh(gi[:, 2 * hsz:] + r * gh[:, 2 * hsz:])
+        h = (1 - z) * n + z * h
+        o = torch.clamp(h, -clip, clip) if clip > 0 else h
+        iface = split_interface(o @ m.interface.weight.T + m.interface.bias, W, R, m.opts)
+        reads, mem = memory_step(mem, iface, m.opts)
+        y = o @ m.out_controller.weight.T + m.out_controller.bias \
+            + reads.reshape(b, -1) @ m.out_read.weight.T
+    return m.output(y)
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.3])
+def test_dnc_equals_plain_reference(clip):
+    torch.manual_seed(0)
+    m = DNC(dnc_cfg(controller_clip=clip), 13, 3).double().eval()
+    items = torch.randint(0, 13, (3, 8), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(m(items, None), plain_dnc(m, items, clip), rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_controller_clip_is_applied():
+    torch.manual_seed(0)
+    m = DNC(dnc_cfg(controller_clip=0.0), 13, 3).double().eval()
+    with torch.no_grad():
+        m.weight_hh.mul_(30)  # saturate h to about +-1
+    items = torch.randint(0, 13, (3, 8), generator=torch.Generator().manual_seed(1))
+    off = m(items)
+    m.clip = 5.0  # a GRU state lies in [-1, 1]: a clip of 5 changes nothing
+    torch.testing.assert_close(m(items), off, rtol=0, atol=0)
+    m.clip = 0.1
+    assert (m(items) - off).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("switch", ["masked_lookup", "dealloc_content", "link_sharpness"])
+def test_each_switch_changes_the_function(switch):
+    torch.manual_seed(0)
+    on = DNC(dnc_cfg(), 13, 3).double().eval()
+    off = DNC(dnc_cfg(**{switch: False}), 13, 3).double().eval()
+    assert getattr(off.opts, switch) is False and getattr(on.opts, switch) is True
+    shared = {k: v for k, v in on.state_dict().items() if not k.startswith("interface")}
+    off.load_state_dict(shared, strict=False)
+    with torch.no_grad():  # the interface rows both variants have, in the same layout order
+        off.interface.weight.copy_(on.interface.weight[: off.interface.out_features])
+        off.interface.bias.copy_(on.interface.bias[: off.interface.out_features])
+    items = torch.randint(0, 13, (3, 12), generator=torch.Generator().manual_seed(1))
+    assert (on(items) - off(items)).abs().max() > 1e-8
+    sizes = {True: interface_size(W, R, on.opts), False: interface_size(W, R, off.opts)}
+    assert sizes[True] - sizes[False] == {"masked_lookup": R * W + W, "dealloc_content": 0,
+                                          "link_sharpness": 2 * R}[switch]
+
+
+def test_user_dnc_controller_matches_user_gru_cell_on_concatenated_input():
+    """With read vectors forced to zero (read modes unused), the user DNC's controller is the
+    user-based GRU cell: its hidden state after one step equals a UserGRU's with shared weights."""
+    from seqrec.models.user_gru import UserGRU
+
+    torch.manual_seed(0)
+    m = UserDNC(dnc_cfg("user_dnc"), 13, 3).double().eval()
+    g = UserGRU(ModelConfig(name="user_gru", embedding_size=6, hidden_size=7), 13, 3).double()
+    g.load_state_dict({k: v for k, v in m.state_dict().items() if k.startswith("input.")
+                       or k in ("weight_hh", "bias_hh", "output.weight", "output.bias")})
+    g.eval()
+    items = torch.randint(0, 13, (3, 1))
+    users = torch.randint(0, 3, (3, 1))
+    _, state = m.forward_with_state(items, users)  # first step: r_0 = 0
+    _, gstate = g.forward_with_state(items, users)
+    torch.testing.assert_close(state.controller.h, gstate.h, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["dnc", "user_dnc"])
+def test_no_nan_on_long_sequences_float32(name):
+    torch.manual_seed(0)
+    m = (DNC if name == "dnc" else UserDNC)(dnc_cfg(name), 13, 3)
+    with torch.no_grad():
+        m.interface.weight.mul_(20)  # extreme gates and strengths
+    items = torch.randint(0, 13, (4, 60))
+    users = torch.randint(0, 3, (4, 60))
+    logits, state = m.forward_with_state(items, users)
+    logits.logsumexp(1).sum().backward()
+    assert torch.isfinite(logits).all()
+    assert all(torch.isfinite(x).all() for x in state[:7])
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+def test_gradcheck_one_dnc_step():
+    torch.manual_seed(0)
+    m = UserDNC(dnc_cfg("user_dnc", hidden_size=3, controller_clip=0.5), 7, 2).double().eval()
+    items, users = torch.tensor([[1], [4]]), torch.tensor([[0], [1]])
+    pre = m._precompute(items, users)
+    base = random_state(b=2)
+    g = torch.Generator().manual_seed(5)
+    reads = torch.randn(2, R, W, generator=g, dtype=D).requires_grad_()
+    h = (0.5 * torch.randn(2, 3, generator=g, dtype=D)).requires_grad_()
+    leaves = [x.clone().requires_grad_() for x in base]
+
+    def step(reads, h, *mem):
+        y, new = m.step(pre, 0, DNCState(*mem, reads, GRUState(h)))
+        return (y, *new[:7], new.controller.h)
+
+    assert torch.autograd.gradcheck(step, (reads, h, *leaves), fast_mode=True)
+
+
+def test_interface_is_the_documented_layout():
+    opts = MemoryOptions()
+    iface = random_interface(2, opts)
+    assert isinstance(iface, Interface)
+    assert iface.read_keys.shape == (2, R, W) and iface.read_masks.shape == (2, R, W)
+    assert (iface.read_strengths >= 1).all() and (iface.forward_sharpness >= 1).all()
+    torch.testing.assert_close(iface.read_modes.sum(-1), torch.ones(2, R, dtype=D))

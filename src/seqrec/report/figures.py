@@ -15,7 +15,8 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from seqrec.report.records import THIRD_LABELS, THIRDS, metric_label
+from seqrec.data.windows import THIRDS
+from seqrec.report.records import THIRD_LABELS, metric_label
 from seqrec.report.render import STD_SUFFIX
 from seqrec.report.tables import (
     METRICS,

@@ -29,7 +29,6 @@ MODEL_LABELS: dict[str, str] = {
     "markov": "Markov",
     "item_knn": "Item-KNN",
 }
-THIRDS = ("popular", "semi", "unpopular")
 THIRD_LABELS = {"overall": "Overall", "popular": "Popular", "semi": "Semi-popular",
                 "unpopular": "Unpopular"}
 EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")

@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from seqrec.data.windows import THIRDS
 from seqrec.report.records import (
     THIRD_LABELS,
-    THIRDS,
     metric_label,
     model_label,
     model_order,

@@ -156,7 +156,9 @@ class Split:
             w = self.part(p)
             arrays[f"{p}_items"] = w.items.astype(np.int32)
             arrays[f"{p}_users"] = w.users.astype(np.int32)
-            arrays[f"{p}_starts"] = w.starts.astype(np.int64)
+            # On disk starts are int32 while they fit (4 bytes per window saved); load widens.
+            narrow = w.items.shape[0] <= np.iinfo(np.int32).max
+            arrays[f"{p}_starts"] = w.starts.astype(np.int32 if narrow else np.int64)
         header = {
             "n_items": self.n_items,
             "n_users": self.n_users,
@@ -172,7 +174,8 @@ class Split:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(z["header"].tobytes().decode())
             parts = {
-                p: Windows(z[f"{p}_items"], z[f"{p}_users"], z[f"{p}_starts"], header["seq_len"])
+                p: Windows(z[f"{p}_items"], z[f"{p}_users"], z[f"{p}_starts"].astype(np.int64),
+                           header["seq_len"])
                 for p in PARTS
             }
             return cls(

@@ -469,10 +469,14 @@ def test_errors_name_the_setting():
         prepare_split(users, items, dataclasses.replace(HAND_CFG, threshold=9), 0)
     with pytest.raises(ValueError, match=r"train part has no window of seq_len=12"):
         prepare_split(users, items, dataclasses.replace(HAND_CFG, seq_len=12), 0)
-    with pytest.raises(ValueError, match="items ids must be in"):
+    with pytest.raises(ValueError, match="items ids must be dense non-negative integers"):
         prepare_split(users, items - 6, HAND_CFG, 0)
-    with pytest.raises(ValueError, match="users ids must be in"):
+    with pytest.raises(ValueError, match="users ids must be dense non-negative"):
         prepare_split(users.astype(np.int64) + 2**31, items, HAND_CFG, 0)
+    with pytest.raises(ValueError, match=r"items ids .* below 1,048,928, got 5\.\.1048928"):
+        prepare_split(users, np.where(items == 66, 16 * 22 + 2**20, items), HAND_CFG, 0)
+    ok = prepare_split(users, np.where(items == 66, 16 * 22 + 2**20 - 1, items), HAND_CFG, 0)
+    assert ok.n_items == 4
     with pytest.raises(ValueError, match="same length"):
         prepare_split(users[:-1], items, HAND_CFG, 0)
     with pytest.raises(ValueError, match="1-D integer array"):

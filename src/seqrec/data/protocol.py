@@ -103,11 +103,17 @@ def _check_events(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.
     return users, items
 
 
-def _check_ids(name: str, a: np.ndarray) -> np.ndarray:
-    """`a` as int32 after checking its ids are in `[0, 2**31 - 1]` (dense ids from the reader)."""
-    if a.size and (int(a.min()) < 0 or int(a.max()) > _INT32_MAX):
-        raise ValueError(f"{name} ids must be in [0, {_INT32_MAX}], got {int(a.min())}.."
-                         f"{int(a.max())}; re-index them densely (seqrec.data.lastfm does)")
+def _check_ids(name: str, a: np.ndarray, n_log: int) -> np.ndarray:
+    """`a` as int32 after checking its ids are dense enough: in `[0, 16 * n_log + 2**20)`.
+
+    Dense ids of a log with `n_log` rows are below `n_log`; the generous bound only keeps the
+    O(max id) count tables from becoming huge when someone passes raw, sparse ids.
+    """
+    bound = min(16 * n_log + 2**20, _INT32_MAX + 1)
+    if a.size and (int(a.min()) < 0 or int(a.max()) >= bound):
+        raise ValueError(f"{name} ids must be dense non-negative integers below {bound:,}, got "
+                         f"{int(a.min())}..{int(a.max())}; re-index them (seqrec.data.lastfm "
+                         f"does)")
     return a.astype(np.int32, copy=False)
 
 
@@ -218,8 +224,8 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
     if hi <= lo:
         raise ValueError(f"{where} has no rows; use fewer DataConfig.chunks or a wider "
                          f"start_frac..end_frac")
-    u = _check_ids("users", users[lo:hi])
-    it = _check_ids("items", items[lo:hi])
+    u = _check_ids("users", users[lo:hi], users.shape[0])
+    it = _check_ids("items", items[lo:hi], users.shape[0])
 
     keep, kept = _frequent_items(it, cfg.threshold, cfg.filter_parts)
     u, it = u[keep], it[keep]

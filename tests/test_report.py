@@ -140,7 +140,7 @@ def test_load_records_skips_damaged_files_with_a_warning(tmp_path, records):
 def test_table_exp1_cells_by_metric_model_and_threshold(records):
     t = table_exp1(records)
     assert list(t.columns) == ["Group", "Threshold", "Model", "Metric", "Chunk 0", "Chunk 1",
-                               "Chunk 2", "Mean", "Runs"]
+                               "Chunk 2", "Mean", "Mean std", "Runs"]
 
     def row(group, model, metric):
         (i,) = t.index[(t["Group"] == group) & (t["Model"] == model) & (t["Metric"] == metric)]
@@ -162,6 +162,9 @@ def test_table_exp1_cells_by_metric_model_and_threshold(records):
     assert math.isnan(f["Chunk 2"]) and f["Threshold"] == 2 and f["Runs"] == 2
     expected_mean = np.mean([value(records, f"exp1.2-c{c}-gru-s0-v2") for c in (0, 1)])
     assert f["Mean"] == pytest.approx(expected_mean)
+    # Mean std: sample std of the chunk means (seeds averaged first).
+    chunk_means = [g[f"Chunk {c}"] for c in range(3)]
+    assert g["Mean std"] == pytest.approx(statistics.stdev(chunk_means))
     assert set(t["Model"]) == {"GRU", "User-based GRU", "POP"}  # the baseline is an extra row
 
 

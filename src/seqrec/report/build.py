@@ -23,7 +23,7 @@ from seqrec.report.stats import MIN_WILCOXON_PAIRS, twin_tests
 from seqrec.report.tables import TABLES, table_other
 
 TITLES = {
-    "exp1": "Exp 1: preprocessing (time chunks, item threshold 20 vs 2)",
+    "exp1": "Exp 1: preprocessing (time chunks, item play-count threshold)",
     "exp2": "Exp 2: training-set size",
     "exp3": "Exp 3: embedding size",
     "exp4": "Exp 4: window length, overall and per popularity third",
@@ -32,6 +32,10 @@ TITLES = {
 # better), so it gets no twin tests.
 TESTED = ("exp1", "exp2", "exp4")
 PAGE = (11.69, 8.27)  # A4 landscape, inches
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _spec_text(spec: dict) -> str:
@@ -82,7 +86,7 @@ def _experiment_section(name: str, records: list[dict], folder: Path) -> _Sectio
     atomic_write_text(folder / f"{name}.tex", to_latex(table, caption=section.title,
                                                        label=f"tab:{name}"))
     atomic_write_text(folder / f"{name}.csv", table.to_csv(index=False))
-    section.md += [f"{len(ok)} finished runs. Table files: [{name}.md]({name}.md), "
+    section.md += [f"{_count(len(ok), 'finished run')}. Table files: [{name}.md]({name}.md), "
                    f"[{name}.tex]({name}.tex), [{name}.csv]({name}.csv).", "",
                    to_markdown(table)]
     section.pdf.append((f"{section.title}: table", to_text(table), 2))
@@ -128,7 +132,7 @@ def _status_section(failed: list[dict], missing: list[dict],
 def _summary(records: list[dict], failed: list[dict], missing: list[dict],
              expected: list[dict] | None, names: list[str]) -> list[str]:
     ok = [r for r in records if r.get("status", "ok") == "ok"]
-    lines = [f"{len(records)} run records: {len(ok)} finished, {len(failed)} failed"
+    lines = [f"{_count(len(records), 'run record')}: {len(ok)} finished, {len(failed)} failed"
              + ("" if expected is None else f"; {len(missing)} of {len(expected)} expected "
                 "runs missing") + "."]
     for name in names:

@@ -68,12 +68,13 @@ def table_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.Da
     """Exp 1: each metric per chunk, for every model and threshold group (exp1.1 / exp1.2).
 
     Columns: Group, Threshold, Model, Metric, `Chunk c` for each chunk present (mean over
-    seeds), Mean (mean of the chunk columns, so every chunk weighs the same), Runs.
+    seeds), Mean and Mean std (mean and sample std of the chunk columns, so every chunk weighs
+    the same however many seeds it has), Runs.
     """
     runs = experiment_runs(records, "exp1")
     base = ["Group", "Threshold", "Model", "Metric"]
     if runs.empty:
-        return pd.DataFrame(columns=[*base, "Mean", "Runs"])
+        return pd.DataFrame(columns=[*base, "Mean", "Mean" + STD_SUFFIX, "Runs"])
     chunks = sorted({c for c in (_int_or_none(v) for v in runs["chunk"]) if c is not None})
     runs = runs.assign(chunk=[_int_or_none(v) for v in runs["chunk"]])
     rows = []
@@ -89,10 +90,11 @@ def table_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.Da
                 for c in chunks:
                     row[f"Chunk {c}"] = _stats(values[mine["chunk"] == c])[0]
                 per_chunk = [row[f"Chunk {c}"] for c in chunks if not math.isnan(row[f"Chunk {c}"])]
-                row["Mean"] = float(np.mean(per_chunk)) if per_chunk else math.nan
+                row["Mean"], row["Mean" + STD_SUFFIX] = _stats(pd.Series(per_chunk, dtype=float))
                 row["Runs"] = int(values.notna().sum())
                 rows.append(row)
-    return pd.DataFrame(rows, columns=[*base, *(f"Chunk {c}" for c in chunks), "Mean", "Runs"])
+    return pd.DataFrame(rows, columns=[*base, *(f"Chunk {c}" for c in chunks), "Mean",
+                                       "Mean" + STD_SUFFIX, "Runs"])
 
 
 def table_exp2(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:

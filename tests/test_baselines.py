@@ -193,3 +193,29 @@ def test_clear_errors():
     empty = Windows(w.items, w.users, np.zeros(0, np.int64), 3)
     with pytest.raises(ValueError, match="seq_len"):
         model.fit(empty)
+
+
+def test_registry_and_evaluate_end_to_end():
+    # Markov on the training windows themselves, by hand (inputs -> target, last input's row):
+    # [0 1]>2 rank 1 | [1 2]>1: 1 and 3 tie at 1.75, rank 2 | [2 1]>2 rank 1 | [1 2]>3 rank 2 |
+    # [3 3]>1: tie with 3, rank 2 | [3 1]>4: below 2, rank 2.
+    from seqrec.config import EvalConfig, RunConfig
+    from seqrec.data.windows import Split
+    from seqrec.metrics import evaluate
+    from seqrec.models import build_model
+
+    w = hand_windows()
+    split = Split(train=w, val=w, test=w, n_items=N_ITEMS, n_users=3,
+                  item_counts=np.array([1, 3, 2, 3, 1, 1]), dropped_unseen={"val": 0, "test": 0})
+    model = build_model(ModelConfig(name="markov"), N_ITEMS, 3)
+    model.fit(split.train)
+    res = evaluate(model, split.test, split, RunConfig(eval=EvalConfig(ks=(1, 2))),
+                   torch.device("cpu"))
+    assert res["n_windows"] == 6
+    assert res["metrics"]["recall@1"] == pytest.approx(2 / 6)
+    assert res["metrics"]["recall@2"] == pytest.approx(1.0)
+    assert res["metrics"]["mrr@2"] == pytest.approx(4 / 6)
+    for name in ("pop", "recent", "item_knn"):
+        other = build_model(ModelConfig(name=name), N_ITEMS, 3)
+        other.fit(split.train)
+        assert other(torch.tensor([[0, 1]]), None).shape == (1, N_ITEMS)

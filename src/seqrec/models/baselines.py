@@ -259,7 +259,7 @@ class CountBaseline(nn.Module):
         return (getattr(self, f"{prefix}_crow"), getattr(self, f"{prefix}_col"),
                 getattr(self, f"{prefix}_val"))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Fitted buffers have data-dependent sizes (CSR nnz): take the stored shapes and dtypes
         # instead of refusing them, then count the module as fitted.
         for name, buf in self._buffers.items():

@@ -292,6 +292,15 @@ def test_paired_test_few_pairs():
     assert same.p_value == 1.0 and "does not hold" in same.sentence
 
 
+def test_paired_test_on_a_loss_lower_is_better():
+    user = np.array([5.90, 6.00, 6.10, 6.20, 6.30, 6.40, 6.50])
+    t = paired_test(user, user + 0.05, "user_gru", "gru", "best_val_loss",
+                    higher_is_better=False)
+    assert t.mean_diff == pytest.approx(-0.05)
+    assert t.sentence.startswith("user_gru beats gru on best_val_loss (lower is better) by 0.05")
+    assert t.p_value < 0.05
+
+
 def test_twin_tests_pair_by_chunk_and_seed(records):
     t = twin_tests(records, "exp1")
     r = t[(t["Group"] == "exp1.1") & (t["Metric"] == "recall@20")].iloc[0]

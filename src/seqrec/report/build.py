@@ -28,9 +28,9 @@ TITLES = {
     "exp3": "Exp 3: embedding size",
     "exp4": "Exp 4: window length, overall and per popularity third",
 }
-# Exp 3 compares embedding sizes, not user-based twins, and its metric is a loss (lower is
-# better), so it gets no twin tests.
-TESTED = ("exp1", "exp2", "exp4")
+# Twin tests per experiment: (metrics, higher is better). Exp 3's metric is a loss.
+TESTED = {"exp1": (("recall@20", "recall@1"), True), "exp2": (("recall@20", "recall@1"), True),
+          "exp3": (("best_val_loss",), False), "exp4": (("recall@20", "recall@1"), True)}
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 
 
@@ -96,7 +96,7 @@ def _experiment_section(name: str, records: list[dict], folder: Path) -> _Sectio
         section.md += [f"![{section.title}]({name}.png)", ""]
         section.pdf.append((section.title, fig, 0))
     if name in TESTED:
-        tests = twin_tests(ok, name)
+        tests = twin_tests(ok, name, *TESTED[name])
         if not tests.empty:
             atomic_write_text(folder / f"{name}_tests.md", to_markdown(_tests_table(tests)))
             section.md += ["### User-based vs vanilla: paired tests", "",

@@ -40,13 +40,14 @@ class PairedTest(NamedTuple):
 
 
 def paired_test(a_values: np.ndarray, b_values: np.ndarray, a: str, b: str,
-                metric: str) -> PairedTest:
+                metric: str, higher_is_better: bool = True) -> PairedTest:
     """Test whether model `a` differs from model `b` on paired results `[n]`.
 
     Wilcoxon signed-rank (`scipy.stats.wilcoxon`, two-sided) for n >= `MIN_WILCOXON_PAIRS`,
     else the paired t-test (`scipy.stats.ttest_rel`, two-sided); n < 2 gives no test. The
     sentence reads like "user_gru beats gru on recall@20 by 0.012 (p = 0.03, Wilcoxon,
-    10 pairs): the difference holds at the 5% level".
+    10 pairs): the difference holds at the 5% level". For a loss (`higher_is_better=False`)
+    `a` beats `b` when its values are lower; `mean_diff` is always the mean of (a - b).
     """
     x = np.asarray(a_values, dtype=float)
     y = np.asarray(b_values, dtype=float)
@@ -70,11 +71,14 @@ def paired_test(a_values: np.ndarray, b_values: np.ndarray, a: str, b: str,
         p, test = 0.0, "paired t-test"
     else:
         p, test = float(stats.ttest_rel(x, y, alternative="two-sided").pvalue), "paired t-test"
-    verb = "beats" if mean > 0 else ("trails" if mean < 0 else "ties with")
+    better = mean if higher_is_better else -mean
+    verb = "beats" if better > 0 else ("trails" if better < 0 else "ties with")
+    direction = "" if higher_is_better else " (lower is better)"
     p_text = "p undefined" if math.isnan(p) else f"p = {p:.3g}"
     holds = (not math.isnan(p)) and p < ALPHA and mean != 0
     verdict = "holds" if holds else "does not hold"
-    sentence = (f"{a} {verb} {b} on {metric} by {abs(mean):.3g} ({p_text}, {test}, {n} pairs): "
+    sentence = (f"{a} {verb} {b} on {metric}{direction} by {abs(mean):.3g} "
+                f"({p_text}, {test}, {n} pairs): "
                 f"the difference {verdict} at the {ALPHA:.0%} level")
     return PairedTest(a, b, metric, n, mean, p, test, sentence)
 
@@ -95,7 +99,8 @@ def _pairs(runs: pd.DataFrame, a: str, b: str, metric: str,
 
 
 def twin_tests(records: list[dict], experiment: str,
-               metrics: tuple[str, ...] = ("recall@20", "recall@1")) -> pd.DataFrame:
+               metrics: tuple[str, ...] = ("recall@20", "recall@1"),
+               higher_is_better: bool = True) -> pd.DataFrame:
     """Paired tests of each user-based model against its vanilla twin in one experiment.
 
     One row per (group, setting, twin pair, metric), pairing runs over (chunk, seed); plus, where
@@ -125,7 +130,7 @@ def twin_tests(records: list[dict], experiment: str,
             for setting, rows_of, keys in settings:
                 for metric in metrics:
                     x, y = _pairs(rows_of, user, vanilla, metric, keys)
-                    t = paired_test(x, y, user, vanilla, metric)
+                    t = paired_test(x, y, user, vanilla, metric, higher_is_better)
                     rows.append([group, setting, f"{user} vs {vanilla}", metric, t.n,
                                  t.mean_diff, t.p_value, t.test, t.sentence])
     return pd.DataFrame(rows, columns=columns)

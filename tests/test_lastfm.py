@@ -7,7 +7,7 @@ import pytest
 
 from seqrec.data import lastfm
 from seqrec.data.events import cache_path
-from seqrec.data.lastfm import DataFileError, parse_file, read_events, sniff_layout
+from seqrec.data.lastfm import DataFileError, parse_file, read_events, sniff_layout, time_order
 
 U1, U2, U3 = "user_000001", "user_000002", "user_000003"
 
@@ -117,6 +117,14 @@ def test_ties_keep_file_order(tmp_path):
                                                 "a-tie-3", "b-late"]
 
 
+def test_time_order_is_the_stable_order():
+    rng = np.random.default_rng(0)
+    for ts in (rng.integers(0, 20, size=5000), rng.integers(-(2**40), 2**40, size=5000),
+               np.array([2**62, 0, 5, 0]), np.array([7]), np.zeros(0, dtype=np.int64)):
+        want = np.argsort(ts, kind="stable")
+        assert np.array_equal(time_order(ts.astype(np.int64)), want)
+
+
 def test_generic_log_comma_with_header_unix_seconds(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("user,item,timestamp\nbob,song1,100\nann,song2,50\nann,song1,abc\n"
@@ -167,6 +175,7 @@ def test_cache_hit_returns_equal_arrays_and_settings_change_the_key(tmp_path, mo
         a, b = getattr(first, name), getattr(again, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
     assert again.report == first.report and again.key == first.key
+    assert again.users.flags.writeable and again.timestamps.flags.writeable
     monkeypatch.undo()
     # A different setting is a different entry.
     other = read_events(path, item_key="title", cache_dir=cache)

@@ -52,6 +52,8 @@ _WORDS = (
     "golden black white red green echo shadow ocean desert mountain winter morning midnight "
     "sound song dance story angel devil storm thunder moon sun sky north south queen king"
 ).split()
+_SYLLABLES = ("ka ro mi ta len sor vel an is el om ur da ne fi lo ma ri su te bra cor din "
+              "fal gor hin jun kel mor nav pel quin ros sal tor vin wen yar zel").split()
 _DAMAGE_KINDS = ("extra_tab", "missing_field", "bad_bytes", "bad_time")
 
 
@@ -154,8 +156,13 @@ def _mbids(rng: np.random.Generator, n: int, empty: float) -> list[str]:
     return out
 
 
-def _phrases(rng: np.random.Generator, n: int, max_words: int) -> list[str]:
-    words = np.array(_WORDS)
+def _vocabulary(rng: np.random.Generator, size: int = 4000) -> np.ndarray:
+    """English words plus made-up ones of two or three syllables (a catalogue-sized lexicon)."""
+    made = ["".join(rng.choice(_SYLLABLES, size=k)) for k in rng.integers(2, 4, size=size)]
+    return np.array(sorted(set(_WORDS) | set(made)))
+
+
+def _phrases(rng: np.random.Generator, words: np.ndarray, n: int, max_words: int) -> list[str]:
     lengths = rng.integers(1, max_words + 1, size=n)
     picks = words[rng.integers(0, len(words), size=(n, max_words))]
     return [" ".join(w[:k]).title() for w, k in zip(picks, lengths, strict=True)]
@@ -206,13 +213,14 @@ def make_catalogue(cfg: SynthConfig, rng: np.random.Generator) -> Catalogue:
     partner = by_release[(rng.random(n_tracks) * last_same).astype(np.int64)]
     del rank, artist_len
 
-    titles = _phrases(rng, n_tracks, 3)
+    words = _vocabulary(rng)
+    titles = _phrases(rng, words, n_tracks, 4)
     opens = album_first[rng.random(n_albums) < cfg.intro]
     for t in opens:
         titles[t] = "Intro"
     for t in np.flatnonzero(rng.random(n_tracks) < cfg.stray_quote):
         titles[t] = f'{titles[t]} "Live'
-    names = _phrases(rng, n_art, 2)
+    names = _phrases(rng, words, n_art, 2)
     seen: dict[str, int] = {}
     for a, name in enumerate(names):  # artist names must be unique: the reader keys on them
         seen[name] = seen.get(name, 0) + 1

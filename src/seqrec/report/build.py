@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import IO
 
+import matplotlib
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
@@ -91,7 +92,7 @@ def _experiment_section(name: str, records: list[dict], folder: Path) -> _Sectio
                    to_markdown(table)]
     section.pdf.append((f"{section.title}: table", to_text(table), 2))
     if name in FIGURES:
-        fig = FIGURES[name](ok)
+        fig = FIGURES[name](ok, table=table)
         _save_figure(fig, folder / f"{name}.png")
         section.md += [f"![{section.title}]({name}.png)", ""]
         section.pdf.append((section.title, fig, 0))
@@ -156,10 +157,13 @@ def _text_pages(pdf: PdfPages, title: str, lines: list[str], repeat: int = 0) ->
     for page, start in enumerate(range(0, max(len(body), 1), per_page)):
         fig = Figure(figsize=PAGE)
         fig.text(0.04, 0.95, title + (" (continued)" if page else ""), fontsize=13,
-                 weight="bold", va="top")
+                 family="Helvetica", weight="bold", va="top")
         fig.text(0.04, 0.90, "\n".join(head + body[start:start + per_page]),
-                 family="monospace", fontsize=size, va="top", linespacing=1.3)
-        pdf.savefig(fig)
+                 family="Courier", weight="medium", fontsize=size, va="top", linespacing=1.3)
+        # The PDF's built-in Courier and Helvetica (WinAnsi: "±" included) need no embedded
+        # glyphs: ten times faster than DejaVu for pages of text. Scoped to this save only.
+        with matplotlib.rc_context({"pdf.use14corefonts": True}):
+            pdf.savefig(fig)
 
 
 def _write_pdf(f: IO[bytes], summary: list[str], sections: list[_Section]) -> None:

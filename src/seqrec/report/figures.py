@@ -4,7 +4,8 @@ Each function returns a `matplotlib.figure.Figure` built with the object API: no
 global figure registry and no backend switch (saving to PNG/PDF uses the Agg renderer whatever
 the session's backend), so the notebook can show it inline and the report can save it. Axes
 carry metric names ("Recall@20") and legends readable model names: the thesis swapped labels
-(THESIS_PROTOCOL.md, defects 5 and 14).
+(THESIS_PROTOCOL.md, defects 5 and 14). `table`, when given, is the experiment's table already
+computed from the same records (the report passes it so as not to compute it twice).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import math
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from seqrec.data.windows import THIRDS
@@ -68,10 +70,11 @@ def _style(models: list[str]) -> dict[str, tuple[str, str]]:
     return {m: (MARKERS[i % len(MARKERS)], colours[i]) for i, m in enumerate(models)}
 
 
-def figure_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS) -> Figure:
+def figure_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS,
+                table: pd.DataFrame | None = None) -> Figure:
     """Exp 1 scatter: x chunk, y metric (one panel per metric); marker per model, filled for
     the first threshold group and hollow for the next."""
-    table = table_exp1(records, metrics)
+    table = table_exp1(records, metrics) if table is None else table
     fig = _figure(5.5 * len(metrics), 4.2)
     if table.empty:
         return _empty(fig)
@@ -118,9 +121,10 @@ def _lines(ax, table, x_col: str, y_col: str, style, dodge: float = 0.0) -> None
                     marker=marker, color=colour, capsize=3, label=model)
 
 
-def figure_exp2(records: list[dict], metrics: tuple[str, ...] = METRICS) -> Figure:
+def figure_exp2(records: list[dict], metrics: tuple[str, ...] = METRICS,
+                table: pd.DataFrame | None = None) -> Figure:
     """Exp 2: each metric against the training fraction; error bars = std over chunks/seeds."""
-    table = table_exp2(records, metrics)
+    table = table_exp2(records, metrics) if table is None else table
     fig = _figure(5.5 * len(metrics), 4.2)
     if table.empty:
         return _empty(fig)
@@ -136,10 +140,10 @@ def figure_exp2(records: list[dict], metrics: tuple[str, ...] = METRICS) -> Figu
     return fig
 
 
-def figure_exp3(records: list[dict]) -> Figure:
+def figure_exp3(records: list[dict], table: pd.DataFrame | None = None) -> Figure:
     """Exp 3: best validation loss against embedding size on a log2 axis; one-hot is placed at
     the number of items and labelled "one-hot"."""
-    table = table_exp3(records)
+    table = table_exp3(records) if table is None else table
     fig = _figure(6.5, 4.2)
     if table.empty:
         return _empty(fig)
@@ -169,10 +173,11 @@ def figure_exp3(records: list[dict]) -> Figure:
     return fig
 
 
-def figure_exp4(records: list[dict], metrics: tuple[str, ...] = METRICS) -> Figure:
+def figure_exp4(records: list[dict], metrics: tuple[str, ...] = METRICS,
+                table: pd.DataFrame | None = None) -> Figure:
     """Exp 4: metrics against window length L; one column of panels per scope (overall and
     each popularity third), one row per metric; error bars = std over chunks and seeds."""
-    table = table_exp4(records, metrics)
+    table = table_exp4(records, metrics) if table is None else table
     scopes = [THIRD_LABELS[t] for t in ("overall", *THIRDS)]
     fig = _figure(4.2 * len(scopes), 3.6 * len(metrics), rows=len(metrics))
     if table.empty:

@@ -215,6 +215,7 @@ def test_crash_and_damaged_checkpoints_fall_back(tmp_path: Path, reference, dama
     crashed = train_run(toy_split(), cfg, run_dir, CPU, run_id="kill", progress=False,
                         keep_model=True, model_factory=failing_factory(3 * 18 + 5))
     assert crashed["status"] == "failed" and "simulated crash" in crashed["reason"]
+    assert [h["epoch"] for h in crashed["history"]] == [0, 1, 2]  # the epochs it finished
     latest = run_dir / CHECKPOINT_FILE
     assert ckpt.read_checkpoint(latest)["epoch"] == 2
     expect, resumed = None, ("a", 2)

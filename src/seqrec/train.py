@@ -256,7 +256,9 @@ def _restore(payload: dict, model: nn.Module, opt: torch.optim.Optimizer,
 
 
 def _fit_neural(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
-                factory: ModelFactory, run_id: str, progress: bool) -> Trained:
+                factory: ModelFactory, run_id: str, progress: bool, history: list[dict]
+                ) -> Trained:
+    """Both stages with checkpoints; appends to `history` (the caller keeps it on failure)."""
     tcfg = cfg.train
     path = run_dir / CHECKPOINT_FILE
     payload, source = ckpt.load_latest(path)
@@ -265,7 +267,7 @@ def _fit_neural(split: Split, cfg: RunConfig, run_dir: Path, device: torch.devic
                          f"delete it or use another run directory")
     resumed_from = None if payload is None else {"stage": payload["stage"],
                                                  "epoch": payload["epoch"], "file": str(source)}
-    history: list[dict] = list(payload["history"]) if payload else []
+    history[:] = list(payload["history"]) if payload else []
     early = EarlyStopping(**payload["early"]) if payload else EarlyStopping()
     best_state = payload.get("best_state") if payload else None
 
@@ -401,6 +403,7 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     status, reason, result, trained = "ok", None, None, None
+    history: list[dict] = []  # filled as epochs finish, so a failed run records them too
     try:
         if model_factory is None:
             from seqrec.models import model_class
@@ -409,7 +412,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         else:  # a custom factory: ask a throwaway model (tests, small custom models)
             neural = getattr(factory(split.n_items, split.n_users), "requires_training", True)
         if neural:
-            trained = _fit_neural(split, cfg, run_dir, device, factory, run_id, progress)
+            trained = _fit_neural(split, cfg, run_dir, device, factory, run_id, progress,
+                                  history)
         else:
             trained = _fit_counts(split, cfg, device, factory)
         result = evaluate(trained.model, split.test, split, cfg, device)
@@ -427,7 +431,7 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         weights = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         atomic_write_bytes(run_dir / MODEL_FILE, _torch_bytes(weights))
     record = _record(split, cfg, device, run_id, spec, status, reason, result, trained,
-                     time.perf_counter() - start)
+                     trained.history if trained else history, time.perf_counter() - start)
     atomic_write_json(record_path, record)
     if status == "ok":
         ckpt.remove_checkpoints(run_dir / CHECKPOINT_FILE)
@@ -461,9 +465,9 @@ def _jsonable(value: Any) -> Any:
 
 def _record(split: Split, cfg: RunConfig, device: torch.device, run_id: str, spec: dict | None,
             status: str, reason: str | None, result: dict | None, trained: Trained | None,
-            seconds: float) -> dict:
+            history: list[dict], seconds: float) -> dict:
     history = [{k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in h.items()}
-               for h in (trained.history if trained else [])]
+               for h in history]
     train_rows = [h for h in history if h["seconds"] and h["seq_per_s"]]
     total_seq = sum(h["seq_per_s"] * h["seconds"] for h in train_rows)
     total_s = sum(h["seconds"] for h in train_rows)

@@ -200,3 +200,20 @@ def test_bad_settings_raise() -> None:
     with pytest.raises(ValueError, match="n_items"):
         narrow = FixedScores(torch.zeros(30, 29), torch.zeros(5))  # one column short
         evaluate(narrow, split.test, split, profile("smoke"), CPU)
+
+
+def test_metrics_by_group_match_separate_evaluations() -> None:
+    split = random_split(n_items=30, n_users=5, length=200, seq_len=5, seed=3)
+    model = fixed_model(30, 5, seed=1)
+    cfg = apply_overrides(profile("smoke"), {"eval_batch_size": 9, "ks": (1, 5)})
+    labels = split.test.users[split.test.starts].astype(np.int64) * 2  # by user; odd unused
+    got = evaluate(model, split.test, split, cfg, CPU, groups=labels)
+    assert sorted(got["metrics_by_group"]) == sorted(set(labels.tolist()))
+    for g in set(labels.tolist()):
+        sub = type(split.test)(split.test.items, split.test.users, split.test.starts[labels == g],
+                               split.test.seq_len)
+        alone = evaluate(model, sub, split, cfg, CPU)
+        assert got["metrics_by_group"][g] == alone["metrics"]
+        assert got["n_windows_by_group"][g] == len(sub)
+    with pytest.raises(ValueError, match="one label"):
+        evaluate(model, split.test, split, cfg, CPU, groups=labels[:-1])

@@ -187,14 +187,20 @@ def _eval_batches(n: int, batch_size: int, device: torch.device):
 
 
 def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Split,
-             cfg: RunConfig, device: torch.device) -> dict:
+             cfg: RunConfig, device: torch.device, groups: np.ndarray | None = None) -> dict:
     """Evaluate `model` on every window (none dropped), ranking each target among all items.
 
     Popularity thirds of the target come from `split.item_counts` only (cf. thesis defect 4).
-    Batches of `cfg.train.eval_batch_size`; autocast when `cfg.train.amp` on CUDA. Returns
+    Batches of `cfg.train.eval_batch_size`, in full precision even when training used `amp`:
+    half-precision logits (bfloat16 keeps 8 bits of mantissa) tie often among tens of thousands
+    of items, and conservative ranks count every tie against the model. Returns
     {"metrics": {"recall@k", "mrr@k", "ndcg@k" for k in cfg.eval.ks}, "metrics_by_popularity":
     {"popular", "semi", "unpopular": same keys, or None for an empty third},
     "n_windows_by_popularity": {...}, "n_windows": int, "loss": mean cross-entropy}.
+
+    `groups`: optional int `[n_windows]` labels >= 0 (e.g. a window's history length, or its
+    user); adds "metrics_by_group" {label: metrics} and "n_windows_by_group" for the labels
+    that occur.
     """
     dw = windows if isinstance(windows, DeviceWindows) else windows.to(device)
     if len(dw) == 0:
@@ -202,10 +208,19 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
                          "use a larger chunk)")
     thirds = torch.as_tensor(split.thirds.astype(np.int64), device=device)  # [n_items]
     acc = MetricAccumulator(tuple(cfg.eval.ks), cfg.eval.ties, device, groups=len(THIRDS))
+    by = by_acc = None
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (len(dw),) or (groups.size and groups.min() < 0):
+            raise ValueError(f"groups must hold one label >= 0 per window ({len(dw)}), got "
+                             f"shape {groups.shape}")
+        by = torch.as_tensor(groups.astype(np.int64), device=device)
+        by_acc = MetricAccumulator(tuple(cfg.eval.ks), cfg.eval.ties, device,
+                                   groups=int(groups.max()) + 1)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), autocast(device, cfg.train.amp):
+        with torch.inference_mode():
             for idx in _eval_batches(len(dw), cfg.train.eval_batch_size, device):
                 items, users, target = dw.batch(idx)
                 scores = model(items, users)  # [B, n_items]
@@ -215,16 +230,25 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
                                      f"the split's n_items")
                 loss = F.cross_entropy(scores.float(), target, reduction="none")  # [B]
                 acc.update(scores, target, thirds[target], loss)
+                if by_acc is not None:
+                    by_acc.workspace = acc.workspace  # the same buffer serves both
+                    by_acc.update(scores, target, by[idx])
     finally:
         model.train(was_training)
     res = acc.result()
-    return {
+    out = {
         "metrics": res["metrics"],
         "metrics_by_popularity": dict(zip(THIRDS, res["by_group"], strict=True)),
         "n_windows_by_popularity": dict(zip(THIRDS, res["counts"], strict=True)),
         "n_windows": res["n_windows"],
         "loss": res["loss"],
     }
+    if by_acc is not None:
+        res = by_acc.result()
+        present = [g for g, c in enumerate(res["counts"]) if c]
+        out["metrics_by_group"] = {g: res["by_group"][g] for g in present}
+        out["n_windows_by_group"] = {g: res["counts"][g] for g in present}
+    return out
 
 
 def autocast(device: torch.device, amp: bool):

@@ -261,3 +261,13 @@ def test_count_baseline_is_fitted_not_trained(tmp_path: Path, retrain: bool) -> 
     # Fitted on train, then (retrain) a fresh model on train + val; no epochs.
     assert fitted == [len(split.train)] + ([len(split.train) + len(split.val)] if retrain else [])
     assert rec["n_test_windows"] == len(split.test) and rec["epochs_kept"] is None
+
+
+def test_unreadable_record_is_redone(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "record.json").write_text('{"run_id": "x", "sta')
+    with pytest.warns(RuntimeWarning, match="unreadable run record"):
+        rec = train_run(toy_split(), kill_cfg(epochs=1), tmp_path / "r", CPU, run_id="x",
+                        progress=False, model_factory=tiny)
+    assert rec["status"] == "ok"
+    assert json.loads((tmp_path / "r" / "record.json").read_text()) == rec

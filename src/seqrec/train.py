@@ -25,6 +25,7 @@ import random
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -393,9 +394,14 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
     run_dir = Path(run_dir)
     record_path = run_dir / RECORD_FILE
     if record_path.exists():
-        record = read_json(record_path)
-        if not (retry_failed and record.get("status") == "failed"):
-            return record
+        try:
+            record = read_json(record_path)
+        except (OSError, ValueError) as e:  # written atomically, so only damage gets here
+            warnings.warn(f"ignoring unreadable run record {record_path} ({e}); running again",
+                          RuntimeWarning, stacklevel=2)
+        else:
+            if not (retry_failed and record.get("status") == "failed"):
+                return record
     check_split(split)
     factory = model_factory or default_factory(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)

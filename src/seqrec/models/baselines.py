@@ -292,11 +292,15 @@ class RecentBaseline(CountBaseline):
 
     def _scores(self, items: Tensor) -> Tensor:
         batch, steps = items.shape
+        pop = self.popularity()
+        out = pop.expand(batch, -1).clone()  # [B, n_items]
         position = torch.arange(1, steps + 1, dtype=SCORE_DTYPE, device=items.device)
-        recency = torch.zeros(batch, self.n_items, dtype=SCORE_DTYPE, device=items.device)
-        # amax keeps each item's latest position; max is order-free, so deterministic on CUDA.
-        recency.scatter_reduce_(1, items, position.expand(batch, -1), "amax")
-        return recency + self.popularity()
+        window = position + pop[items]  # [B, T] score of each input at its position
+        # In time order, one column per call: a replayed item ends with its latest position,
+        # and no call writes one place twice, so the result is deterministic on CUDA too.
+        for t in range(steps):
+            out.scatter_(1, items[:, t : t + 1], window[:, t : t + 1])
+        return out
 
 
 class MarkovBaseline(CountBaseline):

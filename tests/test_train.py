@@ -271,3 +271,23 @@ def test_unreadable_record_is_redone(tmp_path: Path) -> None:
                         progress=False, model_factory=tiny)
     assert rec["status"] == "ok"
     assert json.loads((tmp_path / "r" / "record.json").read_text()) == rec
+
+
+def test_amp_is_a_no_op_on_cpu_and_compile_only_on_request(tmp_path: Path, monkeypatch) -> None:
+    compiled: list[nn.Module] = []
+
+    def fake_compile(model: nn.Module) -> nn.Module:  # the wiring, without a compiler
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    cfg = kill_cfg(epochs=2)
+    plain = train_run(toy_split(), cfg, tmp_path / "plain", CPU, run_id="p", progress=False,
+                      model_factory=tiny)
+    assert compiled == []
+    amp = train_run(toy_split(), apply_overrides(cfg, {"amp": True, "compile": True}),
+                    tmp_path / "amp", CPU, run_id="a", progress=False, model_factory=tiny)
+    assert len(compiled) == 2  # one per stage
+    assert amp["metrics"] == plain["metrics"]
+    assert [h["train_loss"] for h in amp["history"]] == [h["train_loss"]
+                                                         for h in plain["history"]]

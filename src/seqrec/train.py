@@ -326,6 +326,7 @@ def _fit_neural(split: Split, cfg: RunConfig, run_dir: Path, device: torch.devic
         return Trained(model, history, early.best_epoch + 1, early.best_loss, resumed_from)
 
     # Stage (b): a fresh model (same initial weights) on train + val for `kept` epochs.
+    del model, opt, scaler  # free stage (a)'s weights and Adam moments before building anew
     model, opt, scaler = _fresh(factory, split, tcfg, device)
     start = 0
     if payload is not None and payload["stage"] == "b":

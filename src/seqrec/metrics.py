@@ -249,12 +249,3 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
         out["metrics_by_group"] = {g: res["by_group"][g] for g in present}
         out["n_windows_by_group"] = {g: res["counts"][g] for g in present}
     return out
-
-
-def autocast(device: torch.device, amp: bool):
-    """Autocast on CUDA when `amp` is asked for (bfloat16 where supported, else float16);
-    a no-op context elsewhere, so CPU results never change with the setting."""
-    on = bool(amp) and device.type == "cuda"
-    dtype = torch.bfloat16 if on and torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=on)
-

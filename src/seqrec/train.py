@@ -41,7 +41,7 @@ from seqrec import checkpoint as ckpt
 from seqrec.config import RunConfig, TrainConfig, to_dict
 from seqrec.data.windows import PARTS, DeviceWindows, Split
 from seqrec.io import atomic_write_bytes, atomic_write_json, read_json
-from seqrec.metrics import autocast, evaluate
+from seqrec.metrics import evaluate
 
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "ckpt.pt"
@@ -119,6 +119,14 @@ def epoch_order(n: int, seed: int, stage: str, epoch: int) -> Tensor:
     key = hashlib.sha256(f"seqrec-order/{seed}/{stage}/{epoch}".encode()).digest()
     gen = torch.Generator().manual_seed(int.from_bytes(key[:8], "little") % 2**63)
     return torch.randperm(n, generator=gen)
+
+
+def autocast(device: torch.device, amp: bool):
+    """Autocast on CUDA when `amp` is asked for (bfloat16 where supported, else float16);
+    a no-op context elsewhere, so CPU results never change with the setting."""
+    on = bool(amp) and device.type == "cuda"
+    dtype = torch.bfloat16 if on and torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=on)
 
 
 # ---------------------------------------------------------------------------------------------

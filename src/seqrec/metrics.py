@@ -3,7 +3,7 @@
 The target of every window is ranked against ALL items (no sampled negatives: Krichene and
 Rendle, "On Sampled Metrics for Item Recommendation", KDD 2020). Items already in the window's
 history are not masked (people replay music). One comparison pass over the scores `[B, n_items]`
-gives every window's rank; no Python loop runs per window.
+(two for ``expected``) gives every window's rank; no Python loop runs per window.
 
 Tie policies (the rank is 1-based; `greater` / `equal` count the items whose score is strictly
 greater than / equal to the target's score, the target itself included in `equal`):

@@ -305,3 +305,26 @@ def test_interface_is_the_documented_layout():
     assert iface.read_keys.shape == (2, R, W) and iface.read_masks.shape == (2, R, W)
     assert (iface.read_strengths >= 1).all() and (iface.forward_sharpness >= 1).all()
     torch.testing.assert_close(iface.read_modes.sum(-1), torch.ones(2, R, dtype=D))
+
+
+def test_link_update_fast_path_equals_plain_reference():
+    from seqrec.models.dnc_memory import update_link_reference
+
+    state = random_state(b=3)
+    args = [x.clone().requires_grad_() for x in (state.link, state.precedence,
+                                                  state.write_weights)]
+    fast = update_link(*args)
+    ref = update_link_reference(*args)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    g = torch.Generator().manual_seed(8)
+    weights = [torch.randn(x.shape, generator=g, dtype=D) for x in fast]
+
+    def pull(outs):
+        return torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, outs, strict=True)),
+                                   args)
+
+    grads_fast, grads_ref = pull(fast), pull(ref)
+    for a, b in zip(grads_fast, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda *a: update_link(*a)[0], args)

@@ -207,16 +207,58 @@ def write_memory(memory: Tensor, write_weights: Tensor, erase: Tensor, vector: T
     return memory * keep + w * vector.unsqueeze(1)
 
 
-def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Temporal link matrix and precedence: link `[B, N, N]`, precedence, write_weights `[B, N]`.
-
-    L[i, j] <- (1 - w_i - w_j) L[i, j] + w_i p[j] with a zero diagonal (L[i, j] ~ "i was written
-    right after j"), then p <- (1 - sum w) p + w.
-    """
+def update_link_reference(link: Tensor, precedence: Tensor,
+                          write_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Plain autograd version of `update_link` (kept as the tests' reference)."""
     w_i = write_weights.unsqueeze(2)  # [B, N, 1]
     w_j = write_weights.unsqueeze(1)  # [B, 1, N]
     link = (1 - w_i - w_j) * link + w_i * precedence.unsqueeze(1)
     link = link * (1 - torch.eye(link.shape[1], dtype=link.dtype, device=link.device))
+    precedence = (1 - write_weights.sum(1, keepdim=True)) * precedence + write_weights
+    return link, precedence
+
+
+class _LinkUpdate(torch.autograd.Function):
+    """L' = (1 - w_i - w_j) L + w_i p_j with zero diagonal, with a hand-written backward.
+
+    Why: the link matrix is the DNC's largest tensor (`[B, N, N]`, 16 MB at B 256, N 128) and
+    autograd of the plain expression keeps two more such tensors per step and makes about
+    twice the passes over them. This saves only the inputs (L is kept alive as state anyway).
+    Backward, with G the incoming gradient masked to the off-diagonal:
+        dL = G * (1 - w_i - w_j);  dw_i = sum_j G_ij (p_j - L_ij) - sum_j G_ji L_ji;
+        dp_j = sum_i G_ij w_i.
+    """
+
+    @staticmethod
+    def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(link, precedence, w)
+        new = link * (1 - w).unsqueeze(2)  # (1 - w_i) L
+        new.addcmul_(link, w.unsqueeze(1), value=-1.0)  # - w_j L
+        new.baddbmm_(w.unsqueeze(2), precedence.unsqueeze(1))  # + w_i p_j
+        new.diagonal(dim1=1, dim2=2).zero_()
+        return new
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
+        link, precedence, w = ctx.saved_tensors
+        g = grad.clone()
+        g.diagonal(dim1=1, dim2=2).zero_()
+        d_link = g * (1 - w).unsqueeze(2)
+        d_link.addcmul_(g, w.unsqueeze(1), value=-1.0)
+        gl = g * link
+        d_w = torch.bmm(g, precedence.unsqueeze(2)).squeeze(2) - gl.sum(2) - gl.sum(1)
+        d_p = torch.bmm(w.unsqueeze(1), g).squeeze(1)
+        return d_link, d_p, d_w
+
+
+def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Temporal link matrix and precedence: link `[B, N, N]`, precedence, write_weights `[B, N]`.
+
+    L[i, j] <- (1 - w_i - w_j) L[i, j] + w_i p[j] with a zero diagonal (L[i, j] ~ "i was written
+    right after j"), then p <- (1 - sum w) p + w. The link part uses `_LinkUpdate` (same values
+    as `update_link_reference`, less memory).
+    """
+    link = _LinkUpdate.apply(link, precedence, write_weights)
     precedence = (1 - write_weights.sum(1, keepdim=True)) * precedence + write_weights
     return link, precedence
 

@@ -1,0 +1,285 @@
+"""Training throughput and peak memory of the models against plain reference cells (not a test).
+
+Exp 4 sizes: embedding 128, hidden 128, 30,000 items, L = 20 (19 inputs), batch 256, Adam,
+cross-entropy on the last step; DNC 128 cells x word 64, 1 read head. CPU, 2 threads.
+
+Each configuration runs in its own subprocess (`--one NAME`): 2 warm-up steps, then 5 timed
+training steps; throughput = batch / median step time. Peak memory = the subprocess' ru_maxrss
+(resident set high-water mark, whole process) minus that of a subprocess that imports the same
+modules and builds nothing ("base"), so both sides pay the same interpreter and torch overhead.
+The machine's matmul rate is a 2048^3 float32 torch.matmul measured in the same run (median of
+5); a model's achieved rate counts the matmul FLOPs of a training step (forward x 3).
+
+References ("as the thesis notebook wrote them"): a Python loop over time calling a cell that
+holds one nn.Linear per gate and per input (x and h separately); the DNC reference uses such a
+GRU controller, one nn.Linear per interface part and the memory operations written directly
+(masked lookup materialising `[B, R, N, W]`). `nn.GRU` is the plain fused-GRU model.
+
+Usage: .venv/bin/python benchmarks/bench_models.py [--only gru,dnc] [--steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from seqrec.config import ModelConfig
+from seqrec.models import build_model
+
+B, T, E, H, N_ITEMS, N_USERS = 256, 19, 128, 128, 30_000, 1_000
+CELLS, WORD, HEADS = 128, 64, 1
+OURS = ("gru", "user_gru", "dnc", "user_dnc")
+REFS = {"gru": "ref_gru", "user_gru": "ref_user_gru", "dnc": "ref_dnc", "user_dnc": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference cells, thesis-notebook style: one Linear per gate, a Python loop over time
+
+class RefGRUCell(nn.Module):
+    def __init__(self, e: int, h: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.xr, self.xz, self.xn = nn.Linear(e, h), nn.Linear(e, h), nn.Linear(e, h)
+        self.hr, self.hz, self.hn = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, h):
+        r = torch.sigmoid(self.drop(self.xr(x)) + self.hr(h))
+        z = torch.sigmoid(self.drop(self.xz(x)) + self.hz(h))
+        n = torch.tanh(self.drop(self.xn(x)) + r * self.hn(h))
+        return (1 - z) * n + z * h
+
+
+class RefUserGRUCell(nn.Module):
+    def __init__(self, e: int, h: int) -> None:
+        super().__init__()
+        self.att = nn.Linear(h + 2 * e, 1)
+        self.xr, self.xz, self.xn = nn.Linear(e, h), nn.Linear(e, h), nn.Linear(e, h)
+        self.un = nn.Linear(e, h, bias=False)
+        self.hr, self.hz, self.hn = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+        self.drop, self.udrop = nn.Dropout(0.2), nn.Dropout(0.5)
+
+    def forward(self, x, u, h):
+        a = torch.sigmoid(self.att(torch.cat([h, x, u], 1)))
+        xa = (1 - a) * x
+        r = torch.sigmoid(self.drop(self.xr(xa)) + self.hr(h))
+        z = torch.sigmoid(self.drop(self.xz(xa)) + self.hz(h))
+        k = torch.tanh(r * self.hn(h) + self.drop(self.xn(xa)) + self.udrop(self.un(a * u)))
+        return (1 - z) * h + z * k
+
+
+class RefRecurrent(nn.Module):
+    """Embedding -> reference cell loop -> Linear to all items."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.emb = nn.Embedding(N_ITEMS, E)
+        self.uemb = nn.Embedding(N_USERS, E)
+        self.cell = RefUserGRUCell(E, H) if kind == "user" else RefGRUCell(E, H)
+        self.out = nn.Linear(H, N_ITEMS)
+
+    def forward(self, items, users):
+        x, u = self.emb(items), self.uemb(users)
+        h = x.new_zeros(items.shape[0], H)
+        for t in range(items.shape[1]):
+            h = self.cell(x[:, t], u[:, t], h) if self.kind == "user" else self.cell(x[:, t], h)
+        return self.out(h)
+
+
+class RefDNC(nn.Module):
+    """Straightforward DNC: reference GRU controller, one Linear per interface part."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(N_ITEMS, E)
+        self.cell = RefGRUCell(E + HEADS * WORD, H)
+        parts = dict(rk=HEADS * WORD, rs=HEADS, wk=WORD, ws=1, er=WORD, wv=WORD, fg=HEADS,
+                     ag=1, wg=1, rm=3 * HEADS, rmask=HEADS * WORD, wmask=WORD, sf=HEADS,
+                     sb=HEADS)
+        self.iface = nn.ModuleDict({k: nn.Linear(H, v) for k, v in parts.items()})
+        self.wc, self.wr = nn.Linear(H, H), nn.Linear(HEADS * WORD, H, bias=False)
+        self.out = nn.Linear(H, N_ITEMS)
+
+    @staticmethod
+    def content(mem, key, beta, mask):
+        mm = mem.unsqueeze(1) * mask.unsqueeze(2)  # [B, R, N, W]
+        km = (key * mask).unsqueeze(2)  # [B, R, 1, W]
+        cos = (mm * km).sum(-1) / (mm.norm(dim=-1) * km.norm(dim=-1) + 1e-6)
+        return torch.softmax(beta.unsqueeze(-1) * cos, -1)
+
+    def forward(self, items, users):
+        b = items.shape[0]
+        x = self.emb(items)
+        mem = x.new_zeros(b, CELLS, WORD)
+        usage, prec, ww = (x.new_zeros(b, CELLS) for _ in range(3))
+        link = x.new_zeros(b, CELLS, CELLS)
+        rw = x.new_zeros(b, HEADS, CELLS)
+        r = x.new_zeros(b, HEADS, WORD)
+        h = x.new_zeros(b, H)
+        eye = torch.eye(CELLS)
+        for t in range(items.shape[1]):
+            h = self.cell(torch.cat([x[:, t], r.reshape(b, -1)], 1), h)
+            i = {k: lin(h) for k, lin in self.iface.items()}
+            one = lambda v: 1 + F.softplus(v)  # noqa: E731
+            fg = torch.sigmoid(i["fg"])
+            psi = torch.prod(1 - fg.unsqueeze(-1) * rw, 1)
+            usage = (usage + ww - usage * ww) * psi
+            su, order = torch.sort(1e-6 + (1 - 1e-6) * usage, 1)
+            cp = torch.cumprod(torch.cat([torch.ones_like(su[:, :1]), su[:, :-1]], 1), 1)
+            alloc = torch.zeros_like(su).scatter(1, order, (1 - su) * cp)
+            cw = self.content(mem, i["wk"].unsqueeze(1), one(i["ws"]),
+                              torch.sigmoid(i["wmask"]).unsqueeze(1))[:, 0]
+            ga, gw = torch.sigmoid(i["ag"]), torch.sigmoid(i["wg"])
+            ww = gw * (ga * alloc + (1 - ga) * cw)
+            er, wv = torch.sigmoid(i["er"]), i["wv"]
+            mem = mem * psi.unsqueeze(-1) * (1 - ww.unsqueeze(-1) * er.unsqueeze(1)) \
+                + ww.unsqueeze(-1) * wv.unsqueeze(1)
+            link = ((1 - ww.unsqueeze(2) - ww.unsqueeze(1)) * link
+                    + ww.unsqueeze(2) * prec.unsqueeze(1)) * (1 - eye)
+            prec = (1 - ww.sum(1, keepdim=True)) * prec + ww
+            fwd, bwd = rw @ link.transpose(1, 2), rw @ link
+            sf, sb = one(i["sf"]).unsqueeze(-1), one(i["sb"]).unsqueeze(-1)
+            fwd = fwd.clamp_min(1e-20) ** sf
+            fwd = fwd / (fwd.sum(-1, keepdim=True) + 1e-6)
+            bwd = bwd.clamp_min(1e-20) ** sb
+            bwd = bwd / (bwd.sum(-1, keepdim=True) + 1e-6)
+            c = self.content(mem, i["rk"].view(b, HEADS, WORD), one(i["rs"]),
+                             torch.sigmoid(i["rmask"]).view(b, HEADS, WORD))
+            pi = torch.softmax(i["rm"].view(b, HEADS, 3), -1)
+            rw = pi[..., :1] * bwd + pi[..., 1:2] * c + pi[..., 2:] * fwd
+            r = rw @ mem
+            y = self.wc(h) + self.wr(r.reshape(b, -1))
+        return self.out(y)
+
+
+class TorchGRU(nn.Module):
+    """The plain fused nn.GRU model (dropout on the embedding input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(N_ITEMS, E)
+        self.drop = nn.Dropout(0.2)
+        self.rnn = nn.GRU(E, H, batch_first=True)
+        self.out = nn.Linear(H, N_ITEMS)
+
+    def forward(self, items, users):
+        return self.out(self.rnn(self.drop(self.emb(items)))[0][:, -1])
+
+
+def build(name: str) -> nn.Module:
+    if name in OURS:
+        cfg = ModelConfig(name=name, embedding_size=E, hidden_size=H, memory_cells=CELLS,
+                          word_size=WORD, read_heads=HEADS)
+        return build_model(cfg, N_ITEMS, N_USERS)
+    return {"ref_gru": lambda: RefRecurrent("plain"), "ref_user_gru": lambda: RefRecurrent("user"),
+            "ref_dnc": RefDNC, "nn_gru": TorchGRU}[name]()
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs of one training step (matmuls only; backward ~ 2x forward)
+
+def train_flops(name: str) -> float:
+    out = 2 * B * H * N_ITEMS
+    gru = 2 * B * T * (E * 3 * H + H * 3 * H)
+    if name in ("gru", "ref_gru", "nn_gru"):
+        fwd = gru + out
+    elif name in ("user_gru", "ref_user_gru"):
+        fwd = gru + 2 * B * T * (E * (H + 2) + H) + out
+    else:  # DNC: controller on [x; r], interface, output mix, memory products
+        iface = 2 * WORD * HEADS + 2 * WORD + 3 * WORD + 6 * HEADS + 3
+        ctrl = 2 * B * T * ((E + HEADS * WORD) * 3 * H + H * 3 * H)
+        mix = 2 * B * T * (H * iface + H * H + HEADS * WORD * H)
+        mem = 2 * B * T * (2 * (HEADS + 1) * CELLS * WORD + 2 * HEADS * CELLS * CELLS
+                           + HEADS * CELLS * WORD)
+        fwd = ctrl + mix + mem + out
+    return 3.0 * fwd
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+
+def measure_one(name: str, steps: int) -> dict:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    if name == "base":
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"name": name, "maxrss_mb": rss}
+    model = build(name).train()
+    groups = model.param_groups(0.0, 0.01) if hasattr(model, "param_groups") else \
+        model.parameters()
+    opt = torch.optim.Adam(groups, lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    items = torch.randint(0, N_ITEMS, (B, T), generator=g)
+    users = torch.randint(0, N_USERS, (B, T), generator=g)
+    target = torch.randint(0, N_ITEMS, (B,), generator=g)
+    times = []
+    for i in range(2 + steps):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(items, users), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    step = statistics.median(times)
+    return {"name": name, "step_s": step, "seq_per_s": B / step,
+            "gflops": train_flops(name) / step / 1e9,
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    torch.set_num_threads(2)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def run_subprocess(name: str, steps: int) -> dict:
+    cmd = [sys.executable, __file__, "--one", name, "--steps", str(steps)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--one", help="measure one configuration (internal)")
+    parser.add_argument("--only", default=",".join(OURS), help="comma list of our models")
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.steps)))
+        return
+    rate = matmul_gflops()
+    base = run_subprocess("base", args.steps)["maxrss_mb"]
+    print(f"matmul rate {rate:.1f} GFLOP/s (2048^3 float32, 2 threads); base RSS {base:.0f} MB")
+    names = []
+    for ours in args.only.split(","):
+        names += [ours] + ([REFS[ours]] if REFS.get(ours) else [])
+    if "gru" in names:
+        names.append("nn_gru")
+    results = {n: run_subprocess(n, args.steps) for n in names}
+    print("| config | seq/s | vs reference | GFLOP/s | of matmul rate | peak RSS - base (MB) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for n, r in results.items():
+        ref = REFS.get(n)
+        ratio = f"{r['seq_per_s'] / results[ref]['seq_per_s']:.2f}x" if ref in results else ""
+        print(f"| {n} | {r['seq_per_s']:.0f} | {ratio} | {r['gflops']:.1f} | "
+              f"{r['gflops'] / rate:.0%} | {r['maxrss_mb'] - base:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import re
 import statistics
@@ -128,7 +129,9 @@ def main() -> None:
     text = (f"{SECTION}\n\n"
             f"`build_report` on a thesis-size grid of {len(records)} made-up run records "
             f"(1 seed), median of {args.repeats}, {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}:\n\n"
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
+            f"{os.getloadavg()[0]:.1f} at the end (other jobs may share the CPUs; the ratio "
+            "column is the figure to compare):\n\n"
             "| Step | Seconds | x reference |\n|:---|---:|---:|\n"
             f"| reference: one plain figure to PNG | {ref:.3f} | 1.0 |\n"
             f"| `load_records` ({len(records)} JSON files) | {load:.3f} | {load / ref:.1f} |\n"

@@ -376,9 +376,12 @@ def test_long_tables_paginate_with_repeated_header():
 
 def test_build_report_with_no_runs(tmp_path):
     expected = grid()[1]
+    write_records(tmp_path, [record("exp3", "exp3", "gru", 0, 0, "embedding_size", 32,
+                                    status="failed", reason="out of memory")])
     path = build_report(tmp_path, expected=expected[:2], experiments=["exp1", "exp3"])
     md = path.read_text()
     assert md.count("no runs yet") == 2
+    assert "no runs yet (1 failed, listed below)" in md and "out of memory" in md
     assert "Missing runs: 2 of 2" in md
     assert (tmp_path / "report" / "report.pdf").stat().st_size > 0
     with pytest.raises(ValueError, match="experiments"):

@@ -44,11 +44,18 @@ def _spec_text(spec: dict) -> str:
     return ", ".join(f"{k}={spec[k]}" for k in keys if spec.get(k) is not None)
 
 
-def _experiments(records: list[dict], experiments: list[str] | None) -> list[str]:
+def _spec_of(entry: dict) -> dict:
+    """The spec of an expected-grid entry: `{"run_id", "spec"}` or a flat spec dict."""
+    return entry["spec"] if isinstance(entry.get("spec"), dict) else entry
+
+
+def _experiments(records: list[dict], experiments: list[str] | None,
+                 expected: list[dict] | None) -> list[str]:
+    present = {str(r.get("spec", {}).get("experiment")) for r in records}
+    present |= {str(_spec_of(e).get("experiment")) for e in expected or []}
     if experiments is None:
-        present = {str(r.get("spec", {}).get("experiment")) for r in records}
         return [*EXPERIMENTS, *sorted(present - set(EXPERIMENTS) - {"None"})]
-    known = set(EXPERIMENTS) | {str(r.get("spec", {}).get("experiment")) for r in records}
+    known = set(EXPERIMENTS) | present
     unknown = [e for e in experiments if e not in known]
     if unknown:
         raise ValueError(f"experiments: unknown name(s) {unknown}; choose from {sorted(known)}")
@@ -186,13 +193,12 @@ def build_report(out_dir: str | Path, expected: list[dict] | None = None,
     Returns the path of `report.md`.
     """
     records = load_records(out_dir)
-    names = _experiments(records, experiments)
+    names = _experiments(records, experiments, expected)
     folder = Path(out_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
     chosen = [r for r in records if r.get("spec", {}).get("experiment") in names]
     chosen_expected = None if expected is None else [
-        e for e in expected
-        if (e.get("spec") if isinstance(e.get("spec"), dict) else e).get("experiment") in names]
+        e for e in expected if _spec_of(e).get("experiment") in names]
     failed, missing = status_lists(chosen, chosen_expected)
     sections = [_experiment_section(name, chosen, folder) for name in names]
     sections.append(_status_section(failed, missing, chosen_expected))

@@ -311,7 +311,7 @@ def test_twin_tests_pair_by_chunk_and_seed(records):
     assert r2["Pairs"] == 2  # chunk 2: gru failed and user_gru missing
     t4 = twin_tests(records, "exp4")
     assert set(t4["Comparison"]) == {"user_dnc vs dnc"}
-    assert set(t4["Setting"]) == {"5", "10", "all"}
+    assert list(t4["Setting"]) == ["5", "5", "10", "10", "all", "all"]  # numeric order
     assert t4.loc[t4["Setting"] == "all", "Pairs"].iloc[0] == 6
 
 

@@ -8,6 +8,7 @@ between chunks, which is far larger than the difference between the models.
 from __future__ import annotations
 
 import math
+from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
@@ -138,13 +139,13 @@ def twin_tests(records: list[dict], experiment: str,
 
 def _sort_key(value: object) -> tuple[int, float, str]:
     """Numbers in numeric order, then anything else by its text."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, Real) and not isinstance(value, bool):  # numpy numbers included
         return (0, float(value), "")
     return (1, 0.0, str(value))
 
 
 def _setting_text(value: object) -> str:
     """A setting as text: 10.0 -> "10", 0.5 -> "0.5"."""
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, Real) and float(value).is_integer():
         return str(int(value))
     return str(value)

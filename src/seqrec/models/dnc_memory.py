@@ -196,15 +196,58 @@ def write_weighting(memory: Tensor, usage: Tensor, iface: Interface) -> Tensor:
     return iface.write_gate.unsqueeze(1) * (g_a * alloc + (1 - g_a) * content)
 
 
-def write_memory(memory: Tensor, write_weights: Tensor, erase: Tensor, vector: Tensor,
-                 psi: Tensor | None = None) -> Tensor:
-    """M * (1 - w e^T) + w v^T, first scaled by psi per cell when psi is given (Csordas'
-    de-allocation). memory `[B, N, W]`, write_weights, psi `[B, N]`, erase, vector `[B, W]`."""
+def write_memory_reference(memory: Tensor, write_weights: Tensor, erase: Tensor,
+                           vector: Tensor, psi: Tensor | None = None) -> Tensor:
+    """Plain autograd version of `write_memory` (kept as the tests' reference)."""
     w = write_weights.unsqueeze(2)  # [B, N, 1]
     keep = 1 - w * erase.unsqueeze(1)  # [B, N, W]
     if psi is not None:
         keep = keep * psi.unsqueeze(2)
     return memory * keep + w * vector.unsqueeze(1)
+
+
+class _MemoryWrite(torch.autograd.Function):
+    """M' = M * psi 1^T * (1 - w e^T) + w v^T with a hand-written backward.
+
+    Why: autograd of the plain expression keeps two `[B, N, W]` tensors per step (the keep
+    factor and a product); this saves only the inputs (M is kept alive as state anyway).
+    Backward, with G the incoming gradient and GM = G * M:
+        dM = G * psi (1 - w e^T);  dpsi = rowsum(GM) - w (GM e);  dw = -psi (GM e) + G v;
+        de = -(psi w)^T GM;  dv = w^T G.
+    """
+
+    @staticmethod
+    def forward(ctx, memory: Tensor, w: Tensor, erase: Tensor, vector: Tensor,
+                psi: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(memory, w, erase, vector, psi)
+        keep = torch.baddbmm(psi.unsqueeze(2).expand_as(memory), (-psi * w).unsqueeze(2),
+                             erase.unsqueeze(1))  # psi_i (1 - w_i e_k)     [B, N, W]
+        keep.mul_(memory)
+        return keep.baddbmm_(w.unsqueeze(2), vector.unsqueeze(1))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102
+        memory, w, erase, vector, psi = ctx.saved_tensors
+        keep = torch.baddbmm(psi.unsqueeze(2).expand_as(memory), (-psi * w).unsqueeze(2),
+                             erase.unsqueeze(1))
+        d_memory = grad * keep
+        gm = grad * memory  # [B, N, W]
+        gm_e = torch.bmm(gm, erase.unsqueeze(2)).squeeze(2)  # [B, N]
+        d_psi = gm.sum(2) - w * gm_e
+        d_w = -psi * gm_e + torch.bmm(grad, vector.unsqueeze(2)).squeeze(2)
+        d_erase = -torch.bmm((psi * w).unsqueeze(1), gm).squeeze(1)
+        d_vector = torch.bmm(w.unsqueeze(1), grad).squeeze(1)
+        return d_memory, d_w, d_erase, d_vector, d_psi
+
+
+def write_memory(memory: Tensor, write_weights: Tensor, erase: Tensor, vector: Tensor,
+                 psi: Tensor | None = None) -> Tensor:
+    """M * (1 - w e^T) + w v^T, first scaled by psi per cell when psi is given (Csordas'
+    de-allocation). memory `[B, N, W]`, write_weights, psi `[B, N]`, erase, vector `[B, W]`.
+    Uses `_MemoryWrite` (same values as `write_memory_reference`, less memory)."""
+    if psi is None:
+        psi = torch.ones_like(write_weights)
+    return _MemoryWrite.apply(memory, write_weights, erase, vector, psi)
 
 
 def update_link_reference(link: Tensor, precedence: Tensor,

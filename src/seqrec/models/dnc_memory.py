@@ -46,6 +46,10 @@ from torch.nn import functional as F
 
 EPS = 1e-6
 TINY = 1e-20
+# Under CUDA autocast the hand-written memory ops run in float32 (mixed dtypes would not mix in
+# their in-place products, and memory contents accumulate over steps).
+_FP32_FWD = torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+_FP32_BWD = torch.amp.custom_bwd(device_type="cuda")
 
 
 class MemoryOptions(NamedTuple):
@@ -217,6 +221,7 @@ class _MemoryWrite(torch.autograd.Function):
     """
 
     @staticmethod
+    @_FP32_FWD
     def forward(ctx, memory: Tensor, w: Tensor, erase: Tensor, vector: Tensor,
                 psi: Tensor) -> Tensor:  # noqa: D102
         ctx.save_for_backward(memory, w, erase, vector, psi)
@@ -226,6 +231,7 @@ class _MemoryWrite(torch.autograd.Function):
         return keep.baddbmm_(w.unsqueeze(2), vector.unsqueeze(1))
 
     @staticmethod
+    @_FP32_BWD
     def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102
         memory, w, erase, vector, psi = ctx.saved_tensors
         keep = torch.baddbmm(psi.unsqueeze(2).expand_as(memory), (-psi * w).unsqueeze(2),
@@ -273,6 +279,7 @@ class _LinkUpdate(torch.autograd.Function):
     """
 
     @staticmethod
+    @_FP32_FWD
     def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor) -> Tensor:  # noqa: D102
         ctx.save_for_backward(link, precedence, w)
         new = link * (1 - w).unsqueeze(2)  # (1 - w_i) L
@@ -282,6 +289,7 @@ class _LinkUpdate(torch.autograd.Function):
         return new
 
     @staticmethod
+    @_FP32_BWD
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
         link, precedence, w = ctx.saved_tensors
         g = grad.clone()

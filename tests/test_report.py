@@ -189,6 +189,7 @@ def test_table_exp3_one_hot_last_at_item_count(records):
               and r["spec"]["value"] == -1]
     assert onehot["Best validation loss"] == pytest.approx(statistics.mean(losses))
     assert onehot["Best validation loss std"] == pytest.approx(statistics.stdev(losses))
+    assert "| GRU | one-hot | 405 | " in to_markdown(t)
 
 
 def test_table_exp4_per_third_mean_and_std(records):

@@ -16,7 +16,7 @@ MISSING = "-"
 # Columns whose numbers are counts or sizes: shown without decimals.
 INT_COLUMNS = {"Runs", "Pairs", "Window length", "Chunk", "Seed", "Threshold", "Train windows"}
 FORMATS = {"p-value": "{:.3g}", "Training fraction": "{:.2f}", "Train start p": "{:.2f}",
-           "Train windows": "{:,.0f}", "Mean difference": "{:+.4f}"}
+           "Train windows": "{:,.0f}", "Mean difference": "{:+.4f}", "Embedding size": "{:.0f}"}
 DEFAULT_FORMAT = "{:.4f}"
 
 

@@ -84,6 +84,16 @@ def test_both_damaged_starts_from_scratch(tmp_path: Path) -> None:
     assert ckpt.load_latest(tmp_path / "none.pt") == (None, None)  # absent: no warning
 
 
+def test_remove_checkpoints_leaves_other_files(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    ckpt.save_checkpoint(path, payload(0))
+    ckpt.save_checkpoint(path, payload(1))
+    (tmp_path / ".ckpt.pt.abc123.tmp").write_bytes(b"half")  # as a kill mid-write leaves
+    (tmp_path / "record.json").write_text("{}")
+    ckpt.remove_checkpoints(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
 def test_missing_fields_rejected(tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
     ckpt.save_checkpoint(path, {"epoch": 0})

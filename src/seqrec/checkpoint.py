@@ -114,9 +114,13 @@ def load_latest(path: str | Path) -> tuple[dict | None, Path | None]:
 
 
 def remove_checkpoints(path: str | Path) -> None:
-    """Delete `path` and its `.prev.pt` (after the run record is written: disk is finite)."""
-    for p in (Path(path), previous_path(path)):
+    """Delete `path`, its `.prev.pt` and temporary files a kill mid-write left beside them
+    (after the run record is written: disk is finite)."""
+    path = Path(path)
+    for p in (path, previous_path(path)):
         p.unlink(missing_ok=True)
+        for tmp in p.parent.glob(f".{p.name}.*.tmp"):  # seqrec.io.atomic_write's temp names
+            tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

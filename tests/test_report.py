@@ -336,6 +336,7 @@ def test_build_report_from_partial_grid(tmp_path):
     assert "![Exp 1" in md and "(exp1.png)" in md and "(exp4.png)" in md
     assert "`exp1.2-c2-gru-s0-v2`" in md and "NaN loss at epoch 1; lower lr" in md
     assert "Missing runs: 1 of" in md and "`exp1.2-c2-user_gru-s0-v2`" in md
+    assert "19 finished (seeds 0, 1), 1 failed, 1 missing" in md  # exp 1 summary line
     assert "User-based GRU" in md and "user_gru beats gru on recall@20" in md
     assert "no runs yet" not in md
     # An experiment outside exp1..exp4 gets a per-run table of its own.

@@ -147,7 +147,10 @@ def _summary(records: list[dict], failed: list[dict], missing: list[dict],
         n_ok = sum(r.get("spec", {}).get("experiment") == name for r in ok)
         n_fail = sum(f["spec"].get("experiment") == name for f in failed)
         n_miss = sum(m["spec"].get("experiment") == name for m in missing)
-        lines.append(f"- {TITLES.get(name, name)}: {n_ok} finished, {n_fail} failed, "
+        seeds = sorted({r["spec"].get("seed") for r in ok
+                        if r.get("spec", {}).get("experiment") == name} - {None})
+        seed_text = f" (seeds {', '.join(map(str, seeds))})" if seeds else ""
+        lines.append(f"- {TITLES.get(name, name)}: {n_ok} finished{seed_text}, {n_fail} failed, "
                      f"{n_miss} missing")
     return lines
 

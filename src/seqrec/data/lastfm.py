@@ -366,8 +366,7 @@ def _dense_ids(parts: list[pa.DictionaryArray]) -> tuple[np.ndarray, np.ndarray]
     rank[order] = np.arange(len(dictionary), dtype=np.int32)
     codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]) \
         if chunks else np.zeros(0, np.int32)
-    names = np.empty(len(dictionary), dtype=object)
-    names[:] = dictionary.take(pa.array(order)).to_pylist()
+    names = dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False).astype(object)
     return rank[codes], names
 
 

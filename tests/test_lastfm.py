@@ -191,6 +191,8 @@ def test_errors_name_the_file(tmp_path):
     missing = tmp_path / "nope.tsv"
     with pytest.raises(FileNotFoundError, match="nope.tsv"):
         read_events(missing)
+    with pytest.raises(DataFileError, match="is a folder"):
+        read_events(tmp_path)
     empty = tmp_path / "empty.tsv"
     empty.write_bytes(b"")
     with pytest.raises(DataFileError, match="empty.tsv is empty"):

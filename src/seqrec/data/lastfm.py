@@ -78,14 +78,17 @@ def read_events(path: str | Path, item_key: str = "title", cache_dir: str | Path
 
     `fmt`: `lastfm` (six tab-separated fields), `log` (`user, item, time`, comma or tab, header
     optional, time as unix seconds or ISO-8601 UTC) or `auto` (decided by the field count of the
-    first lines). The cache entry is keyed by the file's path, size and mtime plus every read
-    setting, so a changed file or setting is read afresh.
+    first lines). `item_key` applies to LastFM-1K; a generic log's item is its second field.
+    The cache entry is keyed by the file's path, size and mtime plus every read setting, so a
+    changed file or setting is read afresh.
     """
     if item_key not in ITEM_KEYS:
         raise ValueError(f"item_key must be one of {ITEM_KEYS}, got {item_key!r}")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     path = Path(path)
+    if path.is_dir():
+        raise DataFileError(f"data path {path} is a folder; give the data file inside it")
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} does not exist; check the path (or generate "
                                 f"a demo file with seqrec.data.synthetic.write_synthetic)")

@@ -189,7 +189,6 @@ def make_catalogue(cfg: SynthConfig, rng: np.random.Generator) -> Catalogue:
     album_of = np.repeat(np.arange(n_albums), lens)
     track_artist = owners[album_of].astype(np.int64)
     artist_first = np.searchsorted(track_artist, np.arange(n_art))
-    artist_len = np.bincount(track_artist, minlength=n_art)
     # Within an artist, track popularity is Zipf over a random order of its tracks.
     pos = np.arange(n_tracks) - artist_first[track_artist]
     within_rank = np.empty(n_tracks, dtype=np.int64)
@@ -207,11 +206,8 @@ def make_catalogue(cfg: SynthConfig, rng: np.random.Generator) -> Catalogue:
     release = album_release[album_of]
     # Partner: a track released no later, so a recall never breaks drift.
     by_release = np.argsort(release, kind="stable")
-    rank = np.empty(n_tracks, dtype=np.int64)
-    rank[by_release] = np.arange(n_tracks)
     last_same = np.searchsorted(release[by_release], release, side="right")  # ties allowed
     partner = by_release[(rng.random(n_tracks) * last_same).astype(np.int64)]
-    del rank, artist_len
 
     words = _vocabulary(rng)
     titles = _phrases(rng, words, n_tracks, 4)

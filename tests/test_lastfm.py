@@ -1,13 +1,22 @@
 """Reading raw logs: damaged lines, item identity, time order, the generic log, the cache."""
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from seqrec.data import lastfm
 from seqrec.data.events import cache_path
-from seqrec.data.lastfm import DataFileError, parse_file, read_events, sniff_layout, time_order
+from seqrec.data.lastfm import (
+    DataFileError,
+    parse_file,
+    parse_iso_seconds,
+    read_events,
+    sniff_layout,
+    time_order,
+)
 
 U1, U2, U3 = "user_000001", "user_000002", "user_000003"
 
@@ -43,6 +52,26 @@ def test_known_timestamp_is_unix_seconds(tmp_path):
     ev = read_events(_write(tmp_path, [_row(U1, "2009-05-04T23:08:57Z", "A", "T")]))
     assert ev.timestamps.dtype == np.int64
     assert ev.timestamps.tolist() == [1241478537]
+
+
+def test_iso_time_parsing_is_strict_and_exact():
+    rng = np.random.default_rng(0)
+    ts = rng.integers(0, 4_000_000_000, size=2000)
+    text = [datetime.fromtimestamp(int(t), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for t in ts]
+    assert parse_iso_seconds(pa.array(text)).to_pylist() == ts.tolist()
+    cases = {
+        "2009-05-04T23:08:57Z": 1241478537, "2008-02-29T00:00:00Z": 1204243200,
+        "2000-02-29T12:00:00Z": 951825600, "1970-01-01T00:00:00Z": 0,
+        "2009-02-29T00:00:00Z": None, "1900-02-29T00:00:00Z": None,
+        "2009-13-01T00:00:00Z": None, "2009-00-10T00:00:00Z": None,
+        "2009-04-31T00:00:00Z": None, "2009-05-04T24:00:00Z": None,
+        "2009-05-04T23:60:00Z": None, "2009-05-04T23:08:60Z": None,
+        " 2009-05-04T23:08:57Z": None, "2009-05-04T23:08:57z": None,
+        "2009-05-04 23:08:57Z": None, "2O09-05-04T23:08:57Z": None, "": None, None: None,
+    }
+    values = pa.array(["pad"] + list(cases), type=pa.string()).slice(1)  # a non-zero offset
+    assert parse_iso_seconds(values).to_pylist() == list(cases.values())
 
 
 def test_damaged_lines_are_skipped_counted_and_located(tmp_path):

@@ -223,3 +223,13 @@ def test_init_is_uniform_within_a_tenth():
         assert p.abs().max() <= 0.1, name
         if p.numel() > 500:
             assert p.abs().max() > 0.09, name  # spread over the whole interval
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_int32_ids_as_stored_in_splits(name):
+    torch.manual_seed(6)
+    m = build_model(small_cfg(name), N_ITEMS, N_USERS).double().eval()
+    items, users = batch()
+    torch.testing.assert_close(m(items.int(), users.int()), m(items, users))
+    with pytest.raises(ValueError, match="no time steps"):
+        m(items[:, :0], users[:, :0])

@@ -131,6 +131,8 @@ class RecurrentRecommender(nn.Module):
     def _check(self, items: Tensor, users: Tensor | None) -> None:
         if items.dim() != 2:
             raise ValueError(f"items must be a [batch, time] tensor, got {tuple(items.shape)}")
+        if items.shape[1] == 0:
+            raise ValueError("items has no time steps; windows need seq_len >= 2 (one input)")
         check_ids(items, self.n_items, "item")
         if self.uses_users:
             if users is None:

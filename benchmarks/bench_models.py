@@ -3,10 +3,11 @@
 Exp 4 sizes: embedding 128, hidden 128, 30,000 items, L = 20 (19 inputs), batch 256, Adam,
 cross-entropy on the last step; DNC 128 cells x word 64, 1 read head. CPU, 2 threads.
 
-Each configuration runs in its own subprocess (`--one NAME`): 2 warm-up steps, then 5 timed
-training steps; throughput = batch / median step time. Peak memory = the subprocess' ru_maxrss
-(resident set high-water mark, whole process) minus that of a subprocess that imports the same
-modules and builds nothing ("base"), so both sides pay the same interpreter and torch overhead.
+Throughput: each of our models and its reference are built in one subprocess and their training
+steps interleaved (1 warm-up, then 5 timed steps each), so that load from other jobs on the
+machine hits both alike; throughput = batch / median step time. Peak memory: one subprocess per
+model running two training steps; its ru_maxrss (resident-set high-water mark of the whole
+process) minus that of a subprocess that imports the same modules and builds nothing ("base").
 The machine's matmul rate is a 2048^3 float32 torch.matmul measured in the same run (median of
 5); a model's achieved rate counts the matmul FLOPs of a training step (forward x 3).
 
@@ -15,7 +16,11 @@ holds one nn.Linear per gate and per input (x and h separately); the DNC referen
 GRU controller, one nn.Linear per interface part and the memory operations written directly
 (masked lookup materialising `[B, R, N, W]`). `nn.GRU` is the plain fused-GRU model.
 
-Usage: .venv/bin/python benchmarks/bench_models.py [--only gru,dnc] [--steps 5]
+`--features` times the recurrent part alone (output layer replaced by an identity, loss = mean
+square of the last features): the part where the models differ, without the 30,000-way output
+layer, cross-entropy and Adam update that every model shares.
+
+Usage: .venv/bin/python benchmarks/bench_models.py [--only gru,dnc] [--steps 5] [--features]
 """
 
 from __future__ import annotations
@@ -207,13 +212,11 @@ def train_flops(name: str) -> float:
 # ---------------------------------------------------------------------------------------------
 # Measurement
 
-def measure_one(name: str, steps: int) -> dict:
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    if name == "base":
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return {"name": name, "maxrss_mb": rss}
+def make_step(name: str, features: bool):
+    """A closure running one training step of model `name`; returns it and nothing else."""
     model = build(name).train()
+    if features:  # recurrent part only: no output layer, a cheap loss on the last features
+        setattr(model, "output" if hasattr(model, "output") else "out", nn.Identity())
     groups = model.param_groups(0.0, 0.01) if hasattr(model, "param_groups") else \
         model.parameters()
     opt = torch.optim.Adam(groups, lr=1e-3)
@@ -221,19 +224,48 @@ def measure_one(name: str, steps: int) -> dict:
     items = torch.randint(0, N_ITEMS, (B, T), generator=g)
     users = torch.randint(0, N_USERS, (B, T), generator=g)
     target = torch.randint(0, N_ITEMS, (B,), generator=g)
-    times = []
-    for i in range(2 + steps):
-        t0 = time.perf_counter()
-        loss = F.cross_entropy(model(items, users), target)
+
+    def step() -> None:
+        out = model(items, users)
+        loss = out.square().mean() if features else F.cross_entropy(out, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    step = statistics.median(times)
-    return {"name": name, "step_s": step, "seq_per_s": B / step,
-            "gflops": train_flops(name) / step / 1e9,
-            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    return step
+
+
+def measure_group(names: list[str], steps: int, features: bool) -> dict:
+    """Throughput of several models in one process, their steps interleaved (A B A B ...), so
+    that a change of machine load during the run hits all of them alike."""
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    runs = {n: make_step(n, features) for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(1 + steps):
+        for n, step in runs.items():
+            t0 = time.perf_counter()
+            step()
+            if i >= 1:
+                times[n].append(time.perf_counter() - t0)
+    out = {}
+    for n in names:
+        med = statistics.median(times[n])
+        flops = train_flops(n) - (3.0 * 2 * B * H * N_ITEMS if features else 0.0)
+        out[n] = {"seq_per_s": B / med, "gflops": flops / med / 1e9,
+                  "runs_s": [round(t, 3) for t in times[n]]}
+    return out
+
+
+def measure_memory(name: str, features: bool) -> dict:
+    """Peak RSS of a process that builds `name` and runs two training steps (Adam's state is
+    allocated in the first)."""
+    torch.set_num_threads(2)
+    if name != "base":
+        step = make_step(name, features)
+        step()
+        step()
+    return {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -248,37 +280,46 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def run_subprocess(name: str, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", name, "--steps", str(steps)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+def run_subprocess(*args: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--one", help="measure one configuration (internal)")
+    parser.add_argument("--group", help="internal: time these models, interleaved")
+    parser.add_argument("--memory", help="internal: peak memory of one model")
     parser.add_argument("--only", default=",".join(OURS), help="comma list of our models")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--features", action="store_true",
+                        help="time the recurrent part only (output layer replaced by identity)")
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(measure_one(args.one, args.steps)))
+    flag = ["--features"] if args.features else []
+    if args.group:
+        print(json.dumps(measure_group(args.group.split(","), args.steps, args.features)))
+        return
+    if args.memory:
+        print(json.dumps(measure_memory(args.memory, args.features)))
         return
     rate = matmul_gflops()
-    base = run_subprocess("base", args.steps)["maxrss_mb"]
+    base = run_subprocess("--memory", "base")["maxrss_mb"]
     print(f"matmul rate {rate:.1f} GFLOP/s (2048^3 float32, 2 threads); base RSS {base:.0f} MB")
-    names = []
-    for ours in args.only.split(","):
-        names += [ours] + ([REFS[ours]] if REFS.get(ours) else [])
-    if "gru" in names:
-        names.append("nn_gru")
-    results = {n: run_subprocess(n, args.steps) for n in names}
+    if args.features:
+        print("recurrent part only (no output layer, no cross-entropy)")
     print("| config | seq/s | vs reference | GFLOP/s | of matmul rate | peak RSS - base (MB) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for n, r in results.items():
-        ref = REFS.get(n)
-        ratio = f"{r['seq_per_s'] / results[ref]['seq_per_s']:.2f}x" if ref in results else ""
-        print(f"| {n} | {r['seq_per_s']:.0f} | {ratio} | {r['gflops']:.1f} | "
-              f"{r['gflops'] / rate:.0%} | {r['maxrss_mb'] - base:.0f} |")
+    for ours in args.only.split(","):
+        group = [ours] + ([REFS[ours]] if REFS.get(ours) else [])
+        group += ["nn_gru"] if ours == "gru" else []
+        res = run_subprocess("--group", ",".join(group), "--steps", str(args.steps), *flag)
+        for n in group:
+            r = res[n]
+            mem = run_subprocess("--memory", n, *flag)["maxrss_mb"] - base
+            ref = REFS.get(n)
+            ratio = f"{r['seq_per_s'] / res[ref]['seq_per_s']:.2f}x" if ref in res else ""
+            print(f"| {n} | {r['seq_per_s']:.0f} | {ratio} | {r['gflops']:.1f} | "
+                  f"{r['gflops'] / rate:.0%} | {mem:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

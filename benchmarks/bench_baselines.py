@@ -159,6 +159,8 @@ def section(lines: list[str], info: dict, args: argparse.Namespace) -> str:
         f"SASRec (hidden {args.sasrec_hidden}, 2 layers, 2 heads, full softmax): "
         f"{info['sasrec_step_s']:.3f} s per training step of 1000 windows, so about "
         f"{info['sasrec_epoch_s']:.0f} s per epoch on this CPU.",
+        "Evaluation time includes `evaluate`'s ranking of every target against all items, "
+        "which every model pays; the reference is untrained (its Recall@20 means nothing).",
         "Recall@20 on generated data only says the baselines see the generator's structure "
         "(replays, album order); it is not a LastFM-1K result.",
         "",

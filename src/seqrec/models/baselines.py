@@ -332,11 +332,18 @@ class ItemKNNBaseline(CountBaseline):
     plus a popularity term scaled below half the smallest possible positive score
     (`min S / T`), so that it orders items of equal score (notably all unrelated items) by
     popularity and never lifts an unrelated item above a related one.
+    `window` and `neighbours` come from the keywords, else from `cfg.knn_window` /
+    `cfg.knn_neighbours` if `ModelConfig` has them, else `KNN_WINDOW` / `KNN_NEIGHBOURS`.
     """
 
     def __init__(self, cfg: ModelConfig, n_items: int, n_users: int, *,
-                 window: int = KNN_WINDOW, neighbours: int = KNN_NEIGHBOURS) -> None:
+                 window: int | None = None, neighbours: int | None = None) -> None:
         super().__init__(cfg, n_items, n_users)
+        # Keyword, else a `ModelConfig` field of that name should one be added, else the default.
+        if window is None:
+            window = getattr(cfg, "knn_window", KNN_WINDOW)
+        if neighbours is None:
+            neighbours = getattr(cfg, "knn_neighbours", KNN_NEIGHBOURS)
         if window < 1:
             raise ValueError(f"item_knn window must be >= 1 event, got {window}")
         self.window = window

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -125,6 +126,11 @@ def test_item_knn_window_reaches_further_events():
     s1 = add_csr_rows_(torch.zeros(1, N_ITEMS, dtype=torch.float64), *narrow._csr("sim"), row)
     s2 = add_csr_rows_(torch.zeros(1, N_ITEMS, dtype=torch.float64), *wide._csr("sim"), row)
     assert s1[0, 2] == 0 and s2[0, 2] == pytest.approx(1 / math.sqrt(2))
+    # The same settings read from config fields (should ModelConfig get knn_window/_neighbours).
+    from_cfg = ItemKNNBaseline(SimpleNamespace(knn_window=2, knn_neighbours=1), N_ITEMS, 3)
+    assert (from_cfg.window, from_cfg.neighbours) == (2, 1)
+    from_cfg.fit(hand_windows())
+    assert int((from_cfg.sim_crow[1:] - from_cfg.sim_crow[:-1]).max()) == 1  # one neighbour kept
 
 
 def test_keep_top_per_row_by_value_then_column():

@@ -83,7 +83,7 @@ def test_hand_worked_log_with_longer_windows_and_a_train_cut():
     with pytest.raises(ValueError, match="val part has no window"):
         prepare_split(users, items, cfg, 0)
     # fixed_eval checks unseen items against the uncut train: val and test as without the cut.
-    s = prepare_split(users, items, cfg, 0, fixed_eval=True)
+    s = prepare_split(users, items, dataclasses.replace(cfg, fixed_eval=True), 0)
     np.testing.assert_array_equal(s.train.items, [3, 2, 2, 3])
     np.testing.assert_array_equal(s.train.starts, [0, 2])
     np.testing.assert_array_equal(s.val.items, [1, 2, 1])
@@ -272,7 +272,8 @@ def test_vectorised_equals_reference_on_subsets(log20k, cfg, fixed_eval):
     for chunk in range(cfg.chunks):
         ref = reference_split(users, items, cfg, chunk, fixed_eval)
         assert not isinstance(ref, str)
-        split = prepare_split(users, items, cfg, chunk, fixed_eval=fixed_eval)
+        split = prepare_split(users, items, dataclasses.replace(cfg, fixed_eval=fixed_eval),
+                              chunk)
         assert_matches_reference(split, ref, cfg.seq_len)
 
 
@@ -329,8 +330,8 @@ def test_experiment_settings_build_valid_splits(log60k, name):
 
 def exp2_splits(users, items, fixed_eval):
     base = EXPERIMENTS["exp2"]
-    return [prepare_split(users, items, dataclasses.replace(base, train_start_frac=p), 0,
-                          fixed_eval=fixed_eval)
+    return [prepare_split(users, items, dataclasses.replace(base, train_start_frac=p,
+                                                            fixed_eval=fixed_eval), 0)
             for p in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
 
 
@@ -445,14 +446,13 @@ def test_cache_key_changes_with_every_setting():
     cfg = DataConfig()
     other = {"item_key": "mbid", "start_frac": 0.1, "end_frac": 0.9, "chunks": 3,
              "filter_parts": 2, "threshold": 2, "train_frac": 0.95, "train_start_frac": 0.1,
-             "seq_len": 5}
+             "seq_len": 5, "fixed_eval": True}
     assert set(other) == {f.name for f in dataclasses.fields(DataConfig)}
     base = split_cache_key("ev", cfg, 0)
-    keys = {base, split_cache_key("ev2", cfg, 0), split_cache_key("ev", cfg, 1),
-            split_cache_key("ev", cfg, 0, fixed_eval=True)}
+    keys = {base, split_cache_key("ev2", cfg, 0), split_cache_key("ev", cfg, 1)}
     keys |= {split_cache_key("ev", dataclasses.replace(cfg, **{k: v}), 0)
              for k, v in other.items()}
-    assert len(keys) == 4 + len(other)
+    assert len(keys) == 3 + len(other)
     assert split_cache_key("ev", DataConfig(), 0) == base  # and it is stable
 
 

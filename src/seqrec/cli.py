@@ -101,9 +101,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(seed=args.seed)
     if args.rows is not None:
-        cfg = replace(cfg, rows=args.rows)
+        cfg = replace(cfg, n_rows=args.rows)
     if args.users is not None:
-        cfg = replace(cfg, users=args.users)
+        cfg = replace(cfg, n_users=args.users)
     path = write_synthetic(Path(args.out), cfg)
     print(f"wrote {path}")
     return 0
@@ -114,7 +114,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from seqrec.runner import check_writable, data_source
 
     out = check_writable(args.out)
-    source = data_source(args.data, out)
+    source = data_source(args.data, out, args.profile)
     specs = grid(args.experiment, args.profile, args.overrides, baselines=())
     seen: dict = {}
     summary: dict = {"data": str(source.path), "experiment": args.experiment, "splits": []}
@@ -155,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not specs:
         raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
                          f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
-    source = data_source(args.data, args.out)
+    source = data_source(args.data, args.out, args.profile)
     (record,) = run_specs(specs[:1], source, args.out, device=args.device,
                           progress=not args.quiet, log=_log_stderr)
     if args.json:

@@ -44,6 +44,10 @@ class DataConfig:
     train_frac: float = 0.9
     train_start_frac: float = 0.0
     seq_len: int = 20  # window length L: L - 1 inputs and one target
+    # Unseen-item drop (step 4) against the uncut train part [0, train_frac n) rather than the
+    # (possibly shrunk) [train_start_frac n, train_frac n): exp 2 then evaluates every training
+    # size on the same val and test events (see data/protocol.py).
+    fixed_eval: bool = False
 
     def __post_init__(self) -> None:
         _check(self.item_key in ITEM_KEYS,
@@ -153,7 +157,7 @@ def _smoke() -> RunConfig:
     return RunConfig(
         data=DataConfig(chunks=2, threshold=2, seq_len=10),
         model=ModelConfig(embedding_size=16, hidden_size=16, memory_cells=8, word_size=8),
-        train=TrainConfig(batch_size=128, epochs=2, eval_batch_size=512),
+        train=TrainConfig(batch_size=256, epochs=2, eval_batch_size=1024),
     )
 
 

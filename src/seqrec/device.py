@@ -14,5 +14,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; "
+                         "use --device cpu")
     return torch.device(name)

@@ -141,9 +141,14 @@ def exp1(prof: str = "thesis", overrides: dict | list = (), models: tuple[str, .
 
 
 def exp2_data(cut: float, base: DataConfig) -> DataConfig:
-    """Exp 2's data: rows 30%-50%, filtered in two halves, per-user train [p n, 0.95 n)."""
+    """Exp 2's data: rows 30%-50%, filtered in two halves, per-user train [p n, 0.95 n).
+
+    `fixed_eval` is on so that every training size is tested on the same events (the thesis
+    dropped val/test items unseen in the shrunk train, so its test set shrank with the training
+    set; `--set fixed_eval=false` gives that behaviour back).
+    """
     return replace(base, start_frac=0.3, end_frac=0.5, chunks=1, filter_parts=2,
-                   train_frac=0.95, train_start_frac=cut)
+                   train_frac=0.95, train_start_frac=cut, fixed_eval=True)
 
 
 def exp2(prof: str = "thesis", overrides: dict | list = (), models: tuple[str, ...] = (

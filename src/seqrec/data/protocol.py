@@ -29,7 +29,7 @@ is ours, for exp 2):
   the train part actually used, i.e. the shrunk one for `train_start_frac > 0`, as the thesis
   protocol says. A shrunk train can therefore drop a few more val/test events, so the evaluated
   events may differ slightly between values of `train_start_frac`; `dropped_unseen` records how
-  many. `fixed_eval=True` instead checks against the uncut train `[0, int(train_frac * n))`, so
+  many. `cfg.fixed_eval` instead checks against the uncut train `[0, int(train_frac * n))`, so
   the val and test events are identical for every `train_start_frac` (the same test set for exp
   2's comparison); `n_items` then also covers the uncut train so every target has an output.
 * Step 5 builds windows over the events that remain after step 4. A window can therefore span
@@ -189,8 +189,7 @@ def _window_starts(sizes: np.ndarray, seq_len: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The protocol
 
-def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: int,
-                  *, fixed_eval: bool = False) -> Split:
+def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: int) -> Split:
     """The thesis protocol (THESIS_PROTOCOL.md, "Preprocessing") on chunk `chunk` of a log.
 
     `users`, `items`: int[N] dense non-negative ids, rows in time order. Steps, on the rows of
@@ -243,6 +242,7 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
     label = _part_labels(counts, cfg)
 
     # Step 4: the items seen in training (or in the uncut train, for one evaluation set).
+    fixed_eval = cfg.fixed_eval
     reference = label == 0 if not fixed_eval else label <= 0
     seen = np.zeros(int(it.max()) + 1, dtype=bool)
     seen[it[reference]] = True
@@ -279,7 +279,6 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
         "filter_parts": cfg.filter_parts,
         "seq_len": cfg.seq_len,
         "train_start_frac": cfg.train_start_frac,
-        "fixed_eval": bool(fixed_eval),
         "settings_hash": config_hash(cfg),
         "protocol_version": PROTOCOL_VERSION,
     }
@@ -296,35 +295,32 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
 # ---------------------------------------------------------------------------------------------
 # Cache
 
-def split_cache_key(events_key: str, cfg: DataConfig, chunk: int,
-                    *, fixed_eval: bool = False) -> str:
+def split_cache_key(events_key: str, cfg: DataConfig, chunk: int) -> str:
     """Hash of everything that determines a split: the events, the data settings, the chunk."""
     return config_hash({
         "events": events_key,
         "data": to_dict(cfg),
         "chunk": int(chunk),
-        "fixed_eval": bool(fixed_eval),
         "protocol_version": PROTOCOL_VERSION,
     })
 
 
 def load_or_prepare_split(events_key: str, users: np.ndarray, items: np.ndarray,
-                          cfg: DataConfig, chunk: int, cache_dir: Path | None,
-                          *, fixed_eval: bool = False) -> Split:
+                          cfg: DataConfig, chunk: int, cache_dir: Path | None) -> Split:
     """`prepare_split`, cached as `cache_dir/split-<key>.npz` (no pickle; see `Split.save`).
 
     `events_key` identifies the event arrays (e.g. the reader's `Events.key`); the file name is
     `split_cache_key(events_key, cfg, chunk)`, so any changed setting makes a new file. With
     `cache_dir=None` nothing is read or written. A damaged cache file is rebuilt, with a warning.
     """
-    key = split_cache_key(events_key, cfg, chunk, fixed_eval=fixed_eval)
+    key = split_cache_key(events_key, cfg, chunk)
     path = None if cache_dir is None else Path(cache_dir) / f"split-{key}.npz"
     if path is not None and path.exists():
         try:
             return Split.load(path)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             warnings.warn(f"split cache {path} is unreadable ({err}); rebuilding it", stacklevel=2)
-    split = prepare_split(users, items, cfg, chunk, fixed_eval=fixed_eval)
+    split = prepare_split(users, items, cfg, chunk)
     split = dataclasses.replace(split, meta={**split.meta, "events_key": events_key,
                                              "cache_key": key})
     if path is not None:

@@ -44,8 +44,9 @@ def gru_recurrence(
 ) -> tuple[Tensor, GRUState]:
     """Loop `gru_step` over time: gi `[B, T, 3H]` -> (hidden states `[B, T, H]`, last state)."""
     outputs = []
-    for t in range(gi.shape[1]):
-        state = gru_step(gi[:, t], state, w_hh, b_hh)
+    gi = gi.transpose(0, 1).contiguous()  # [T, B, 3H]: each step reads one contiguous block
+    for t in range(gi.shape[0]):
+        state = gru_step(gi[t], state, w_hh, b_hh)
         outputs.append(state.h)
     return torch.stack(outputs, 1), state
 

@@ -75,8 +75,12 @@ def user_gru_recurrence(
 ) -> tuple[Tensor, GRUState]:
     """Loop `user_gru_step` over time: inputs `[B, T, ...]` -> (states `[B, T, H]`, last)."""
     outputs = []
-    for t in range(inp.gx.shape[1]):
-        step = UserGRUInputs(inp.gx[:, t], inp.mask[:, t], inp.ax[:, t], inp.gu[:, t])
+    # Time-major copies: each step then reads contiguous blocks (an expanded all-ones mask
+    # stays a stride-0 view).
+    tm = UserGRUInputs(*(x.transpose(0, 1) if x.stride(-1) == 0 else
+                         x.transpose(0, 1).contiguous() for x in inp))
+    for t in range(tm.gx.shape[0]):
+        step = UserGRUInputs(tm.gx[t], tm.mask[t], tm.ax[t], tm.gu[t])
         state = user_gru_step(step, state, w_hh, b_hh, b_i)
         outputs.append(state.h)
     return torch.stack(outputs, 1), state

@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 setup: $(VENV)/.installed
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 demo: setup
 	$(PY) -m seqrec demo --out $(OUT)

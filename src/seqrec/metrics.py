@@ -196,7 +196,8 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
     of items, and conservative ranks count every tie against the model. Returns
     {"metrics": {"recall@k", "mrr@k", "ndcg@k" for k in cfg.eval.ks}, "metrics_by_popularity":
     {"popular", "semi", "unpopular": same keys, or None for an empty third},
-    "n_windows_by_popularity": {...}, "n_windows": int, "loss": mean cross-entropy}.
+    "n_windows_by_popularity": {...}, "n_windows": int, "loss": mean cross-entropy, or None
+    for a model whose scores are not logits (`requires_training = False`)}.
 
     `groups`: optional int `[n_windows]` labels >= 0 (e.g. a window's history length, or its
     user); adds "metrics_by_group" {label: metrics} and "n_windows_by_group" for the labels
@@ -217,6 +218,7 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
         by = torch.as_tensor(groups.astype(np.int64), device=device)
         by_acc = MetricAccumulator(tuple(cfg.eval.ks), cfg.eval.ties, device,
                                    groups=int(groups.max()) + 1)
+    logits = getattr(model, "requires_training", True)
     was_training = model.training
     model.eval()
     try:
@@ -228,7 +230,9 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
                     raise ValueError(f"model returned scores of shape {tuple(scores.shape)}, "
                                      f"expected {(idx.shape[0], split.n_items)}; build it with "
                                      f"the split's n_items")
-                loss = F.cross_entropy(scores.float(), target, reduction="none")  # [B]
+                # Count baselines' scores are not logits: a cross-entropy of them means nothing.
+                loss = (F.cross_entropy(scores.float(), target, reduction="none")  # [B]
+                        if logits else None)
                 acc.update(scores, target, thirds[target], loss)
                 if by_acc is not None:
                     by_acc.workspace = acc.workspace  # the same buffer serves both
@@ -241,7 +245,7 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
         "metrics_by_popularity": dict(zip(THIRDS, res["by_group"], strict=True)),
         "n_windows_by_popularity": dict(zip(THIRDS, res["counts"], strict=True)),
         "n_windows": res["n_windows"],
-        "loss": res["loss"],
+        "loss": res["loss"] if logits else None,
     }
     if by_acc is not None:
         res = by_acc.result()

@@ -77,8 +77,7 @@ class DataSource:
         from seqrec.data.protocol import load_or_prepare_split
 
         ev = self.events(data.item_key)
-        return load_or_prepare_split(ev.key, ev.users, ev.items, data, chunk, self.cache_dir,
-                                     fixed_eval=data.fixed_eval)
+        return load_or_prepare_split(ev.key, ev.users, ev.items, data, chunk, self.cache_dir)
 
 
 def data_source(data: str | Path | None, out_dir: str | Path,

@@ -354,15 +354,14 @@ def _fit_neural(split: Split, cfg: RunConfig, run_dir: Path, device: torch.devic
 
 def _fit_counts(split: Split, cfg: RunConfig, device: torch.device, factory: ModelFactory
                 ) -> Trained:
-    """Count baselines: one `fit` on train (validation loss recorded), then, with `retrain`, a
-    fresh one on train + val. No epochs, no checkpoints."""
+    """Count baselines: one `fit` on train, then, with `retrain`, a fresh one on train + val.
+    No epochs, no checkpoints, and no losses: their scores are not logits."""
     seed_everything(cfg.train.seed)
     model = factory(split.n_items, split.n_users).to(device)
     start = time.perf_counter()
     model.fit(split.train)
     seconds = time.perf_counter() - start
-    val = mean_loss(model, split.val.to(device), cfg.train.eval_batch_size, device)
-    history = [{"stage": "a", "epoch": 0, "train_loss": None, "val_loss": _finite_or_none(val),
+    history = [{"stage": "a", "epoch": 0, "train_loss": None, "val_loss": None,
                 "seconds": seconds, "seq_per_s": len(split.train) / max(seconds, 1e-9)}]
     if cfg.train.retrain:
         seed_everything(cfg.train.seed)
@@ -373,7 +372,7 @@ def _fit_counts(split: Split, cfg: RunConfig, device: torch.device, factory: Mod
         history.append({"stage": "b", "epoch": 0, "train_loss": None, "val_loss": None,
                         "seconds": seconds,
                         "seq_per_s": (len(split.train) + len(split.val)) / max(seconds, 1e-9)})
-    return Trained(model, history, None, _finite_or_none(val), None)
+    return Trained(model, history, None, None, None)
 
 
 # ---------------------------------------------------------------------------------------------

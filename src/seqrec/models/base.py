@@ -145,7 +145,8 @@ class RecurrentRecommender(nn.Module):
     def _start(self, items: Tensor, state: Any) -> Any:
         if state is not None:
             return state
-        return self.initial_state(items.shape[0], items.device, self.output.weight.dtype)
+        dtype = next(self.parameters()).dtype
+        return self.initial_state(items.shape[0], items.device, dtype)
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""

@@ -24,13 +24,6 @@ CPU = torch.device("cpu")
 HELPER = Path(__file__).with_name("train_helper.py")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The subprocess trains on one thread; bitwise equality needs the same here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def payload(epoch: int) -> dict:

@@ -13,13 +13,6 @@ from seqrec.models.user_gru import UserGRU, UserGRUInputs, user_gru_step
 B, T, E, H, N_ITEMS, N_USERS = 3, 5, 4, 6, 11, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def plain_user_gru(m: UserGRU, items, users, mask_i=None, mask_u=None):

@@ -12,13 +12,6 @@ from seqrec.models.sasrec import SASRec
 N_ITEMS = 17
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Models this small run several times faster on one thread than on two contended ones.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make(embedding_size: int = 16, hidden: int = 16, dropout: float = 0.0, **kw) -> SASRec:

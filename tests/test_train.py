@@ -26,13 +26,6 @@ from seqrec.train import (
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and avoids thrashing a loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run_losses(losses: list[float], patience: int, epochs: int) -> EarlyStopping:

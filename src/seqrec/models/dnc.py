@@ -40,22 +40,13 @@ from seqrec.models.user_gru import UserGRUInput, UserGRUInputs, user_gru_step
 class DNCState(NamedTuple):
     """Everything the DNC carries from one step to the next.
 
-    memory `[B, N, W]`, usage `[B, N]`, link `[B, N, N]`, precedence `[B, N]`,
-    read_weights `[B, R, N]`, write_weights `[B, N]`, read_vectors `[B, R, W]`,
-    controller `GRUState` (h `[B, H]`).
+    memory `MemoryState` (memory `[B, N, W]`, usage, link, precedence, read and write
+    weights; see dnc_memory.py), read_vectors `[B, R, W]`, controller `GRUState` (h `[B, H]`).
     """
 
-    memory: Tensor
-    usage: Tensor
-    link: Tensor
-    precedence: Tensor
-    read_weights: Tensor
-    write_weights: Tensor
+    memory: MemoryState
     read_vectors: Tensor
     controller: GRUState
-
-    def memory_state(self) -> MemoryState:
-        return MemoryState(*self[:6])
 
 
 class DNC(RecurrentRecommender):
@@ -111,18 +102,18 @@ class DNC(RecurrentRecommender):
         mem = initial_memory(batch_size, self.cells, self.word, self.heads, device, dtype)
         reads = torch.zeros(batch_size, self.heads, self.word, device=device, dtype=dtype)
         h = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
-        return DNCState(*mem, reads, GRUState(h))
+        return DNCState(mem, reads, GRUState(h))
 
     def step(self, pre: object, t: int, state: DNCState) -> tuple[Tensor, DNCState]:
         """One DNC step -> (output y_t `[B, H]`, next state)."""
-        b = state.memory.shape[0]
+        b = state.read_vectors.shape[0]
         reads = state.read_vectors.reshape(b, -1)  # [B, R W]
         ctrl = self._controller_step(pre, t, reads, state.controller)
         out = ctrl.h if self.clip <= 0 else ctrl.h.clamp(-self.clip, self.clip)
         iface = split_interface(self.interface(out), self.word, self.heads, self.opts)
-        read_vectors, mem = memory_step(state.memory_state(), iface, self.opts)
+        read_vectors, mem = memory_step(state.memory, iface, self.opts)
         y = self.out_controller(out) + self.out_read(read_vectors.reshape(b, -1))
-        return y, DNCState(*mem, read_vectors, ctrl)
+        return y, DNCState(mem, read_vectors, ctrl)
 
     def run(self, items: Tensor, users: Tensor | None, state: DNCState) -> tuple[Tensor, DNCState]:
         """items (and users) `[B, T]` -> (outputs `[B, T, H]`, last state)."""

@@ -39,6 +39,12 @@ def test_bad_values_are_clear_errors():
         profile("huge")
     with pytest.raises(ValueError, match="item_key"):
         DataConfig(item_key="isrc")
+    with pytest.raises(ValueError, match="memory_cells"):
+        apply_overrides(RunConfig(), ["memory_cells=0"])
+    with pytest.raises(ValueError, match="input_dropout"):
+        apply_overrides(RunConfig(), ["input_dropout=1.0"])
+    with pytest.raises(ValueError, match="controller_clip"):
+        apply_overrides(RunConfig(), ["controller_clip=-1"])
 
 
 def test_flat_keys_are_unique_across_sections():

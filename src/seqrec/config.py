@@ -91,6 +91,14 @@ class ModelConfig:
         _check(self.embedding_size == -1 or self.embedding_size >= 1,
                f"embedding_size must be >= 1 or -1 (one-hot), got {self.embedding_size}")
         _check(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
+        for name in ("memory_cells", "word_size", "read_heads", "attention_heads",
+                     "attention_layers"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("input_dropout", "user_dropout"):
+            _check(0.0 <= getattr(self, name) < 1.0,
+                   f"{name} must be in [0, 1), got {getattr(self, name)}")
+        _check(self.controller_clip >= 0,
+               f"controller_clip must be >= 0 (0 disables it), got {self.controller_clip}")
         _check(self.user_integration in USER_INTEGRATIONS,
                f"user_integration must be one of {USER_INTEGRATIONS}, "
                f"got {self.user_integration!r}")

@@ -380,7 +380,7 @@ def _fit_counts(split: Split, cfg: RunConfig, device: torch.device, factory: Mod
 
 def default_factory(cfg: RunConfig) -> ModelFactory:
     """`build_model(cfg.model, n_items, n_users)` from the model registry."""
-    from seqrec.models import build_model  # imported late: the registry imports every model
+    from seqrec.models import build_model  # imported late: train.py stays importable alone
 
     return lambda n_items, n_users: build_model(cfg.model, n_items, n_users)
 

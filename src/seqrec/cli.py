@@ -81,6 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default="all", choices=EXPERIMENT_CHOICES + ("all",))
     _add_profile(p)
 
+    p = sub.add_parser("validate", help="validation experiment: generated data with planted "
+                                        "taste / long-range structure switched on and off")
+    p.add_argument("--out", required=True, help="output folder (data, runs, report)")
+    p.add_argument("--profile", default="smoke",
+                   help="size: smoke (CPU, minutes) or thesis (bigger, a GPU job)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run setting (lr=0.01), a generator knob (synth.n_rows=5000)"
+                        " or the experiment's own (validate.short_len=4) (repeatable)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--models", default=None,
+                   help="comma list of neural models (default: gru,user_gru,dnc)")
+    p.add_argument("--baselines", default=None,
+                   help="comma list of count baselines (default: pop,recent,markov; '' for none)")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("demo", help="execute the notebook headlessly on generated data (smoke)")
     p.add_argument("--out", default="demo_out", help="output folder")
     p.add_argument("--profile", default="smoke")
@@ -224,8 +240,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from seqrec.validate import DEFAULT_BASELINES, DEFAULT_MODELS, run_validation
+
+    models = _baselines(args.models)
+    baselines = _baselines(args.baselines)
+    records, path = run_validation(
+        args.out, args.profile, device=args.device, overrides=args.overrides,
+        models=DEFAULT_MODELS if models is None else models,
+        baselines=DEFAULT_BASELINES if baselines is None else baselines,
+        progress=not args.quiet, retry_failed=args.retry_failed)
+    failed = sum(r.get("status") != "ok" for r in records)
+    print(f"{len(records)} runs, {failed} failed; summary: {path}")
+    return 0
+
+
 COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "train": cmd_train, "run": cmd_run,
-            "report": cmd_report, "demo": cmd_demo}
+            "report": cmd_report, "demo": cmd_demo, "validate": cmd_validate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,301 @@
+"""Validation experiment: generated data with planted structure switched on and off (issue 6).
+
+Does the pipeline find an effect where one is planted, and none where none is? Three scenarios
+share one generator (`seqrec.data.synthetic`) and differ only in two knobs:
+
+- `taste`: fresh draws come almost always from a few favourite artists per user
+  (`SynthConfig.taste` high, `taste_artists` small), no long-range dependency. Expected: the
+  user-based models beat their vanilla twins, most of all with short windows, where the window
+  alone shows too few plays to reveal the user's favourites.
+- `long_range`: with probability `long_range` a play recalls `partner(track K plays back)`,
+  `K = long_range_gap`; no taste. Expected: a window long enough to hold the recalled play
+  (`L > K + 1`: `L - 1` inputs reach back `L - 1 >= K` plays) beats one that cannot
+  (`L < K + 1`).
+- `neither`: both off. Expected: no difference beyond seed noise.
+
+Album order and replays are the same in all three; the replay window is kept inside the short
+window, so a longer window gains nothing from replays (that would confound the long-range check).
+
+Each scenario's log is generated once under OUT/data (named by its `SynthConfig` hash); its runs
+are ordinary runs of `seqrec.runner` (records under OUT/runs, skipped when done, resumed when
+interrupted), with `experiment="validate"`, `group="validate-<scenario>"`, `axis="seq_len"` and
+the scenario and data hash in the run record's spec. `seqrec.report.validation` summarises them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from seqrec.config import (
+    MODEL_NAMES,
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    profile,
+    to_dict,
+)
+from seqrec.data.synthetic import SynthConfig, generate
+from seqrec.experiments import RunSpec
+
+EXPERIMENT = "validate"
+SCENARIOS = ("taste", "long_range", "neither")
+DEFAULT_MODELS = ("gru", "user_gru", "dnc")
+DEFAULT_BASELINES = ("pop", "recent", "markov")
+
+
+@dataclass(frozen=True)
+class ValidationSize:
+    """One size of the validation experiment: the shared generator, the planted strengths,
+    the two window lengths and the training settings.
+
+    `synth` holds the structure all scenarios share; its `taste` and `long_range` are replaced
+    per scenario by `taste` / 0 and `long_range` / 0. `short_len < long_range_gap + 1 <
+    long_len`: the short window cannot see the recalled play, the long one can. `settings` are
+    `apply_overrides` pairs put on the profile's `RunConfig` before the user's `--set`.
+    """
+
+    synth: SynthConfig
+    taste: float
+    long_range: float
+    short_len: int
+    long_len: int
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        gap = self.synth.long_range_gap
+        if not 2 <= self.short_len < gap + 1 < self.long_len:
+            raise ValueError(
+                f"validation windows must satisfy 2 <= short_len < long_range_gap + 1 < long_len,"
+                f" got short_len={self.short_len}, long_range_gap={gap}, "
+                f"long_len={self.long_len}; change validate.short_len, validate.long_len or "
+                f"synth.long_range_gap")
+        if self.synth.replay_window > self.short_len - 1:
+            raise ValueError(
+                f"synth.replay_window ({self.synth.replay_window}) must be at most short_len - 1"
+                f" ({self.short_len - 1}), or replays alone would favour the long window")
+
+
+SIZES = {
+    # CPU, minutes: a small catalogue (about 120 tracks), so that a GRU learns the partner of
+    # every track in a few epochs; a gap of 5 plays; windows of 4 (3 inputs) and 10 (9 inputs).
+    "smoke": ValidationSize(
+        synth=SynthConfig(seed=0, n_rows=8_000, n_users=12, n_artists=20, n_tracks=120,
+                          taste_artists=3, replay_window=3, long_range_gap=5),
+        taste=0.95, long_range=0.5, short_len=4, long_len=10,
+        settings={"chunks": 1, "threshold": 2, "embedding_size": 32, "hidden_size": 64,
+                  "memory_cells": 16, "word_size": 16, "lr": 0.01, "batch_size": 64,
+                  "epochs": 10, "eval_batch_size": 1024, "seeds": 3},
+    ),
+    # GPU: the generator's demo size; exp 4's model size; the gap of 30 sits between exp 4's
+    # windows of 20 and 50.
+    "thesis": ValidationSize(
+        synth=SynthConfig(seed=0, n_rows=300_000, n_users=100, taste_artists=3,
+                          replay_window=10, long_range_gap=30),
+        taste=0.95, long_range=0.5, short_len=20, long_len=50,
+        settings={"chunks": 1, "threshold": 5, "embedding_size": 128, "hidden_size": 128,
+                  "batch_size": 256, "seeds": 3},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ValidationSpec(RunSpec):
+    """A `RunSpec` that also names its scenario and the generated log it reads.
+
+    The data hash is part of the run id, so runs on a differently generated log never pick up
+    each other's records.
+    """
+
+    scenario: str = ""
+    data_hash: str = ""
+
+    @property
+    def run_id(self) -> str:
+        key = {"config": to_dict(self.config), "chunk": self.chunk, "group": self.group,
+               "data": self.data_hash}
+        return (f"{self.group}-c{self.chunk}-{self.model}-{self.axis}{self.value}-s{self.seed}"
+                f"-{config_hash(key, 8)}")
+
+    def spec_dict(self) -> dict:
+        return {**super().spec_dict(), "scenario": self.scenario, "data": self.data_hash}
+
+
+class ScenarioPlan(NamedTuple):
+    """One scenario: its generator settings and its runs."""
+
+    scenario: str
+    synth: SynthConfig
+    specs: list[ValidationSpec]
+
+
+def scenario_synth(scenario: str, size: ValidationSize) -> SynthConfig:
+    """The generator settings of one scenario: the shared ones with taste / long range on or off.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown validation scenario {scenario!r}; choose from {SCENARIOS}")
+    return replace(size.synth, taste=size.taste if scenario == "taste" else 0.0,
+                   long_range=size.long_range if scenario == "long_range" else 0.0)
+
+
+def split_overrides(overrides: dict | list | tuple) -> tuple[dict, dict, dict]:
+    """Split `--set` pairs into (synth.*, validate.*, run settings).
+
+    `synth.<field>` sets a `SynthConfig` field, `validate.<field>` a `ValidationSize` field
+    (`taste`, `long_range`, `short_len`, `long_len`); everything else goes to `apply_overrides`.
+    Values of the first two are parsed by the type of the field's current value.
+    """
+    pairs = overrides if isinstance(overrides, dict) else _pairs(list(overrides))
+    synth, own, rest = {}, {}, {}
+    for key, value in pairs.items():
+        if key.startswith("synth."):
+            synth[key[len("synth."):]] = value
+        elif key.startswith("validate."):
+            own[key[len("validate."):]] = value
+        else:
+            rest[key] = value
+    return synth, own, rest
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _typed(obj: Any, prefix: str, values: dict, allowed: tuple[str, ...]) -> dict:
+    """`values` converted to the types of `obj`'s fields; unknown names raise."""
+    out = {}
+    for name, value in values.items():
+        if name not in allowed:
+            raise ValueError(f"unknown setting {prefix}.{name}; valid: "
+                             f"{', '.join(f'{prefix}.{a}' for a in allowed)}")
+        current = getattr(obj, name)
+        if not isinstance(value, str):
+            out[name] = value
+            continue
+        try:
+            if isinstance(current, bool):
+                out[name] = {"true": True, "1": True, "false": False, "0": False}[value.lower()]
+            else:
+                out[name] = type(current)(value)
+        except (KeyError, ValueError):
+            raise ValueError(f"setting {prefix}.{name}={value!r}: expected a value of type "
+                             f"{type(current).__name__}") from None
+    return out
+
+
+def validation_size(prof: str = "smoke", overrides: dict | list | tuple = (),
+                    size: ValidationSize | None = None) -> tuple[ValidationSize, dict]:
+    """The profile's `ValidationSize` (or `size`) with `synth.*` / `validate.*` overrides, and
+    the remaining run-setting overrides."""
+    if size is None:
+        if prof not in SIZES:
+            raise ValueError(f"unknown profile {prof!r} for validate; choose one of "
+                             f"{sorted(SIZES)}")
+        size = SIZES[prof]
+    synth, own, rest = split_overrides(overrides)
+    synth_fields = tuple(f.name for f in fields(SynthConfig))
+    own_fields = ("taste", "long_range", "short_len", "long_len")
+    size = replace(size, synth=replace(size.synth, **_typed(size.synth, "synth", synth,
+                                                            synth_fields)),
+                   **_typed(size, "validate", own, own_fields))
+    if "seq_len" in rest:
+        raise ValueError("seq_len is the validation experiment's own axis; set "
+                         "validate.short_len and validate.long_len instead")
+    return size, rest
+
+
+def validation_plan(prof: str = "smoke", overrides: dict | list | tuple = (),
+                    models: tuple[str, ...] = DEFAULT_MODELS,
+                    baselines: tuple[str, ...] = DEFAULT_BASELINES,
+                    scenarios: tuple[str, ...] = SCENARIOS,
+                    size: ValidationSize | None = None) -> list[ScenarioPlan]:
+    """The runs of the validation experiment, per scenario, in a fixed order.
+
+    For each scenario, window length (short, long), model and seed one `ValidationSpec` whose
+    config is the profile, then the size's settings, then the user's overrides, then the
+    window length, model name and seed.
+    """
+    size, rest = validation_size(prof, overrides, size)
+    base = apply_overrides(apply_overrides(profile(prof), dict(size.settings)), rest)
+    for model in (*models, *baselines):
+        if model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {model!r}; choose from {MODEL_NAMES}")
+    plans = []
+    for scenario in scenarios:
+        synth = scenario_synth(scenario, size)
+        data_hash = config_hash(synth)
+        specs = []
+        for length in (size.short_len, size.long_len):
+            cfg = _with_data(base, seq_len=length)
+            for model in (*models, *baselines):
+                for s in range(cfg.train.seeds):
+                    seed = cfg.train.seed + s
+                    run_cfg = replace(cfg, model=replace(cfg.model, name=model),
+                                      train=replace(cfg.train, seed=seed))
+                    specs.append(ValidationSpec(
+                        experiment=EXPERIMENT, group=f"{EXPERIMENT}-{scenario}", model=model,
+                        chunk=0, seed=seed, axis="seq_len", value=length, config=run_cfg,
+                        profile=prof, scenario=scenario, data_hash=data_hash))
+        plans.append(ScenarioPlan(scenario, synth, specs))
+    return plans
+
+
+def _with_data(cfg: RunConfig, **values: Any) -> RunConfig:
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **values))
+
+
+def run_plan(plans: list[ScenarioPlan], out_dir: str | Path, device: str = "auto",
+             progress: bool = True, retry_failed: bool = False, log=print) -> list[dict]:
+    """Generate each scenario's log once (OUT/data) and run its specs; all records, in order."""
+    from seqrec.runner import DataSource, check_writable, run_specs
+
+    out = check_writable(out_dir)
+    records = []
+    for plan in plans:
+        if not plan.specs:
+            continue
+        path = generate(plan.synth, out / "data")
+        log(f"validate: scenario {plan.scenario}, data {path.name}, {len(plan.specs)} runs")
+        source = DataSource(path=path, cache_dir=out / "cache")
+        records += run_specs(plan.specs, source, out, device=device, progress=progress,
+                             retry_failed=retry_failed, log=log)
+    return records
+
+
+def run_validation(out_dir: str | Path, prof: str = "smoke", device: str = "auto",
+                   overrides: dict | list | tuple = (),
+                   models: tuple[str, ...] = DEFAULT_MODELS,
+                   baselines: tuple[str, ...] = DEFAULT_BASELINES,
+                   scenarios: tuple[str, ...] = SCENARIOS, progress: bool = True,
+                   retry_failed: bool = False, log=print) -> tuple[list[dict], Path]:
+    """Run the whole validation experiment and write OUT/report/validation.md (+ .png).
+
+    Returns the run records and the path of the summary.
+    """
+    from seqrec.report.validation import write_validation_report
+
+    plans = validation_plan(prof, overrides, models, baselines, scenarios)
+    records = run_plan(plans, out_dir, device=device, progress=progress,
+                       retry_failed=retry_failed, log=log)
+    size, _ = validation_size(prof, overrides)
+    return records, write_validation_report(out_dir, records, describe_size(size))
+
+
+def describe_size(size: ValidationSize) -> str:
+    """One sentence on what was planted, for the summary."""
+    s = size.synth
+    return (f"Generated logs of {s.n_rows:,} plays by {s.n_users} users ({s.n_tracks:,} tracks "
+            f"of {s.n_artists} artists, album order {s.album_order}, replays {s.replay} within "
+            f"the last {s.replay_window} plays). Planted: taste {size.taste} with "
+            f"{s.taste_artists} favourite artists per user (scenario taste); a recall of the "
+            f"track {s.long_range_gap} plays back with probability {size.long_range} (scenario "
+            f"long_range); neither. Windows: L = {size.short_len} (cannot see the recalled play) "
+            f"and L = {size.long_len} (can).")

@@ -7,7 +7,13 @@ import torch
 
 from seqrec.config import ModelConfig
 from seqrec.models import REGISTRY, build_model, model_class
-from seqrec.models.gru import GRU
+from seqrec.models.gru import (
+    GRU,
+    GRURecurrence,
+    GRUState,
+    fast_gru_recurrence,
+    gru_recurrence,
+)
 
 N_ITEMS, N_USERS = 23, 5
 OURS = ("gru", "user_gru", "dnc", "user_dnc")
@@ -82,6 +88,30 @@ def test_gru_paths_equal_plain_reference(dropout):
         eye = torch.eye(gi.shape[-1], dtype=torch.float64)
         ref_drop = plain_gru(gi, h0, eye, m.weight_hh, torch.zeros_like(b_ih), m.bias_hh)
         torch.testing.assert_close(got, m.output(ref_drop[:, -1]), rtol=1e-10, atol=1e-12)
+
+
+def test_gru_hand_written_backward_equals_autograd_loop():
+    torch.manual_seed(4)
+    T, B, H = 6, 3, 5
+    leaves = [torch.randn(B, T, 3 * H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64),
+              0.5 * torch.randn(3 * H, H, dtype=torch.float64),
+              torch.randn(3 * H, dtype=torch.float64)]
+    fast = [x.clone().requires_grad_() for x in leaves]
+    plain = [x.clone().requires_grad_() for x in leaves]
+    out_f, last_f = fast_gru_recurrence(fast[0], GRUState(fast[1]), fast[2], fast[3])
+    out_p, last_p = gru_recurrence(plain[0], GRUState(plain[1]), plain[2], plain[3])
+    torch.testing.assert_close(out_f, out_p, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(last_f.h, last_p.h, rtol=1e-12, atol=1e-12)
+    # A loss that reads every step and the last state, as forward_all and forward do.
+    weights = torch.randn(B, T, H, dtype=torch.float64)
+    ((out_f * weights).sum() + last_f.h.square().sum()).backward()
+    ((out_p * weights).sum() + last_p.h.square().sum()).backward()
+    for f, p in zip(fast, plain, strict=True):
+        torch.testing.assert_close(f.grad, p.grad, rtol=1e-10, atol=1e-12)
+    args = tuple(x[:2, :2].clone() if x.dim() == 3 else x.clone() for x in leaves)
+    args = (args[0].transpose(0, 1).contiguous().requires_grad_(), args[1][:2].requires_grad_(),
+            args[2].requires_grad_(), args[3].requires_grad_())
+    assert torch.autograd.gradcheck(GRURecurrence.apply, args)
 
 
 def test_gru_one_hot_equals_one_hot_matmul():

@@ -25,8 +25,13 @@ test: setup
 demo: setup
 	$(PY) -m seqrec demo --out $(OUT)
 
+# Benchmarks (not tests; minutes to an hour): figures go to docs/benchmarks.md.
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_report.py --write
+	$(PY) benchmarks/bench_baselines.py --write
+	$(PY) benchmarks/bench_data.py --write
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks

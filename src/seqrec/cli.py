@@ -250,6 +250,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         models=DEFAULT_MODELS if models is None else models,
         baselines=DEFAULT_BASELINES if baselines is None else baselines,
         progress=not args.quiet, retry_failed=args.retry_failed)
+    from seqrec.report.validation import validation_checks, validation_sentences
+
+    for sentence in validation_sentences(validation_checks(records)):
+        print(sentence)
     failed = sum(r.get("status") != "ok" for r in records)
     print(f"{len(records)} runs, {failed} failed; summary: {path}")
     return 0

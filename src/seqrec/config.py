@@ -1,6 +1,7 @@
 """Configuration: frozen dataclasses, profiles, overrides and a stable hash.
 
-One source of defaults: the field defaults below are the thesis' settings (THESIS_PROTOCOL.md).
+One source of defaults: the field defaults below are the thesis' settings (THESIS_PROTOCOL.md),
+except where the thesis' notebook had a defect (item identity: see `DataConfig.item_key`).
 A profile is a `RunConfig` with some fields replaced; `--set KEY=VALUE` replaces more. Every
 cache and run id is keyed by `config_hash` of the settings that made it, so a changed setting
 can never pick up a stale file.
@@ -35,7 +36,9 @@ class DataConfig:
     val the next `int((n - int(train_frac * n)) / 2)` events, test the rest.
     """
 
-    item_key: str = "title"  # title | artist_title | mbid (see data/lastfm.py)
+    # Item identity (data/lastfm.py). The thesis used `title` (track name alone), which merges
+    # different tracks of the same name (defect 7); `--set item_key=title` reproduces it.
+    item_key: str = "artist_title"
     start_frac: float = 0.0
     end_frac: float = 1.0
     chunks: int = 10

@@ -64,6 +64,7 @@ class DataSource:
     path: Path
     cache_dir: Path
     _events: dict = field(default_factory=dict)
+    _last_split: tuple = ()  # (data config, chunk, split): a grid runs several models in a row
 
     def events(self, item_key: str):
         if item_key not in self._events:
@@ -76,8 +77,12 @@ class DataSource:
     def split(self, data: DataConfig, chunk: int):
         from seqrec.data.protocol import load_or_prepare_split
 
+        if self._last_split[:2] == (data, chunk):
+            return self._last_split[2]
         ev = self.events(data.item_key)
-        return load_or_prepare_split(ev.key, ev.users, ev.items, data, chunk, self.cache_dir)
+        split = load_or_prepare_split(ev.key, ev.users, ev.items, data, chunk, self.cache_dir)
+        self._last_split = (data, chunk, split)
+        return split
 
 
 def data_source(data: str | Path | None, out_dir: str | Path,

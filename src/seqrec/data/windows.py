@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -119,13 +120,17 @@ class Split:
     dropped_unseen: dict[str, int]
     meta: dict = field(default_factory=dict)
 
+    @cached_property  # computed once per split (cached_property works on frozen dataclasses)
+    def _popularity(self) -> tuple[np.ndarray, list[int]]:
+        return popularity_thirds(self.item_counts)
+
     @property
     def thirds(self) -> np.ndarray:
-        return popularity_thirds(self.item_counts)[0]
+        return self._popularity[0]
 
     @property
     def third_bounds(self) -> list[int]:
-        return popularity_thirds(self.item_counts)[1]
+        return self._popularity[1]
 
     @property
     def seq_len(self) -> int:

@@ -341,6 +341,9 @@ def test_build_report_from_partial_grid(tmp_path):
     assert "no runs yet" not in md
     # An experiment outside exp1..exp4 gets a per-run table of its own.
     assert "## Other runs: validate" in md and "| validate | SASRec | 0 | 0 |" in md
+    assert "(validation.md)" not in md  # no link until `seqrec validate` has written it
+    (folder / "validation.md").write_text("# Validation\n")
+    assert "[validation.md](validation.md)" in build_report(tmp_path, expected=expected).read_text()
 
 
 def test_status_lists_accept_flat_expected_specs(records):

@@ -90,6 +90,10 @@ def _experiment_section(name: str, records: list[dict], folder: Path) -> _Sectio
                        ""]
         return section
     table = TABLES[name](ok) if name in TABLES else table_other(ok, name)
+    if name == "validate" and (folder / "validation.md").exists():
+        # written by `seqrec validate` with the planted-effect checks; point readers at it
+        section.md += ["The checks of the validation experiment (planted effects found or not) "
+                       "are in [validation.md](validation.md).", ""]
     atomic_write_text(folder / f"{name}.md", to_markdown(table))
     atomic_write_text(folder / f"{name}.tex", to_latex(table, caption=section.title,
                                                        label=f"tab:{name}"))

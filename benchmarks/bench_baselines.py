@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
-import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import median_time, write_section
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,8 +41,7 @@ from seqrec.models.baselines import (
 )
 from seqrec.models.sasrec import SASRec
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-SECTION = "## Baselines"
+SECTION = "Baselines"
 
 
 def generated_log(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,16 +71,6 @@ class LinearScorer(nn.Module):
 
     def forward(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         return self.output(self.embedding(items[:, -1]))
-
-
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    """Median wall-clock seconds of `fn()` over `repeats` calls, and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def sasrec_step_time(n_items: int, hidden: int, seq_len: int, repeats: int) -> float:
@@ -139,7 +126,7 @@ def run(rows: int, repeats: int, hidden: int, sasrec_hidden: int) -> tuple[list[
 
 def section(lines: list[str], info: dict, args: argparse.Namespace) -> str:
     return "\n".join([
-        SECTION,
+        f"## {SECTION}",
         "",
         f"`.venv/bin/python benchmarks/bench_baselines.py --rows {args.rows} --repeats "
         f"{args.repeats} --threads {args.threads} --write` on "
@@ -167,16 +154,6 @@ def section(lines: list[str], info: dict, args: argparse.Namespace) -> str:
     ])
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) our section of docs/benchmarks.md, leaving the others untouched."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else (
-        old.rstrip("\n") + "\n\n" + text)
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_900_000)
@@ -192,7 +169,7 @@ def main() -> None:
     text = section(lines, info, args)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text.split("\n", 1)[1])
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,9 +32,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import write_section
+
 FULL_ROWS = 19_150_868
 SECTION = "Data reading and preprocessing"
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
 def synth_config(rows: int):
@@ -143,17 +143,6 @@ def has_protocol() -> bool:
     return True
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, nothing else."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    doc = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    block = f"## {SECTION}\n\n{text.strip()}\n\n"
-    doc = pattern.sub(lambda _: block, doc) if pattern.search(doc) else \
-        doc.rstrip("\n") + "\n\n" + block
-    DOC.write_text(doc.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", default="/tmp/seqrec_bench")
@@ -215,7 +204,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 def _row(name: str, r: dict, goal: str, notebook: str) -> str:

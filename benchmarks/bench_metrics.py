@@ -16,11 +16,10 @@ run. Two threads (`torch.set_num_threads(2)`), the CPU of the test machine.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+from common import median_time
 
 from seqrec.data.windows import popularity_thirds
 from seqrec.metrics import MetricAccumulator
@@ -67,13 +66,8 @@ def seqrec_eval(scores: torch.Tensor, target: torch.Tensor, thirds: torch.Tensor
     return acc.result()
 
 
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(fn, repeats: int) -> float:
+    return median_time(fn, repeats)[0]
 
 
 def main() -> None:
@@ -103,13 +97,13 @@ def main() -> None:
     assert [p[0] for p in ref["per_third"]] == ours["counts"]
 
     rows = {}
-    loop_s = median_seconds(lambda: notebook_loop(scores[sub], target[sub], third_lists),
+    loop_s = seconds(lambda: notebook_loop(scores[sub], target[sub], third_lists),
                             args.repeats)
     rows["loop (notebook-like)"] = args.loop_windows / loop_s
-    rows["floor: scores.max(dim=1)"] = args.windows / median_seconds(lambda: floor(scores),
+    rows["floor: scores.max(dim=1)"] = args.windows / seconds(lambda: floor(scores),
                                                                      args.repeats)
     for ties in ("conservative", "optimistic", "expected"):
-        sec = median_seconds(lambda t=ties: seqrec_eval(scores, target, thirds, t), args.repeats)
+        sec = seconds(lambda t=ties: seqrec_eval(scores, target, thirds, t), args.repeats)
         rows[f"seqrec, ties={ties}"] = args.windows / sec
     loop_rate, floor_rate = rows["loop (notebook-like)"], rows["floor: scores.max(dim=1)"]
     print(f"{args.windows} windows x {args.items} items, batch {BATCH}, {args.threads} threads, "

@@ -23,13 +23,11 @@ import io
 import json
 import os
 import platform
-import re
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from common import median_time, write_section
 from matplotlib.figure import Figure
 
 from seqrec.report import (
@@ -41,8 +39,7 @@ from seqrec.report import (
     table_exp4,
 )
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-SECTION = "## Report"
+SECTION = "Report"
 BASELINES = ("pop", "recent", "markov", "item_knn")
 
 
@@ -83,28 +80,14 @@ def thesis_grid(seed: int = 0) -> list[dict]:
     return out
 
 
-def median_time(fn, repeats: int) -> float:  # noqa: ANN001
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _seconds(fn, repeats: int) -> float:
+    return median_time(fn, repeats)[0]
 
 
 def reference_png() -> None:
     fig = Figure(figsize=(6, 4))
     fig.add_subplot(1, 1, 1).plot(np.arange(50), np.arange(50) ** 0.5)
     fig.savefig(io.BytesIO(), format="png", dpi=110)
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md, re-read just now."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(new)
 
 
 def main() -> None:
@@ -120,13 +103,13 @@ def main() -> None:
             folder.mkdir(parents=True)
             (folder / "record.json").write_text(json.dumps(r))
         expected = [r["spec"] for r in records]
-        ref = median_time(reference_png, args.repeats)
-        load = median_time(lambda: load_records(out), args.repeats)
-        tables = median_time(lambda: [t(records) for t in (table_exp1, table_exp2, table_exp3,
+        ref = _seconds(reference_png, args.repeats)
+        load = _seconds(lambda: load_records(out), args.repeats)
+        tables = _seconds(lambda: [t(records) for t in (table_exp1, table_exp2, table_exp3,
                                                           table_exp4)], args.repeats)
-        build = median_time(lambda: build_report(out, expected=expected), args.repeats)
+        build = _seconds(lambda: build_report(out, expected=expected), args.repeats)
         pdf_pages = (out / "report" / "report.pdf").read_bytes().count(b"/Type /Page\n")
-    text = (f"{SECTION}\n\n"
+    text = (
             f"`build_report` on a thesis-size grid of {len(records)} made-up run records "
             f"(1 seed), median of {args.repeats}, {platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
@@ -144,7 +127,7 @@ def main() -> None:
     if pdf_pages:
         print(f"(report.pdf: about {pdf_pages} pages)")
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -127,26 +127,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from seqrec.experiments import grid
-    from seqrec.runner import check_writable, data_source
+    from seqrec.runner import data_source
 
-    out = check_writable(args.out)
-    source = data_source(args.data, out, args.profile)
+    source = data_source(args.data, args.out, args.profile)  # checks --out is writable
     specs = grid(args.experiment, args.profile, args.overrides, baselines=())
-    seen: dict = {}
-    summary: dict = {"data": str(source.path), "experiment": args.experiment, "splits": []}
+    ev = source.events(specs[0].config.data.item_key)  # one item identity for the grid
+    summary: dict = {"data": str(source.path), "experiment": args.experiment,
+                     "rows_read": ev.report.rows_read, "lines_skipped": ev.report.lines_skipped,
+                     "skipped_examples": ev.report.examples, "users": int(len(ev.user_names)),
+                     "items": int(len(ev.item_names)), "splits": []}
+    seen = set()
     for spec in specs:
         key = (spec.group, spec.value, spec.chunk)
         if key in seen:
             continue
-        seen[key] = True
-        ev = source.events(spec.config.data.item_key)
-        summary.update(rows_read=ev.report.rows_read, lines_skipped=ev.report.lines_skipped,
-                       skipped_examples=ev.report.examples,
-                       users=int(len(ev.user_names)), items=int(len(ev.item_names)))
+        seen.add(key)
         split = source.split(spec.config.data, spec.chunk)
-        s = split.summary()
         summary["splits"].append({"group": spec.group, "axis": spec.axis, "value": spec.value,
-                                  "chunk": spec.chunk, **s})
+                                  "chunk": spec.chunk, **split.summary()})
     if args.json:
         print(json.dumps(summary, default=str))
     else:

@@ -246,6 +246,22 @@ def _parse_value(text: str, annotation: Any, key: str) -> Any:
     raise ValueError(f"setting {key}={text!r}: expected a value of type {hint}")
 
 
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`["KEY=VALUE", ...]` -> `{KEY: VALUE}` (strings; see `parse_setting` for the types)."""
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def parse_setting(cls: type, name: str, text: str, key: str | None = None) -> Any:
+    """`text` parsed by the type of dataclass `cls`'s field `name` (tuples as comma lists)."""
+    return _parse_value(text, typing.get_type_hints(cls)[name], key or name)
+
+
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:
     """Replace settings by flat or dotted key.
 
@@ -253,19 +269,12 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
     field's type; tuples as comma lists). Unknown keys raise, listing the valid keys.
     """
     if isinstance(overrides, list):
-        pairs: dict[str, Any] = {}
-        for item in overrides:
-            if "=" not in item:
-                raise ValueError(f"expected KEY=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            pairs[key.strip()] = value
-        overrides = pairs
+        overrides = parse_assignments(overrides)
     by_section: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         section, name = _find_key(key)
         if isinstance(value, str):
-            hints = typing.get_type_hints(_section_type(section))
-            value = _parse_value(value, hints[name], key)
+            value = parse_setting(_section_type(section), name, value, key)
         by_section.setdefault(section, {})[name] = value
     return replace(cfg, **{s: replace(getattr(cfg, s), **v) for s, v in by_section.items()})
 

@@ -45,13 +45,16 @@ class RunSpec:
     config: RunConfig
     profile: str
 
+    def id_key(self) -> dict:
+        """Everything that makes this run differ from another: hashed into `run_id`."""
+        return {"config": to_dict(self.config), "chunk": self.chunk, "group": self.group}
+
     @property
     def run_id(self) -> str:
         """Readable id plus a short hash of every setting (so two specs never share a folder)."""
         value = "onehot" if (self.axis == "embedding_size" and self.value == -1) else self.value
-        key = {"config": to_dict(self.config), "chunk": self.chunk, "group": self.group}
         return (f"{self.group}-c{self.chunk}-{self.model}-{self.axis}{value}-s{self.seed}"
-                f"-{config_hash(key, 8)}")
+                f"-{config_hash(self.id_key(), 8)}")
 
     def spec_dict(self) -> dict:
         """The JSON-ready description stored in the run record under `spec`."""

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqrec.config import DataConfig, config_hash, to_dict
+from seqrec.config import DataConfig, to_dict
 from seqrec.device import resolve_device
 from seqrec.experiments import RunSpec, grid, shard
 from seqrec.io import atomic_write_json, read_json
@@ -48,13 +48,10 @@ BUILTIN_DATA = {"smoke": {"n_rows": 100_000, "n_users": 40}, "thesis": {}}
 
 def builtin_data(out_dir: str | Path, profile: str = "smoke", seed: int = 0) -> Path:
     """The built-in generated log (LastFM-1K format) under OUT/data, generated once."""
-    from seqrec.data.synthetic import SynthConfig, write_synthetic
+    from seqrec.data.synthetic import SynthConfig, generate
 
-    cfg = SynthConfig(seed=seed, **BUILTIN_DATA.get(profile, {}))
-    path = Path(out_dir) / "data" / f"synthetic-{config_hash(cfg, 8)}.tsv"
-    if not path.exists():
-        write_synthetic(path, cfg)
-    return path
+    return generate(SynthConfig(seed=seed, **BUILTIN_DATA.get(profile, {})),
+                    Path(out_dir) / "data")
 
 
 @dataclass
@@ -193,9 +190,8 @@ def run_experiment(experiment: str, out_dir: str | Path, data: str | Path | None
                    progress: bool = True, retry_failed: bool = False, log=print) -> list[dict]:
     """Build an experiment's grid (or `all`), select, and run it. The notebook's one call."""
     specs = select(grid(experiment, profile, overrides, baselines), only, shard_spec)
-    out = check_writable(out_dir)
-    source = data_source(data, out, profile)
-    return run_specs(specs, source, out, device=device, progress=progress,
+    source = data_source(data, out_dir, profile)
+    return run_specs(specs, source, out_dir, device=device, progress=progress,
                      retry_failed=retry_failed, log=log)
 
 

@@ -34,8 +34,9 @@ from seqrec.config import (
     RunConfig,
     apply_overrides,
     config_hash,
+    parse_assignments,
+    parse_setting,
     profile,
-    to_dict,
 )
 from seqrec.data.synthetic import SynthConfig, generate
 from seqrec.experiments import RunSpec
@@ -116,12 +117,8 @@ class ValidationSpec(RunSpec):
     scenario: str = ""
     data_hash: str = ""
 
-    @property
-    def run_id(self) -> str:
-        key = {"config": to_dict(self.config), "chunk": self.chunk, "group": self.group,
-               "data": self.data_hash}
-        return (f"{self.group}-c{self.chunk}-{self.model}-{self.axis}{self.value}-s{self.seed}"
-                f"-{config_hash(key, 8)}")
+    def id_key(self) -> dict:
+        return {**super().id_key(), "data": self.data_hash}
 
     def spec_dict(self) -> dict:
         return {**super().spec_dict(), "scenario": self.scenario, "data": self.data_hash}
@@ -151,7 +148,7 @@ def split_overrides(overrides: dict | list | tuple) -> tuple[dict, dict, dict]:
     (`taste`, `long_range`, `short_len`, `long_len`); everything else goes to `apply_overrides`.
     Values of the first two are parsed by the type of the field's current value.
     """
-    pairs = overrides if isinstance(overrides, dict) else _pairs(list(overrides))
+    pairs = overrides if isinstance(overrides, dict) else parse_assignments(list(overrides))
     synth, own, rest = {}, {}, {}
     for key, value in pairs.items():
         if key.startswith("synth."):
@@ -163,16 +160,6 @@ def split_overrides(overrides: dict | list | tuple) -> tuple[dict, dict, dict]:
     return synth, own, rest
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _typed(obj: Any, prefix: str, values: dict, allowed: tuple[str, ...]) -> dict:
     """`values` converted to the types of `obj`'s fields; unknown names raise."""
     out = {}
@@ -180,18 +167,8 @@ def _typed(obj: Any, prefix: str, values: dict, allowed: tuple[str, ...]) -> dic
         if name not in allowed:
             raise ValueError(f"unknown setting {prefix}.{name}; valid: "
                              f"{', '.join(f'{prefix}.{a}' for a in allowed)}")
-        current = getattr(obj, name)
-        if not isinstance(value, str):
-            out[name] = value
-            continue
-        try:
-            if isinstance(current, bool):
-                out[name] = {"true": True, "1": True, "false": False, "0": False}[value.lower()]
-            else:
-                out[name] = type(current)(value)
-        except (KeyError, ValueError):
-            raise ValueError(f"setting {prefix}.{name}={value!r}: expected a value of type "
-                             f"{type(current).__name__}") from None
+        out[name] = (parse_setting(type(obj), name, value, f"{prefix}.{name}")
+                     if isinstance(value, str) else value)
     return out
 
 

@@ -16,6 +16,10 @@ holds one nn.Linear per gate and per input (x and h separately); the DNC referen
 GRU controller, one nn.Linear per interface part and the memory operations written directly
 (masked lookup materialising `[B, R, N, W]`). `nn.GRU` is the plain fused-GRU model.
 
+Every model is trained as `seqrec.train` trains it: fused Adam (`fused=True`, for the references
+too) and `batch_loss`, which for our models is their fused output layer + cross-entropy
+(`models/loss.py`) and for the references `nn.Linear` + `F.cross_entropy`, as the notebook.
+
 `--features` times the recurrent part alone (output layer replaced by an identity, loss = mean
 square of the last features): the part where the models differ, without the 30,000-way output
 layer, cross-entropy and Adam update that every model shares.
@@ -39,6 +43,7 @@ from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
 from seqrec.models import build_model
+from seqrec.train import batch_loss
 
 B, T, E, H, N_ITEMS, N_USERS = 256, 19, 128, 128, 30_000, 1_000
 CELLS, WORD, HEADS = 128, 64, 1
@@ -219,15 +224,17 @@ def make_step(name: str, features: bool):
         setattr(model, "output" if hasattr(model, "output") else "out", nn.Identity())
     groups = model.param_groups(0.0, 0.01) if hasattr(model, "param_groups") else \
         model.parameters()
-    opt = torch.optim.Adam(groups, lr=1e-3)
+    opt = torch.optim.Adam(groups, lr=1e-3, fused=True)  # the trainer's Adam, for every model
     g = torch.Generator().manual_seed(0)
     items = torch.randint(0, N_ITEMS, (B, T), generator=g)
     users = torch.randint(0, N_USERS, (B, T), generator=g)
     target = torch.randint(0, N_ITEMS, (B,), generator=g)
 
     def step() -> None:
-        out = model(items, users)
-        loss = out.square().mean() if features else F.cross_entropy(out, target)
+        if features:
+            loss = model(items, users).square().mean()
+        else:  # the trainer's loss: our models' fused output layer, else F.cross_entropy
+            loss = batch_loss(model, model, items, users, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

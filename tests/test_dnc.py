@@ -300,27 +300,39 @@ def test_interface_is_the_documented_layout():
     torch.testing.assert_close(iface.read_modes.sum(-1), torch.ones(2, R, dtype=D))
 
 
-def test_link_update_fast_path_equals_plain_reference():
-    from seqrec.models.dnc_memory import update_link_reference
+@pytest.mark.parametrize("heads", [1, 2])
+def test_link_step_equals_plain_reference(heads):
+    from seqrec.models.dnc_memory import link_step, update_link_reference
 
     state = random_state(b=3)
+    g = torch.Generator().manual_seed(8)
+    prev_read = torch.softmax(torch.randn(3, heads, N, generator=g, dtype=D), -1)
     args = [x.clone().requires_grad_() for x in (state.link, state.precedence,
-                                                  state.write_weights)]
-    fast = update_link(*args)
-    ref = update_link_reference(*args)
+                                                  state.write_weights, prev_read)]
+
+    def reference(link, precedence, w, read):
+        link, precedence = update_link_reference(link, precedence, w)
+        return (link, precedence, torch.bmm(read, link.transpose(1, 2)),
+                torch.bmm(read, link))
+
+    fast = link_step(*args)
+    ref = reference(*args)
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    g = torch.Generator().manual_seed(8)
     weights = [torch.randn(x.shape, generator=g, dtype=D) for x in fast]
 
     def pull(outs):
         return torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, outs, strict=True)),
                                    args)
 
-    grads_fast, grads_ref = pull(fast), pull(ref)
-    for a, b in zip(grads_fast, grads_ref, strict=True):
+    for a, b in zip(pull(fast), pull(ref), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    assert torch.autograd.gradcheck(lambda *a: update_link(*a)[0], args)
+    # Also with an unused link output (the last step's link gets no gradient).
+    fast_reads = torch.autograd.grad(link_step(*args)[2].sum(), args)
+    ref_reads = torch.autograd.grad(reference(*args)[2].sum(), args)
+    for a, b in zip(fast_reads, ref_reads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda *a: link_step(*a), args)
 
 
 @pytest.mark.parametrize("with_psi", [False, True])

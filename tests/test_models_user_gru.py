@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
+from seqrec.models.dropout import dropout_mask
 from seqrec.models.gru import GRUState
-from seqrec.models.user_gru import UserGRU, UserGRUInputs, user_gru_step
+from seqrec.models.user_gru import (
+    UserGRU,
+    UserGRUInputs,
+    UserGRURecurrence,
+    fast_user_gru_recurrence,
+    user_gru_recurrence,
+    user_gru_step,
+)
 
 B, T, E, H, N_ITEMS, N_USERS = 3, 5, 4, 6, 11, 4
 
@@ -66,8 +73,9 @@ def test_equals_plain_reference_with_shared_dropout_masks():
     got = m(items, users)
     # Same seed, same draw order as UserGRUInput: the user-term mask, then the input-gate mask.
     torch.manual_seed(11)
-    mask_u = F.dropout(torch.ones(B, T, H, dtype=torch.float64), 0.5, True)
-    mask_i = F.dropout(torch.ones(B, T, 3 * H, dtype=torch.float64), 0.2, True)
+    kw = dict(device=torch.device("cpu"), dtype=torch.float64)
+    mask_u = dropout_mask((B, T, H), 0.5, **kw)
+    mask_i = dropout_mask((B, T, 3 * H), 0.2, **kw)
     assert (mask_u == 0).any() and (mask_i == 0).any()  # dropout really acted
     h = plain_user_gru(m, items, users, mask_i, mask_u)
     torch.testing.assert_close(got, m.output(h), rtol=1e-10, atol=1e-12)
@@ -117,3 +125,48 @@ def test_gradcheck_cell(with_mask):
 
     args = (r(2, 9), r(2, 1), r(2, 3), r(2, 3), r(10, 3), r(10), r(9))
     assert torch.autograd.gradcheck(cell, args)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_hand_written_backward_equals_autograd_loop(with_mask):
+    g = torch.Generator().manual_seed(5)
+    b, t, h = 3, 6, 4
+
+    def r(*shape):
+        return torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5
+
+    mask = dropout_mask((b, t, 3 * h), 0.3, device=torch.device("cpu"), dtype=torch.float64,
+                        generator=g) if with_mask else torch.ones(1, 1, 1, dtype=torch.float64
+                                                                  ).expand(b, t, 3 * h)
+    assert not with_mask or (mask == 0).any()
+    leaves = [r(b, t, 3 * h), r(b, t, 1), r(b, t, h), r(b, h), r(3 * h + 1, h), r(3 * h + 1),
+              r(3 * h)]
+    runs = []
+    for fn in (fast_user_gru_recurrence, user_gru_recurrence):
+        x = [v.clone().requires_grad_() for v in leaves]
+        out, last = fn(UserGRUInputs(x[0], mask, x[1], x[2]), GRUState(x[3]), x[4], x[5], x[6])
+        # A loss reading every step and the last state, as forward_all and forward do.
+        ((out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum()
+         + last.h.square().sum()).backward()
+        runs.append((out, last.h, [v.grad for v in x]))
+    (out_f, last_f, grads_f), (out_p, last_p, grads_p) = runs
+    torch.testing.assert_close(out_f, out_p, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(last_f, last_p, rtol=1e-12, atol=1e-12)
+    for gf, gp in zip(grads_f, grads_p, strict=True):
+        torch.testing.assert_close(gf, gp, rtol=1e-10, atol=1e-12)
+
+
+def test_hand_written_backward_gradcheck():
+    g = torch.Generator().manual_seed(6)
+
+    def r(*shape):
+        return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).requires_grad_()
+
+    mask = dropout_mask((3, 2, 6), 0.3, device=torch.device("cpu"), dtype=torch.float64,
+                        generator=g)  # time-major [T, B, 3H]
+
+    def fn(gx, ax, gu, h0, w_hh, b_hh, b_i):
+        return UserGRURecurrence.apply(gx, mask, ax, gu, h0, w_hh, b_hh, b_i)
+
+    args = (r(3, 2, 6), r(3, 2, 1), r(3, 2, 2), r(2, 2), r(7, 2), r(7), r(6))
+    assert torch.autograd.gradcheck(fn, args)

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from seqrec.models.loss import linear_cross_entropy
+
 INIT_SCALE = 0.1  # thesis: every weight and embedding uniform(-0.1, 0.1)
 
 
@@ -153,6 +155,17 @@ class RecurrentRecommender(nn.Module):
         self._check(items, users)
         features, _ = self.run(items, users, self._start(items, None))
         return self.output(features[:, -1])
+
+    def loss(self, items: Tensor, users: Tensor | None, target: Tensor) -> Tensor:
+        """Mean cross-entropy of the last-position logits against `target` `[B]` -> scalar.
+
+        The same value as `F.cross_entropy(self(items, users), target)`, with the output layer
+        and the loss fused (`linear_cross_entropy`: one `[B, n_items]` buffer instead of
+        several); the trainer uses it.
+        """
+        self._check(items, users)
+        features, _ = self.run(items, users, self._start(items, None))
+        return linear_cross_entropy(features[:, -1], self.output.weight, self.output.bias, target)
 
     def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits after every position: `[B, T]` -> `[B, T, n_items]`."""

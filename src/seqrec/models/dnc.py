@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
 from seqrec.models.base import InputProjection, RecurrentRecommender, uniform_init_
@@ -33,6 +32,7 @@ from seqrec.models.dnc_memory import (
     memory_step,
     split_interface,
 )
+from seqrec.models.dropout import dropout_mask
 from seqrec.models.gru import GRUState, gru_step
 from seqrec.models.user_gru import UserGRUInput, UserGRUInputs, user_gru_step
 
@@ -87,7 +87,8 @@ class DNC(RecurrentRecommender):
         """(W_i x + b_i `[B, T, 3H]`, dropout mask `[B, T, 3H]`, scaled)."""
         gx = self.input(items)
         if self.training and self.input_dropout > 0:
-            mask = F.dropout(torch.ones_like(gx), self.input_dropout, True)
+            mask = dropout_mask(tuple(gx.shape), self.input_dropout, device=gx.device,
+                                dtype=gx.dtype)
         else:
             mask = gx.new_ones(1, 1, 1).expand_as(gx)
         return gx, mask

@@ -267,51 +267,74 @@ def update_link_reference(link: Tensor, precedence: Tensor,
     return link, precedence
 
 
-class _LinkUpdate(torch.autograd.Function):
-    """L' = (1 - w_i - w_j) L + w_i p_j with zero diagonal, with a hand-written backward.
+class _LinkStep(torch.autograd.Function):
+    """The link update and both raw link reads of one step, with a hand-written backward:
+    L' = (1 - w_i - w_j) L + w_i p_j with zero diagonal, f_h = L' r_h, b_h = L'^T r_h.
 
-    Why: the link matrix is the DNC's largest tensor (`[B, N, N]`, 16 MB at B 256, N 128) and
-    autograd of the plain expression keeps two more such tensors per step and makes about
-    twice the passes over them. This saves only the inputs (L is kept alive as state anyway).
-    Backward, with G the incoming gradient masked to the off-diagonal:
-        dL = G * (1 - w_i - w_j);  dw_i = sum_j G_ij (p_j - L_ij) - sum_j G_ji L_ji;
-        dp_j = sum_i G_ij w_i.
+    Why one function: the link matrix is the DNC's largest tensor (`[B, N, N]`, 16 MB at B 256,
+    N 128) and every pass over it costs. Autograd of the plain expressions keeps two more such
+    tensors per step, forms the read gradients as batched outer products (a slow kernel for
+    `[N, 1] x [1, N]`) and adds the three gradients reaching L' in separate passes. Here the
+    outer products go straight into one gradient buffer, and only the inputs and L' are kept
+    (both are state that the next step holds anyway).
+
+    Backward, with D the gradient of L' from later steps and df_h, db_h those of the reads:
+        G = D + sum_h df_h r_h^T + r_h db_h^T, then its diagonal zeroed (L'_ii is constant 0)
+        dr_h = L'^T df_h + L' db_h;  dp_j = sum_i G_ij w_i
+        dw_i = sum_j G_ij (p_j - L_ij) - sum_j G_ji L_ji;  dL = G * (1 - w_i - w_j).
+    Shapes: link `[B, N, N]`, precedence, w `[B, N]`, prev_read `[B, R, N]` -> (L', f, b).
     """
 
     @staticmethod
     @_FP32_FWD
-    def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor) -> Tensor:  # noqa: D102
-        ctx.save_for_backward(link, precedence, w)
+    def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor,
+                prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
         new = link * (1 - w).unsqueeze(2)  # (1 - w_i) L
         new.addcmul_(link, w.unsqueeze(1), value=-1.0)  # - w_j L
-        new.baddbmm_(w.unsqueeze(2), precedence.unsqueeze(1))  # + w_i p_j
+        new.addcmul_(w.unsqueeze(2), precedence.unsqueeze(1))  # + w_i p_j (broadcast, no bmm)
         new.diagonal(dim1=1, dim2=2).zero_()
-        return new
+        forward = torch.bmm(prev_read, new.transpose(1, 2))  # f_h = L' r_h       [B, R, N]
+        backward = torch.bmm(prev_read, new)  # b_h = L'^T r_h                    [B, R, N]
+        ctx.save_for_backward(link, precedence, w, prev_read, new)
+        return new, forward, backward
 
     @staticmethod
     @_FP32_BWD
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
-        link, precedence, w = ctx.saved_tensors
-        g = grad.clone()
+    def backward(ctx, d_new: Tensor, d_fwd: Tensor,
+                 d_bwd: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
+        link, precedence, w, prev_read, new = ctx.saved_tensors
+        g = d_new.clone()
+        for h in range(prev_read.shape[1]):
+            g.addcmul_(d_fwd[:, h].unsqueeze(2), prev_read[:, h].unsqueeze(1))
+            g.addcmul_(prev_read[:, h].unsqueeze(2), d_bwd[:, h].unsqueeze(1))
+        d_read = torch.bmm(d_fwd, new)
+        d_read.baddbmm_(d_bwd, new.transpose(1, 2))
         g.diagonal(dim1=1, dim2=2).zero_()
-        d_link = g * (1 - w).unsqueeze(2)
-        d_link.addcmul_(g, w.unsqueeze(1), value=-1.0)
+        d_p = torch.bmm(w.unsqueeze(1), g).squeeze(1)
         gl = g * link
         d_w = torch.bmm(g, precedence.unsqueeze(2)).squeeze(2) - gl.sum(2) - gl.sum(1)
-        d_p = torch.bmm(w.unsqueeze(1), g).squeeze(1)
-        return d_link, d_p, d_w
+        # dL = G (1 - w_i - w_j), in place in G, the factor written into gl's buffer.
+        torch.sub((1 - w).unsqueeze(2), w.unsqueeze(1), out=gl)
+        return g.mul_(gl), d_p, d_w, d_read
 
 
 def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
     """Temporal link matrix and precedence: link `[B, N, N]`, precedence, write_weights `[B, N]`.
 
     L[i, j] <- (1 - w_i - w_j) L[i, j] + w_i p[j] with a zero diagonal (L[i, j] ~ "i was written
-    right after j"), then p <- (1 - sum w) p + w. The link part uses `_LinkUpdate` (same values
-    as `update_link_reference`, less memory).
+    right after j"), then p <- (1 - sum w) p + w. Plain autograd; `memory_step` computes the
+    link part together with the link reads in `_LinkStep` (same values, fewer passes).
     """
-    link = _LinkUpdate.apply(link, precedence, write_weights)
+    return update_link_reference(link, precedence, write_weights)
+
+
+def link_step(link: Tensor, precedence: Tensor, write_weights: Tensor,
+              prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`update_link`, then the raw link reads f = L' w^r, b = L'^T w^r of the previous read
+    weights `[B, R, N]` -> (link, precedence, f `[B, R, N]`, b `[B, R, N]`) via `_LinkStep`."""
+    link, forward, backward = _LinkStep.apply(link, precedence, write_weights, prev_read)
     precedence = (1 - write_weights.sum(1, keepdim=True)) * precedence + write_weights
-    return link, precedence
+    return link, precedence, forward, backward
 
 
 def sharpen(d: Tensor, s: Tensor) -> Tensor:
@@ -320,10 +343,18 @@ def sharpen(d: Tensor, s: Tensor) -> Tensor:
     return p / (p.sum(2, keepdim=True) + EPS)
 
 
-def read_weighting(memory: Tensor, link: Tensor, prev_read: Tensor, iface: Interface) -> Tensor:
-    """w^r = pi_b b + pi_c c + pi_f f from the post-write memory and link -> `[B, R, N]`."""
-    forward = torch.bmm(prev_read, link.transpose(1, 2))  # f_i = L w_i            [B, R, N]
-    backward = torch.bmm(prev_read, link)  # b_i = L^T w_i                         [B, R, N]
+def read_weighting(memory: Tensor, link: Tensor, prev_read: Tensor, iface: Interface,
+                   link_reads: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """w^r = pi_b b + pi_c c + pi_f f from the post-write memory and link -> `[B, R, N]`.
+
+    `link_reads` = (L w^r_t-1, L^T w^r_t-1) when already computed (`link_step`), else they are
+    read from `link` here.
+    """
+    if link_reads is None:
+        forward = torch.bmm(prev_read, link.transpose(1, 2))  # f_i = L w_i         [B, R, N]
+        backward = torch.bmm(prev_read, link)  # b_i = L^T w_i                      [B, R, N]
+    else:
+        forward, backward = link_reads
     if iface.forward_sharpness is not None:
         forward = sharpen(forward, iface.forward_sharpness)
         backward = sharpen(backward, iface.backward_sharpness)
@@ -340,8 +371,9 @@ def memory_step(state: MemoryState, iface: Interface,
     write_w = write_weighting(state.memory, usage, iface)
     memory = write_memory(state.memory, write_w, iface.erase, iface.write_vector,
                           psi if opts.dealloc_content else None)
-    link, precedence = update_link(state.link, state.precedence, write_w)
-    read_w = read_weighting(memory, link, state.read_weights, iface)
+    link, precedence, fwd, bwd = link_step(state.link, state.precedence, write_w,
+                                           state.read_weights)
+    read_w = read_weighting(memory, link, state.read_weights, iface, (fwd, bwd))
     read_vectors = torch.bmm(read_w, memory)  # [B, R, W]
     return read_vectors, MemoryState(memory, usage, link, precedence, read_w, write_w)
 

@@ -12,10 +12,10 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
 from seqrec.models.base import InputProjection, RecurrentRecommender, uniform_init_
+from seqrec.models.dropout import dropout
 
 
 class GRUState(NamedTuple):
@@ -161,5 +161,5 @@ class GRU(RecurrentRecommender):
             out, h_n = torch.gru(x, state.h.unsqueeze(0).contiguous(), weights, True, 1, 0.0,
                                  self.training, False, True)
             return out, GRUState(h_n[0])
-        gi = F.dropout(self.input(items), self.input_dropout, self.training)  # [B, T, 3H]
+        gi = dropout(self.input(items), self.input_dropout, self.training)  # [B, T, 3H]
         return fast_gru_recurrence(gi, state, self.weight_hh, self.bias_hh)

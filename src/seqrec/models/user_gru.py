@@ -30,10 +30,10 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
 from seqrec.models.base import IdProjection, RecurrentRecommender, make_embedding, uniform_init_
+from seqrec.models.dropout import dropout, dropout_mask
 from seqrec.models.gru import GRUState
 
 
@@ -73,7 +73,10 @@ def user_gru_step(
 def user_gru_recurrence(
     inp: UserGRUInputs, state: GRUState, w_hh: Tensor, b_hh: Tensor, b_i: Tensor
 ) -> tuple[Tensor, GRUState]:
-    """Loop `user_gru_step` over time: inputs `[B, T, ...]` -> (states `[B, T, H]`, last)."""
+    """Loop `user_gru_step` over time: inputs `[B, T, ...]` -> (states `[B, T, H]`, last).
+
+    The plain autograd loop; `fast_user_gru_recurrence` computes the same function faster.
+    """
     outputs = []
     # Time-major copies: each step then reads contiguous blocks (an expanded all-ones mask
     # stays a stride-0 view).
@@ -84,6 +87,95 @@ def user_gru_recurrence(
         state = user_gru_step(step, state, w_hh, b_hh, b_i)
         outputs.append(state.h)
     return torch.stack(outputs, 1), state
+
+
+class UserGRURecurrence(torch.autograd.Function):
+    """The user-based GRU recurrence with a hand-written backward (same function as
+    `user_gru_recurrence`).
+
+    Forward: gx `[T, B, 3H]`, mask `[T, B, 3H]` or None (no dropout), ax `[T, B, 1]`, gu
+    `[T, B, H]` (time-major), h0 `[B, H]`, w_hh `[3H + 1, H]`, b_hh `[3H + 1]`, b_i `[3H]` ->
+    hidden states `[T, B, H]`. Per step it keeps h, g = W_hh h + b_hh, a, (r, z) and k, where
+    autograd would keep every intermediate, and runs without graph bookkeeping.
+
+    Backward, per step from the last, with dh the gradient reaching h_t, m the mask (or 1),
+    i = m ((1 - a) gx + b_i) and g = [g_r, g_z, g_n, g_a]:
+        dk' = dh z (1 - k^2);  dz = dh (k - h);  dr = dk' g_n;  d(r, z)' = (dr, dz) rz (1 - rz)
+        di = [d(r, z)', dk'];  da = sum(dk' gu) - sum(m di gx);  da' = da a (1 - a)
+        dg = [d(r, z)', dk' r, da'];  dgx = m di (1 - a);  dgu = dk' a;  dax = da'
+        dh_{t-1} = dh (1 - z) + dg W_hh
+    and, after the loop, dW_hh = sum_t dg_t^T h_{t-1}, db_hh = sum_t dg_t, db_i = sum_t m di
+    as one matmul and two sums over all steps. First-order gradients only.
+    """
+
+    @staticmethod
+    def forward(ctx, gx: Tensor, mask: Tensor | None, ax: Tensor, gu: Tensor, h0: Tensor,
+                w_hh: Tensor, b_hh: Tensor, b_i: Tensor) -> Tensor:  # noqa: D102
+        steps, batch, three_h = gx.shape
+        hidden = three_h // 3
+        hs = gx.new_empty(steps + 1, batch, hidden)  # h_0 ... h_T
+        hs[0] = h0
+        g = gx.new_empty(steps, batch, three_h + 1)
+        a = gx.new_empty(steps, batch, 1)
+        rz = gx.new_empty(steps, batch, 2 * hidden)
+        k = gx.new_empty(steps, batch, hidden)
+        w_t = w_hh.t()
+        for t in range(steps):
+            torch.addmm(b_hh, hs[t], w_t, out=g[t])
+            torch.sigmoid(g[t, :, three_h:] + ax[t], out=a[t])
+            i = torch.addcmul(b_i, 1 - a[t], gx[t])  # (1 - a) gx + b_i      [B, 3H]
+            if mask is not None:
+                i.mul_(mask[t])
+            torch.sigmoid(i[:, : 2 * hidden].add_(g[t, :, : 2 * hidden]), out=rz[t])
+            pre = i[:, 2 * hidden:].addcmul_(rz[t, :, :hidden], g[t, :, 2 * hidden: three_h])
+            torch.tanh(pre.addcmul_(a[t], gu[t]), out=k[t])
+            torch.addcmul(hs[t], rz[t, :, hidden:], k[t] - hs[t], out=hs[t + 1])
+        ctx.save_for_backward(gx, mask, gu, hs, g, a, rz, k, w_hh)
+        return hs[1:]
+
+    @staticmethod
+    def backward(ctx, d_out: Tensor) -> tuple[Tensor | None, ...]:  # noqa: D102
+        gx, mask, gu, hs, g, a, rz, k, w_hh = ctx.saved_tensors
+        steps, batch, hidden = k.shape
+        three_h = 3 * hidden
+        d_i = gx.new_empty(steps, batch, three_h)  # m di, the gradient of (1 - a) gx + b_i
+        dg = gx.new_empty(steps, batch, three_h + 1)
+        dgu = gx.new_empty(steps, batch, hidden)
+        dh = torch.zeros_like(hs[0])
+        for t in range(steps - 1, -1, -1):
+            dh = dh + d_out[t]
+            z, k_t, a_t = rz[t, :, hidden:], k[t], a[t]
+            dk = dh * z * (1 - k_t * k_t)  # [B, H]
+            d_rz = torch.cat([dk * g[t, :, 2 * hidden: three_h], dh * (k_t - hs[t])], 1)
+            d_rz.mul_(rz[t] * (1 - rz[t]))  # [B, 2H]
+            d_i[t, :, : 2 * hidden] = d_rz
+            d_i[t, :, 2 * hidden:] = dk
+            if mask is not None:
+                d_i[t].mul_(mask[t])
+            da = (dk * gu[t]).sum(1, keepdim=True) - (d_i[t] * gx[t]).sum(1, keepdim=True)
+            dg[t, :, : 2 * hidden] = d_rz
+            torch.mul(dk, rz[t, :, :hidden], out=dg[t, :, 2 * hidden: three_h])
+            torch.mul(da, a_t * (1 - a_t), out=dg[t, :, three_h:])
+            torch.mul(dk, a_t, out=dgu[t])
+            dh = torch.addmm(dh * (1 - z), dg[t], w_hh)  # [B, H]
+        flat = dg.reshape(steps * batch, three_h + 1)
+        dw = flat.t() @ hs[:-1].reshape(steps * batch, hidden)  # [3H + 1, H]
+        d_bi = d_i.sum((0, 1))
+        dgx = d_i.mul_(1 - a)
+        return dgx, None, dg[:, :, three_h:], dgu, dh, dw, flat.sum(0), d_bi
+
+
+def fast_user_gru_recurrence(
+    inp: UserGRUInputs, state: GRUState, w_hh: Tensor, b_hh: Tensor, b_i: Tensor
+) -> tuple[Tensor, GRUState]:
+    """`user_gru_recurrence` through `UserGRURecurrence`: `[B, T, ...]` -> (`[B, T, H]`, last)."""
+    def time_major(x: Tensor) -> Tensor:
+        return x.transpose(0, 1).contiguous()
+
+    mask = None if inp.mask.stride(-1) == 0 else time_major(inp.mask)  # stride 0: all ones
+    out = UserGRURecurrence.apply(time_major(inp.gx), mask, time_major(inp.ax),
+                                  time_major(inp.gu), state.h, w_hh, b_hh, b_i)  # [T, B, H]
+    return out.transpose(0, 1), GRUState(out[-1])
 
 
 class UserGRUInput(nn.Module):
@@ -117,10 +209,11 @@ class UserGRUInput(nn.Module):
         px = self.item_proj(items, self.item_vectors(items))  # [B, T, 3H + 1]
         gx, ax = px[..., : 3 * self.n_out], px[..., 3 * self.n_out:]
         ax = ax + self.user_attn(users, u)  # [B, T, 1]
-        gu = F.dropout(self.user_proj(users, u), self.user_dropout, self.training)  # [B, T, H]
+        gu = dropout(self.user_proj(users, u), self.user_dropout, self.training)  # [B, T, H]
         if self.training and self.input_dropout > 0:
             # The mask itself (scaled), so that i = mask * (...) is dropout of the whole term.
-            mask = F.dropout(torch.ones_like(gx), self.input_dropout, True)
+            mask = dropout_mask(tuple(gx.shape), self.input_dropout, device=gx.device,
+                                dtype=gx.dtype)
         else:
             mask = torch.ones(1, 1, 1, dtype=gx.dtype, device=gx.device).expand_as(gx)
         return UserGRUInputs(gx, mask, ax, gu)
@@ -130,7 +223,9 @@ class UserGRU(RecurrentRecommender):
     """Item and user ids -> user-based GRU -> linear layer to all items.
 
     Path: the h-independent projections for all steps in one pass (`UserGRUInput`), then a
-    Python loop over the recurrence only (`user_gru_recurrence`); no fused kernel computes this
+    Python loop over the recurrence only, with a hand-written backward
+    (`fast_user_gru_recurrence`; tests check it against the autograd loop
+    `user_gru_recurrence` and a plain step-by-step cell); no fused kernel computes this
     cell. Parameters beyond `UserGRUInput`: `weight_hh [3H + 1, H]`, `bias_hh [3H + 1]`.
     """
 
@@ -151,4 +246,5 @@ class UserGRU(RecurrentRecommender):
     def run(self, items: Tensor, users: Tensor | None, state: GRUState) -> tuple[Tensor, GRUState]:
         """items, users `[B, T]` -> (hidden states `[B, T, H]`, last state)."""
         inp = self.input(items, users)
-        return user_gru_recurrence(inp, state, self.weight_hh, self.bias_hh, self.input.bias_i)
+        return fast_user_gru_recurrence(inp, state, self.weight_hh, self.bias_hh,
+                                        self.input.bias_i)

@@ -144,13 +144,9 @@ def split_interface(raw: Tensor, word: int, heads: int, opts: MemoryOptions) -> 
     )
 
 
-def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor,
-                    masks: Tensor | None = None) -> Tensor:
-    """C(M, k, beta, m): softmax over cells of beta * cos(M[n] * m, k * m).
-
-    memory `[B, N, W]`, keys `[B, K, W]`, strengths `[B, K]`, masks `[B, K, W]` or None
-    (unmasked, Graves 2016) -> `[B, K, N]`.
-    """
+def content_weights_reference(memory: Tensor, keys: Tensor, strengths: Tensor,
+                              masks: Tensor | None = None) -> Tensor:
+    """Plain autograd version of `content_weights` (kept as the tests' reference)."""
     if masks is None:
         dots = torch.bmm(keys, memory.transpose(1, 2))  # [B, K, N]
         mem_norm = memory.norm(dim=2).unsqueeze(1)  # [B, 1, N]
@@ -164,6 +160,81 @@ def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor,
     key_norm = keys.norm(dim=2, keepdim=True)  # [B, K, 1]
     cos = dots / (key_norm * mem_norm + EPS)
     return torch.softmax(strengths.unsqueeze(2) * cos, dim=2)
+
+
+class _ContentWeights(torch.autograd.Function):
+    """Masked content weights C(M, k, beta, m) with a hand-written backward.
+
+    Why: M `[B, N, W]` is read by two lookups per step, and autograd of the plain expression
+    forms its gradient from batched outer products (a slow kernel for `[N, 1] x [1, W]`), a
+    separate `M * M` and its two products, each a fresh `[B, N, W]` tensor; here dM is built
+    in one buffer. With q = k m^2, v = (M^2) (m^2)^T, n_M = sqrt(v + TINY), n_k = |k m|,
+    d = n_k n_M + EPS, cos = (q M^T) / d, c = softmax(beta cos), per key (rows of `[B, K, N]`):
+        dz = c (dc - sum_n dc c);  dbeta = sum_n dz cos;  ddots = beta dz / d
+        dd = -beta dz cos / d;  dn_M = dd n_k;  dn_k = sum_n dd n_M;  dv = dn_M / (2 n_M)
+        dM = ddots^T q + 2 M * (dv^T m^2);  dq = ddots M;  d(m^2) = dv M^2
+        dk = dq m^2 + dn_k (k m) m / n_k;  dm = 2 m d(m^2) + 2 m k dq + dn_k (k m) k / n_k.
+    Shapes: memory `[B, N, W]`, keys `[B, K, W]`, strengths `[B, K]`, masks `[B, K, W]` ->
+    `[B, K, N]`. Same values as `content_weights_reference` with masks.
+    """
+
+    @staticmethod
+    @_FP32_FWD
+    def forward(ctx, memory: Tensor, keys: Tensor, strengths: Tensor,
+                masks: Tensor) -> Tensor:  # noqa: D102
+        m2 = masks * masks
+        q = keys * m2  # [B, K, W]
+        km = keys * masks
+        dots = torch.bmm(q, memory.transpose(1, 2))  # [B, K, N]
+        sq = memory * memory
+        mem_norm = (torch.bmm(m2, sq.transpose(1, 2)).clamp_min(0) + TINY).sqrt_()  # [B, K, N]
+        key_norm = km.norm(dim=2, keepdim=True)  # [B, K, 1]
+        den = key_norm * mem_norm + EPS
+        cos = dots.div_(den)
+        c = torch.softmax(strengths.unsqueeze(2) * cos, dim=2)
+        ctx.save_for_backward(memory, keys, strengths, masks, mem_norm, key_norm, den, cos, c)
+        return c
+
+    @staticmethod
+    @_FP32_BWD
+    def backward(ctx, dc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
+        memory, keys, strengths, masks, mem_norm, key_norm, den, cos, c = ctx.saved_tensors
+        m2, km = masks * masks, keys * masks
+        q = keys * m2
+        dz = c * (dc - (dc * c).sum(2, keepdim=True))  # [B, K, N]
+        d_strength = (dz * cos).sum(2)  # [B, K]
+        dcos = dz * strengths.unsqueeze(2)
+        d_dots = dcos / den
+        d_den = -d_dots * cos  # = -dcos cos / d
+        dv = d_den * key_norm / (2 * mem_norm)  # [B, K, N]
+        d_key_norm = (d_den * mem_norm).sum(2, keepdim=True)  # [B, K, 1]
+        heads = keys.shape[1]
+        if heads == 1:  # broadcast products: much faster than bmm with an inner size of 1
+            d_memory = memory * (2 * dv[:, 0].unsqueeze(2)) * m2[:, 0].unsqueeze(1)
+            d_memory.addcmul_(d_dots[:, 0].unsqueeze(2), q[:, 0].unsqueeze(1))
+        else:
+            d_memory = torch.bmm(dv.transpose(1, 2), m2).mul_(memory).mul_(2)
+            d_memory.baddbmm_(d_dots.transpose(1, 2), q)
+        dq = torch.bmm(d_dots, memory)  # [B, K, W]
+        d_m2 = torch.bmm(dv, memory * memory)  # [B, K, W]
+        d_km = d_key_norm * km / key_norm.clamp_min(TINY)  # norm's gradient, 0 at a zero key
+        d_keys = dq * m2 + d_km * masks
+        d_masks = 2 * masks * (d_m2 + dq * keys) + d_km * keys
+        return d_memory, d_keys, d_strength, d_masks
+
+
+def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor,
+                    masks: Tensor | None = None) -> Tensor:
+    """C(M, k, beta, m): softmax over cells of beta * cos(M[n] * m, k * m).
+
+    memory `[B, N, W]`, keys `[B, K, W]`, strengths `[B, K]`, masks `[B, K, W]` or None
+    (unmasked, Graves 2016) -> `[B, K, N]`. Masked lookups go through `_ContentWeights`
+    (same values as `content_weights_reference`, fewer passes over M); unmasked ones through
+    the plain expression.
+    """
+    if masks is None:
+        return content_weights_reference(memory, keys, strengths)
+    return _ContentWeights.apply(memory, keys, strengths, masks)
 
 
 def retention(free_gates: Tensor, read_weights: Tensor) -> Tensor:

@@ -8,8 +8,9 @@ steps interleaved (1 warm-up, then 5 timed steps each), so that load from other 
 machine hits both alike; throughput = batch / median step time. Peak memory: one subprocess per
 model running two training steps; its ru_maxrss (resident-set high-water mark of the whole
 process) minus that of a subprocess that imports the same modules and builds nothing ("base").
-The machine's matmul rate is a 2048^3 float32 torch.matmul measured in the same run (median of
-5); a model's achieved rate counts the matmul FLOPs of a training step (forward x 3).
+The machine's matmul rate is a 2048^3 float32 torch.matmul timed in the same subprocess,
+interleaved with the models' steps (median); a model's achieved rate counts the matmul FLOPs of
+a training step (forward x 3).
 
 References ("as the thesis notebook wrote them"): a Python loop over time calling a cell that
 holds one nn.Linear per gate and per input (x and h separately); the DNC reference uses such a
@@ -243,19 +244,22 @@ def make_step(name: str, features: bool):
 
 
 def measure_group(names: list[str], steps: int, features: bool) -> dict:
-    """Throughput of several models in one process, their steps interleaved (A B A B ...), so
-    that a change of machine load during the run hits all of them alike."""
+    """Throughput of several models in one process, their steps interleaved (A B A B ...) with
+    a 2048^3 matmul, so that a change of machine load during the run hits all of them and the
+    matmul rate alike; "matmul" in the result is that rate (GFLOP/s, median)."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
     runs = {n: make_step(n, features) for n in names}
-    times: dict[str, list[float]] = {n: [] for n in names}
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    runs["matmul"] = lambda: torch.matmul(a, b)
+    times: dict[str, list[float]] = {n: [] for n in runs}
     for i in range(1 + steps):
         for n, step in runs.items():
             t0 = time.perf_counter()
             step()
             if i >= 1:
                 times[n].append(time.perf_counter() - t0)
-    out = {}
+    out = {"matmul": 2 * 2048 ** 3 / statistics.median(times["matmul"]) / 1e9}
     for n in names:
         med = statistics.median(times[n])
         flops = train_flops(n) - (3.0 * 2 * B * H * N_ITEMS if features else 0.0)
@@ -273,18 +277,6 @@ def measure_memory(name: str, features: bool) -> dict:
         step()
         step()
     return {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    torch.set_num_threads(2)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 def run_subprocess(*args: str) -> dict:
@@ -309,23 +301,25 @@ def main() -> None:
     if args.memory:
         print(json.dumps(measure_memory(args.memory, args.features)))
         return
-    rate = matmul_gflops()
     base = run_subprocess("--memory", "base")["maxrss_mb"]
-    print(f"matmul rate {rate:.1f} GFLOP/s (2048^3 float32, 2 threads); base RSS {base:.0f} MB")
+    print(f"base RSS {base:.0f} MB; matmul rate = 2048^3 float32 torch.matmul on 2 threads, "
+          "timed interleaved with each group's steps")
     if args.features:
         print("recurrent part only (no output layer, no cross-entropy)")
-    print("| config | seq/s | vs reference | GFLOP/s | of matmul rate | peak RSS - base (MB) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| config | seq/s | vs reference | GFLOP/s | matmul rate (GFLOP/s) | of matmul rate "
+          "| peak RSS - base (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for ours in args.only.split(","):
         group = [ours] + ([REFS[ours]] if REFS.get(ours) else [])
         group += ["nn_gru"] if ours == "gru" else []
         res = run_subprocess("--group", ",".join(group), "--steps", str(args.steps), *flag)
+        rate = res["matmul"]
         for n in group:
             r = res[n]
             mem = run_subprocess("--memory", n, *flag)["maxrss_mb"] - base
             ref = REFS.get(n)
             ratio = f"{r['seq_per_s'] / res[ref]['seq_per_s']:.2f}x" if ref in res else ""
-            print(f"| {n} | {r['seq_per_s']:.0f} | {ratio} | {r['gflops']:.1f} | "
+            print(f"| {n} | {r['seq_per_s']:.0f} | {ratio} | {r['gflops']:.1f} | {rate:.0f} | "
                   f"{r['gflops'] / rate:.0%} | {mem:.0f} |", flush=True)
 
 

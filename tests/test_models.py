@@ -86,7 +86,10 @@ def test_gru_paths_equal_plain_reference(dropout):
         got = m(items)
         torch.manual_seed(7)
         gi = x @ w_ih.T + b_ih
-        gi = gi * dropout_mask(tuple(gi.shape), dropout, device=gi.device, dtype=gi.dtype)
+        # The model draws its mask time-major, [T, B, 3H].
+        mask = dropout_mask((gi.shape[1], gi.shape[0], gi.shape[2]), dropout, device=gi.device,
+                            dtype=gi.dtype)
+        gi = gi * mask.transpose(0, 1)
         assert (gi == 0).any()  # dropout really acted
         eye = torch.eye(gi.shape[-1], dtype=torch.float64)
         ref_drop = plain_gru(gi, h0, eye, m.weight_hh, torch.zeros_like(b_ih), m.bias_hh)

@@ -74,8 +74,9 @@ def test_equals_plain_reference_with_shared_dropout_masks():
     # Same seed, same draw order as UserGRUInput: the user-term mask, then the input-gate mask.
     torch.manual_seed(11)
     kw = dict(device=torch.device("cpu"), dtype=torch.float64)
-    mask_u = dropout_mask((B, T, H), 0.5, **kw)
-    mask_i = dropout_mask((B, T, 3 * H), 0.2, **kw)
+    # Drawn time-major, [T, B, ...], as UserGRUInput lays its tensors out.
+    mask_u = dropout_mask((T, B, H), 0.5, **kw).transpose(0, 1)
+    mask_i = dropout_mask((T, B, 3 * H), 0.2, **kw).transpose(0, 1)
     assert (mask_u == 0).any() and (mask_i == 0).any()  # dropout really acted
     h = plain_user_gru(m, items, users, mask_i, mask_u)
     torch.testing.assert_close(got, m.output(h), rtol=1e-10, atol=1e-12)

@@ -84,8 +84,9 @@ class DNC(RecurrentRecommender):
         self.input = InputProjection(n_items, cfg.embedding_size, 3 * cfg.hidden_size)
 
     def _precompute(self, items: Tensor, users: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(W_i x + b_i `[B, T, 3H]`, dropout mask `[B, T, 3H]`, scaled)."""
-        gx = self.input(items)
+        """(W_i x + b_i `[T, B, 3H]`, dropout mask `[T, B, 3H]`, scaled), time-major so that
+        each step reads one block."""
+        gx = self.input(items.t())
         if self.training and self.input_dropout > 0:
             mask = dropout_mask(tuple(gx.shape), self.input_dropout, device=gx.device,
                                 dtype=gx.dtype)
@@ -95,7 +96,7 @@ class DNC(RecurrentRecommender):
 
     def _controller_step(self, pre: object, t: int, reads: Tensor, h: GRUState) -> GRUState:
         gx, mask = pre
-        gi = mask[:, t] * torch.addmm(gx[:, t], reads, self.weight_ir.t())  # [B, 3H]
+        gi = mask[t] * torch.addmm(gx[t], reads, self.weight_ir.t())  # [B, 3H]
         return gru_step(gi, h, self.weight_hh, self.bias_hh)
 
     # -- the recurrence ----------------------------------------------------------------------

@@ -111,7 +111,10 @@ class GRURecurrence(torch.autograd.Function):
 def fast_gru_recurrence(
     gi: Tensor, state: GRUState, w_hh: Tensor, b_hh: Tensor
 ) -> tuple[Tensor, GRUState]:
-    """`gru_recurrence` through `GRURecurrence`: gi `[B, T, 3H]` -> (`[B, T, H]`, last state)."""
+    """`gru_recurrence` through `GRURecurrence`: gi `[B, T, 3H]` -> (`[B, T, H]`, last state).
+
+    A gi laid out time-major in memory (a transposed view) is passed on without a copy.
+    """
     out = GRURecurrence.apply(gi.transpose(0, 1).contiguous(), state.h, w_hh, b_hh)  # [T, B, H]
     return out.transpose(0, 1), GRUState(out[-1])
 
@@ -161,5 +164,6 @@ class GRU(RecurrentRecommender):
             out, h_n = torch.gru(x, state.h.unsqueeze(0).contiguous(), weights, True, 1, 0.0,
                                  self.training, False, True)
             return out, GRUState(h_n[0])
-        gi = dropout(self.input(items), self.input_dropout, self.training)  # [B, T, 3H]
-        return fast_gru_recurrence(gi, state, self.weight_hh, self.bias_hh)
+        # Computed time-major (`[T, B, 3H]` in memory), so the recurrence needs no copy.
+        gi = dropout(self.input(items.t()), self.input_dropout, self.training)
+        return fast_gru_recurrence(gi.transpose(0, 1), state, self.weight_hh, self.bias_hh)

@@ -169,12 +169,10 @@ def fast_user_gru_recurrence(
     inp: UserGRUInputs, state: GRUState, w_hh: Tensor, b_hh: Tensor, b_i: Tensor
 ) -> tuple[Tensor, GRUState]:
     """`user_gru_recurrence` through `UserGRURecurrence`: `[B, T, ...]` -> (`[B, T, H]`, last)."""
-    def time_major(x: Tensor) -> Tensor:
-        return x.transpose(0, 1).contiguous()
-
-    mask = None if inp.mask.stride(-1) == 0 else time_major(inp.mask)  # stride 0: all ones
-    out = UserGRURecurrence.apply(time_major(inp.gx), mask, time_major(inp.ax),
-                                  time_major(inp.gu), state.h, w_hh, b_hh, b_i)  # [T, B, H]
+    # Time-major views, no copies: `UserGRUInput` lays its outputs out time-major already.
+    gx, mask, ax, gu = (x.transpose(0, 1) for x in inp)
+    mask = None if mask.stride(-1) == 0 else mask  # stride 0: the all-ones mask, no dropout
+    out = UserGRURecurrence.apply(gx, mask, ax, gu, state.h, w_hh, b_hh, b_i)  # [T, B, H]
     return out.transpose(0, 1), GRUState(out[-1])
 
 
@@ -204,19 +202,24 @@ class UserGRUInput(nn.Module):
         return None if self.item_embedding is None else self.item_embedding(items)
 
     def forward(self, items: Tensor, users: Tensor) -> UserGRUInputs:
-        """items, users `[B, T]` -> `UserGRUInputs` with a time axis `[B, T, ...]`."""
+        """items, users `[B, T]` -> `UserGRUInputs` with a time axis `[B, T, ...]`.
+
+        Computed time-major (`[T, B, ...]` in memory, returned as `[B, T, ...]` views), so that
+        the recurrence reads each step's block without a transposing copy.
+        """
+        items, users = items.t(), users.t()  # [T, B]
         u = None if self.user_embedding is None else self.user_embedding(users)
-        px = self.item_proj(items, self.item_vectors(items))  # [B, T, 3H + 1]
+        px = self.item_proj(items, self.item_vectors(items))  # [T, B, 3H + 1]
         gx, ax = px[..., : 3 * self.n_out], px[..., 3 * self.n_out:]
-        ax = ax + self.user_attn(users, u)  # [B, T, 1]
-        gu = dropout(self.user_proj(users, u), self.user_dropout, self.training)  # [B, T, H]
+        ax = ax + self.user_attn(users, u)  # [T, B, 1]
+        gu = dropout(self.user_proj(users, u), self.user_dropout, self.training)  # [T, B, H]
         if self.training and self.input_dropout > 0:
             # The mask itself (scaled), so that i = mask * (...) is dropout of the whole term.
             mask = dropout_mask(tuple(gx.shape), self.input_dropout, device=gx.device,
                                 dtype=gx.dtype)
         else:
             mask = torch.ones(1, 1, 1, dtype=gx.dtype, device=gx.device).expand_as(gx)
-        return UserGRUInputs(gx, mask, ax, gu)
+        return UserGRUInputs(*(x.transpose(0, 1) for x in (gx, mask, ax, gu)))
 
 
 class UserGRU(RecurrentRecommender):

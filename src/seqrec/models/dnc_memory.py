@@ -296,18 +296,18 @@ class _MemoryWrite(torch.autograd.Function):
     def forward(ctx, memory: Tensor, w: Tensor, erase: Tensor, vector: Tensor,
                 psi: Tensor) -> Tensor:  # noqa: D102
         ctx.save_for_backward(memory, w, erase, vector, psi)
-        keep = torch.baddbmm(psi.unsqueeze(2).expand_as(memory), (-psi * w).unsqueeze(2),
+        # Broadcast products throughout: bmm with an inner size of 1 is a slow outer product.
+        keep = torch.addcmul(psi.unsqueeze(2), (-psi * w).unsqueeze(2),
                              erase.unsqueeze(1))  # psi_i (1 - w_i e_k)     [B, N, W]
         keep.mul_(memory)
-        return keep.baddbmm_(w.unsqueeze(2), vector.unsqueeze(1))
+        return keep.addcmul_(w.unsqueeze(2), vector.unsqueeze(1))
 
     @staticmethod
     @_FP32_BWD
     def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102
         memory, w, erase, vector, psi = ctx.saved_tensors
-        keep = torch.baddbmm(psi.unsqueeze(2).expand_as(memory), (-psi * w).unsqueeze(2),
-                             erase.unsqueeze(1))
-        d_memory = grad * keep
+        d_memory = torch.addcmul(psi.unsqueeze(2), (-psi * w).unsqueeze(2), erase.unsqueeze(1))
+        d_memory.mul_(grad)
         gm = grad * memory  # [B, N, W]
         gm_e = torch.bmm(gm, erase.unsqueeze(2)).squeeze(2)  # [B, N]
         d_psi = gm.sum(2) - w * gm_e

@@ -131,10 +131,11 @@ class GRU(RecurrentRecommender):
       input_dropout == 0) and the input is an embedding. Dropout on `W_i x` cannot be expressed
       through the fused kernel (it only drops its *input* x, a different function), and one-hot
       input would need a `[B, T, n_items]` tensor.
-    - loop: all input projections in one matmul `[B, T, 3H]`, dropout on them, then a Python loop
-      over the recurrence only, with a hand-written backward pass (`GRURecurrence`: about 1.3x
-      the autograd loop `gru_recurrence` on a CPU thread; docs/benchmarks.md). Used in training
-      with dropout and for one-hot.
+    - loop: all input projections in one matmul (time-major `[T, B, 3H]`), dropout on them
+      (integer-threshold masks, `models/dropout.py`), then a Python loop over the recurrence
+      only, with a hand-written backward pass (`GRURecurrence`: about 1.3x the autograd loop
+      `gru_recurrence` on a CPU thread; docs/benchmarks.md). Used in training with dropout and
+      for one-hot.
     Tests check that both equal a plain step-by-step cell.
     """
 

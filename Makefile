@@ -29,6 +29,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_ops.py --write
 	$(PY) benchmarks/bench_report.py --write
 	$(PY) benchmarks/bench_baselines.py --write
 	$(PY) benchmarks/bench_data.py --write

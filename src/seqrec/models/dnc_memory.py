@@ -210,7 +210,7 @@ class _ContentWeights(torch.autograd.Function):
         d_key_norm = (d_den * mem_norm).sum(2, keepdim=True)  # [B, K, 1]
         heads = keys.shape[1]
         if heads == 1:  # broadcast products: much faster than bmm with an inner size of 1
-            d_memory = memory * (2 * dv[:, 0].unsqueeze(2)) * m2[:, 0].unsqueeze(1)
+            d_memory = (memory * (2 * dv[:, 0].unsqueeze(2))).mul_(m2[:, 0].unsqueeze(1))
             d_memory.addcmul_(d_dots[:, 0].unsqueeze(2), q[:, 0].unsqueeze(1))
         else:
             d_memory = torch.bmm(dv.transpose(1, 2), m2).mul_(memory).mul_(2)

@@ -8,6 +8,7 @@ interface"; THESIS_PROTOCOL.md, "Models").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,6 +18,24 @@ from torch.nn import functional as F
 from seqrec.models.loss import linear_cross_entropy
 
 INIT_SCALE = 0.1  # thesis: every weight and embedding uniform(-0.1, 0.1)
+
+
+def float32_forward(forward: Callable) -> Callable:
+    """Decorate an autograd.Function's forward: under autocast (CUDA or CPU) its floating
+    inputs arrive as float32 and it runs with autocast off. The hand-written recurrences and
+    memory operations mix their inputs in in-place and `out=` products, which need one dtype,
+    and their state accumulates over steps; under mixed precision they keep float32 while the
+    large projections around them take the autocast dtype."""
+    for device in ("cpu", "cuda"):
+        forward = torch.amp.custom_fwd(device_type=device, cast_inputs=torch.float32)(forward)
+    return forward
+
+
+def float32_backward(backward: Callable) -> Callable:
+    """The backward companion of `float32_forward` (runs with the forward's autocast state)."""
+    for device in ("cpu", "cuda"):
+        backward = torch.amp.custom_bwd(device_type=device)(backward)
+    return backward
 
 
 def check_ids(ids: Tensor, n: int, what: str) -> None:

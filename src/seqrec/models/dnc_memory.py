@@ -44,12 +44,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqrec.models.base import float32_backward, float32_forward
+
 EPS = 1e-6
 TINY = 1e-20
-# Under CUDA autocast the hand-written memory ops run in float32 (mixed dtypes would not mix in
-# their in-place products, and memory contents accumulate over steps).
-_FP32_FWD = torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-_FP32_BWD = torch.amp.custom_bwd(device_type="cuda")
 
 
 class MemoryOptions(NamedTuple):
@@ -179,7 +177,7 @@ class _ContentWeights(torch.autograd.Function):
     """
 
     @staticmethod
-    @_FP32_FWD
+    @float32_forward
     def forward(ctx, memory: Tensor, keys: Tensor, strengths: Tensor,
                 masks: Tensor) -> Tensor:  # noqa: D102
         m2 = masks * masks
@@ -196,7 +194,7 @@ class _ContentWeights(torch.autograd.Function):
         return c
 
     @staticmethod
-    @_FP32_BWD
+    @float32_backward
     def backward(ctx, dc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
         memory, keys, strengths, masks, mem_norm, key_norm, den, cos, c = ctx.saved_tensors
         m2, km = masks * masks, keys * masks
@@ -292,7 +290,7 @@ class _MemoryWrite(torch.autograd.Function):
     """
 
     @staticmethod
-    @_FP32_FWD
+    @float32_forward
     def forward(ctx, memory: Tensor, w: Tensor, erase: Tensor, vector: Tensor,
                 psi: Tensor) -> Tensor:  # noqa: D102
         ctx.save_for_backward(memory, w, erase, vector, psi)
@@ -303,7 +301,7 @@ class _MemoryWrite(torch.autograd.Function):
         return keep.addcmul_(w.unsqueeze(2), vector.unsqueeze(1))
 
     @staticmethod
-    @_FP32_BWD
+    @float32_backward
     def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102
         memory, w, erase, vector, psi = ctx.saved_tensors
         d_memory = torch.addcmul(psi.unsqueeze(2), (-psi * w).unsqueeze(2), erase.unsqueeze(1))
@@ -357,7 +355,7 @@ class _LinkStep(torch.autograd.Function):
     """
 
     @staticmethod
-    @_FP32_FWD
+    @float32_forward
     def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor,
                 prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
         new = link * (1 - w).unsqueeze(2)  # (1 - w_i) L
@@ -370,7 +368,7 @@ class _LinkStep(torch.autograd.Function):
         return new, forward, backward
 
     @staticmethod
-    @_FP32_BWD
+    @float32_backward
     def backward(ctx, d_new: Tensor, d_fwd: Tensor,
                  d_bwd: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
         link, precedence, w, prev_read, new = ctx.saved_tensors

@@ -14,7 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from seqrec.config import ModelConfig
-from seqrec.models.base import InputProjection, RecurrentRecommender, uniform_init_
+from seqrec.models.base import (
+    InputProjection,
+    RecurrentRecommender,
+    float32_backward,
+    float32_forward,
+    uniform_init_,
+)
 from seqrec.models.dropout import dropout
 
 
@@ -67,6 +73,7 @@ class GRURecurrence(torch.autograd.Function):
     """
 
     @staticmethod
+    @float32_forward
     def forward(ctx, gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
         steps, batch, three_h = gi.shape
         hidden = three_h // 3
@@ -86,6 +93,7 @@ class GRURecurrence(torch.autograd.Function):
         return hs[1:]
 
     @staticmethod
+    @float32_backward
     def backward(ctx, d_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         hs, gh, rz, n, w_hh = ctx.saved_tensors
         steps, batch, hidden = n.shape

@@ -32,7 +32,14 @@ import torch
 from torch import Tensor, nn
 
 from seqrec.config import ModelConfig
-from seqrec.models.base import IdProjection, RecurrentRecommender, make_embedding, uniform_init_
+from seqrec.models.base import (
+    IdProjection,
+    RecurrentRecommender,
+    float32_backward,
+    float32_forward,
+    make_embedding,
+    uniform_init_,
+)
 from seqrec.models.dropout import dropout, dropout_mask
 from seqrec.models.gru import GRUState
 
@@ -109,6 +116,7 @@ class UserGRURecurrence(torch.autograd.Function):
     """
 
     @staticmethod
+    @float32_forward
     def forward(ctx, gx: Tensor, mask: Tensor | None, ax: Tensor, gu: Tensor, h0: Tensor,
                 w_hh: Tensor, b_hh: Tensor, b_i: Tensor) -> Tensor:  # noqa: D102
         steps, batch, three_h = gx.shape
@@ -134,6 +142,7 @@ class UserGRURecurrence(torch.autograd.Function):
         return hs[1:]
 
     @staticmethod
+    @float32_backward
     def backward(ctx, d_out: Tensor) -> tuple[Tensor | None, ...]:  # noqa: D102
         gx, mask, gu, hs, g, a, rz, k, w_hh = ctx.saved_tensors
         steps, batch, hidden = k.shape

@@ -358,9 +358,8 @@ class _LinkStep(torch.autograd.Function):
     @float32_forward
     def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor,
                 prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
-        new = link * (1 - w).unsqueeze(2)  # (1 - w_i) L
-        new.addcmul_(link, w.unsqueeze(1), value=-1.0)  # - w_j L
-        new.addcmul_(w.unsqueeze(2), precedence.unsqueeze(1))  # + w_i p_j (broadcast, no bmm)
+        new = (1 - w).unsqueeze(2) - w.unsqueeze(1)  # 1 - w_i - w_j, then in place:
+        new.mul_(link).addcmul_(w.unsqueeze(2), precedence.unsqueeze(1))  # ... L + w_i p_j
         new.diagonal(dim1=1, dim2=2).zero_()
         forward = torch.bmm(prev_read, new.transpose(1, 2))  # f_h = L' r_h       [B, R, N]
         backward = torch.bmm(prev_read, new)  # b_h = L'^T r_h                    [B, R, N]
@@ -372,8 +371,9 @@ class _LinkStep(torch.autograd.Function):
     def backward(ctx, d_new: Tensor, d_fwd: Tensor,
                  d_bwd: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
         link, precedence, w, prev_read, new = ctx.saved_tensors
-        g = d_new.clone()
-        for h in range(prev_read.shape[1]):
+        g = torch.addcmul(d_new, d_fwd[:, 0].unsqueeze(2), prev_read[:, 0].unsqueeze(1))
+        g.addcmul_(prev_read[:, 0].unsqueeze(2), d_bwd[:, 0].unsqueeze(1))
+        for h in range(1, prev_read.shape[1]):
             g.addcmul_(d_fwd[:, h].unsqueeze(2), prev_read[:, h].unsqueeze(1))
             g.addcmul_(prev_read[:, h].unsqueeze(2), d_bwd[:, h].unsqueeze(1))
         d_read = torch.bmm(d_fwd, new)

@@ -56,14 +56,7 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor, target: Tensor
     (`_LinearCrossEntropy`) for float32/float64 inputs outside autocast; under autocast it
     is `F.cross_entropy` of float32 logits (the matmul stays in the autocast dtype).
     """
-    if _autocast_on(x.device.type) or x.dtype not in (torch.float32, torch.float64):
+    if torch.is_autocast_enabled(x.device.type) or x.dtype not in (torch.float32, torch.float64):
         return F.cross_entropy(F.linear(x, weight, bias).float(), target)
     return _LinearCrossEntropy.apply(x, weight, bias, target)
 
-
-def _autocast_on(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 has no device argument
-        return torch.is_autocast_enabled() if device_type == "cuda" else \
-            torch.is_autocast_cpu_enabled()

@@ -26,6 +26,9 @@ square of the last features): the part where the models differ, without the 30,0
 layer, cross-entropy and Adam update that every model shares.
 
 Usage: .venv/bin/python benchmarks/bench_models.py [--only gru,dnc] [--steps 5] [--features]
+On a GPU, at the thesis' sizes (batch 1000, embedding and hidden 1000; the DNC at L = 50):
+    python benchmarks/bench_models.py --device cuda --sizes thesis --steps 5 [--compile]
+(peak memory there is `torch.cuda.max_memory_allocated`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -46,8 +50,30 @@ from seqrec.config import ModelConfig
 from seqrec.models import build_model
 from seqrec.train import batch_loss
 
-B, T, E, H, N_ITEMS, N_USERS = 256, 19, 128, 128, 30_000, 1_000
-CELLS, WORD, HEADS = 128, 64, 1
+
+class Sizes(NamedTuple):
+    """batch B, inputs T (= L - 1), embedding E, hidden H, items, users; DNC memory."""
+
+    batch: int
+    steps: int
+    emb: int
+    hidden: int
+    items: int = 30_000
+    users: int = 1_000
+    cells: int = 128
+    word: int = 64
+    heads: int = 1
+
+
+# exp 4's CPU sizes, and the thesis' (batch 1000, hidden 1000; the DNC at L = 50) for a GPU.
+SIZES = {"exp4": Sizes(256, 19, 128, 128), "thesis": Sizes(1000, 19, 1000, 1000)}
+
+
+def sizes_for(name: str, label: str) -> Sizes:
+    sz = SIZES[label]
+    return sz._replace(steps=49) if label == "thesis" and "dnc" in name else sz
+
+
 OURS = ("gru", "user_gru", "dnc", "user_dnc")
 REFS = {"gru": "ref_gru", "user_gru": "ref_user_gru", "dnc": "ref_dnc", "user_dnc": None}
 
@@ -90,17 +116,18 @@ class RefUserGRUCell(nn.Module):
 class RefRecurrent(nn.Module):
     """Embedding -> reference cell loop -> Linear to all items."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, sz: Sizes) -> None:
         super().__init__()
-        self.kind = kind
-        self.emb = nn.Embedding(N_ITEMS, E)
-        self.uemb = nn.Embedding(N_USERS, E)
-        self.cell = RefUserGRUCell(E, H) if kind == "user" else RefGRUCell(E, H)
-        self.out = nn.Linear(H, N_ITEMS)
+        self.kind, self.hidden = kind, sz.hidden
+        self.emb = nn.Embedding(sz.items, sz.emb)
+        self.uemb = nn.Embedding(sz.users, sz.emb)
+        cell = RefUserGRUCell if kind == "user" else RefGRUCell
+        self.cell = cell(sz.emb, sz.hidden)
+        self.out = nn.Linear(sz.hidden, sz.items)
 
     def forward(self, items, users):
         x, u = self.emb(items), self.uemb(users)
-        h = x.new_zeros(items.shape[0], H)
+        h = x.new_zeros(items.shape[0], self.hidden)
         for t in range(items.shape[1]):
             h = self.cell(x[:, t], u[:, t], h) if self.kind == "user" else self.cell(x[:, t], h)
         return self.out(h)
@@ -109,16 +136,18 @@ class RefRecurrent(nn.Module):
 class RefDNC(nn.Module):
     """Straightforward DNC: reference GRU controller, one Linear per interface part."""
 
-    def __init__(self) -> None:
+    def __init__(self, sz: Sizes) -> None:
         super().__init__()
-        self.emb = nn.Embedding(N_ITEMS, E)
-        self.cell = RefGRUCell(E + HEADS * WORD, H)
-        parts = dict(rk=HEADS * WORD, rs=HEADS, wk=WORD, ws=1, er=WORD, wv=WORD, fg=HEADS,
-                     ag=1, wg=1, rm=3 * HEADS, rmask=HEADS * WORD, wmask=WORD, sf=HEADS,
-                     sb=HEADS)
-        self.iface = nn.ModuleDict({k: nn.Linear(H, v) for k, v in parts.items()})
-        self.wc, self.wr = nn.Linear(H, H), nn.Linear(HEADS * WORD, H, bias=False)
-        self.out = nn.Linear(H, N_ITEMS)
+        self.sz = sz
+        e, h, word, heads = sz.emb, sz.hidden, sz.word, sz.heads
+        self.emb = nn.Embedding(sz.items, e)
+        self.cell = RefGRUCell(e + heads * word, h)
+        parts = dict(rk=heads * word, rs=heads, wk=word, ws=1, er=word, wv=word, fg=heads,
+                     ag=1, wg=1, rm=3 * heads, rmask=heads * word, wmask=word, sf=heads,
+                     sb=heads)
+        self.iface = nn.ModuleDict({k: nn.Linear(h, v) for k, v in parts.items()})
+        self.wc, self.wr = nn.Linear(h, h), nn.Linear(heads * word, h, bias=False)
+        self.out = nn.Linear(h, sz.items)
 
     @staticmethod
     def content(mem, key, beta, mask):
@@ -129,14 +158,15 @@ class RefDNC(nn.Module):
 
     def forward(self, items, users):
         b = items.shape[0]
+        CELLS, WORD, HEADS = self.sz.cells, self.sz.word, self.sz.heads  # noqa: N806
         x = self.emb(items)
         mem = x.new_zeros(b, CELLS, WORD)
         usage, prec, ww = (x.new_zeros(b, CELLS) for _ in range(3))
         link = x.new_zeros(b, CELLS, CELLS)
         rw = x.new_zeros(b, HEADS, CELLS)
         r = x.new_zeros(b, HEADS, WORD)
-        h = x.new_zeros(b, H)
-        eye = torch.eye(CELLS)
+        h = x.new_zeros(b, self.sz.hidden)
+        eye = torch.eye(CELLS, device=x.device)
         for t in range(items.shape[1]):
             h = self.cell(torch.cat([x[:, t], r.reshape(b, -1)], 1), h)
             i = {k: lin(h) for k, lin in self.iface.items()}
@@ -175,31 +205,34 @@ class RefDNC(nn.Module):
 class TorchGRU(nn.Module):
     """The plain fused nn.GRU model (dropout on the embedding input)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sz: Sizes) -> None:
         super().__init__()
-        self.emb = nn.Embedding(N_ITEMS, E)
+        self.emb = nn.Embedding(sz.items, sz.emb)
         self.drop = nn.Dropout(0.2)
-        self.rnn = nn.GRU(E, H, batch_first=True)
-        self.out = nn.Linear(H, N_ITEMS)
+        self.rnn = nn.GRU(sz.emb, sz.hidden, batch_first=True)
+        self.out = nn.Linear(sz.hidden, sz.items)
 
     def forward(self, items, users):
         return self.out(self.rnn(self.drop(self.emb(items)))[0][:, -1])
 
 
-def build(name: str) -> nn.Module:
+def build(name: str, sz: Sizes) -> nn.Module:
     if name in OURS:
-        cfg = ModelConfig(name=name, embedding_size=E, hidden_size=H, memory_cells=CELLS,
-                          word_size=WORD, read_heads=HEADS)
-        return build_model(cfg, N_ITEMS, N_USERS)
-    return {"ref_gru": lambda: RefRecurrent("plain"), "ref_user_gru": lambda: RefRecurrent("user"),
-            "ref_dnc": RefDNC, "nn_gru": TorchGRU}[name]()
+        cfg = ModelConfig(name=name, embedding_size=sz.emb, hidden_size=sz.hidden,
+                          memory_cells=sz.cells, word_size=sz.word, read_heads=sz.heads)
+        return build_model(cfg, sz.items, sz.users)
+    return {"ref_gru": lambda: RefRecurrent("plain", sz),
+            "ref_user_gru": lambda: RefRecurrent("user", sz),
+            "ref_dnc": lambda: RefDNC(sz), "nn_gru": lambda: TorchGRU(sz)}[name]()
 
 
 # ---------------------------------------------------------------------------------------------
 # FLOPs of one training step (matmuls only; backward ~ 2x forward)
 
-def train_flops(name: str) -> float:
-    out = 2 * B * H * N_ITEMS
+def train_flops(name: str, sz: Sizes) -> float:
+    B, T, E, H = sz.batch, sz.steps, sz.emb, sz.hidden  # noqa: N806
+    CELLS, WORD, HEADS = sz.cells, sz.word, sz.heads  # noqa: N806
+    out = 2 * B * H * sz.items
     gru = 2 * B * T * (E * 3 * H + H * 3 * H)
     if name in ("gru", "ref_gru", "nn_gru"):
         fwd = gru + out
@@ -218,24 +251,27 @@ def train_flops(name: str) -> float:
 # ---------------------------------------------------------------------------------------------
 # Measurement
 
-def make_step(name: str, features: bool):
-    """A closure running one training step of model `name`; returns it and nothing else."""
-    model = build(name).train()
+def make_step(name: str, features: bool, label: str, device: torch.device, compiled: bool):
+    """A closure running one training step of model `name` at sizes `label` on `device`."""
+    sz = sizes_for(name, label)
+    model = build(name, sz).to(device).train()
     if features:  # recurrent part only: no output layer, a cheap loss on the last features
         setattr(model, "output" if hasattr(model, "output") else "out", nn.Identity())
     groups = model.param_groups(0.0, 0.01) if hasattr(model, "param_groups") else \
         model.parameters()
     opt = torch.optim.Adam(groups, lr=1e-3, fused=True)  # the trainer's Adam, for every model
     g = torch.Generator().manual_seed(0)
-    items = torch.randint(0, N_ITEMS, (B, T), generator=g)
-    users = torch.randint(0, N_USERS, (B, T), generator=g)
-    target = torch.randint(0, N_ITEMS, (B,), generator=g)
+    items = torch.randint(0, sz.items, (sz.batch, sz.steps), generator=g).to(device)
+    users = torch.randint(0, sz.users, (sz.batch, sz.steps), generator=g).to(device)
+    target = torch.randint(0, sz.items, (sz.batch,), generator=g).to(device)
+    # torch.compile for our models only, as `train.compile=true` does (the whole model).
+    forward = torch.compile(model) if compiled and name in OURS else model
 
     def step() -> None:
         if features:
-            loss = model(items, users).square().mean()
+            loss = forward(items, users).square().mean()
         else:  # the trainer's loss: our models' fused output layer, else F.cross_entropy
-            loss = batch_loss(model, model, items, users, target)
+            loss = batch_loss(model, forward, items, users, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -243,40 +279,56 @@ def make_step(name: str, features: bool):
     return step
 
 
-def measure_group(names: list[str], steps: int, features: bool) -> dict:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_group(names: list[str], steps: int, features: bool, label: str,
+                  device: torch.device, compiled: bool) -> dict:
     """Throughput of several models in one process, their steps interleaved (A B A B ...) with
-    a 2048^3 matmul, so that a change of machine load during the run hits all of them and the
+    a large matmul, so that a change of machine load during the run hits all of them and the
     matmul rate alike; "matmul" in the result is that rate (GFLOP/s, median)."""
-    torch.set_num_threads(2)
+    if device.type == "cpu":
+        torch.set_num_threads(2)
     torch.manual_seed(0)
-    runs = {n: make_step(n, features) for n in names}
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    runs = {n: make_step(n, features, label, device, compiled) for n in names}
+    size = 2048 if device.type == "cpu" else 8192
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     runs["matmul"] = lambda: torch.matmul(a, b)
     times: dict[str, list[float]] = {n: [] for n in runs}
     for i in range(1 + steps):
         for n, step in runs.items():
+            sync(device)
             t0 = time.perf_counter()
             step()
+            sync(device)
             if i >= 1:
                 times[n].append(time.perf_counter() - t0)
-    out = {"matmul": 2 * 2048 ** 3 / statistics.median(times["matmul"]) / 1e9}
+    out = {"matmul": 2 * size ** 3 / statistics.median(times["matmul"]) / 1e9}
     for n in names:
+        sz = sizes_for(n, label)
         med = statistics.median(times[n])
-        flops = train_flops(n) - (3.0 * 2 * B * H * N_ITEMS if features else 0.0)
-        out[n] = {"seq_per_s": B / med, "gflops": flops / med / 1e9,
-                  "runs_s": [round(t, 3) for t in times[n]]}
+        flops = train_flops(n, sz) - (3.0 * 2 * sz.batch * sz.hidden * sz.items
+                                      if features else 0.0)
+        out[n] = {"seq_per_s": sz.batch / med, "gflops": flops / med / 1e9,
+                  "runs_s": [round(t, 4) for t in times[n]]}
     return out
 
 
-def measure_memory(name: str, features: bool) -> dict:
-    """Peak RSS of a process that builds `name` and runs two training steps (Adam's state is
-    allocated in the first)."""
-    torch.set_num_threads(2)
+def measure_memory(name: str, features: bool, label: str, device: torch.device,
+                   compiled: bool) -> dict:
+    """Peak memory of a process that builds `name` and runs two training steps (Adam's state
+    is allocated in the first): ru_maxrss on CPU, `max_memory_allocated` on CUDA."""
+    if device.type == "cpu":
+        torch.set_num_threads(2)
     if name != "base":
-        step = make_step(name, features)
+        step = make_step(name, features, label, device, compiled)
         step()
         step()
-    return {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        return {"peak_mb": torch.cuda.max_memory_allocated(device) / 2 ** 20}
+    return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def run_subprocess(*args: str) -> dict:
@@ -293,30 +345,43 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--features", action="store_true",
                         help="time the recurrent part only (output layer replaced by identity)")
+    parser.add_argument("--sizes", choices=sorted(SIZES), default="exp4",
+                        help="exp4 (CPU default) or thesis (batch 1000, hidden 1000, DNC L 50)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile our models (as train.compile=true does)")
     args = parser.parse_args()
-    flag = ["--features"] if args.features else []
+    device = torch.device(args.device)
+    common = ["--sizes", args.sizes, "--device", args.device]
+    common += ["--features"] if args.features else []
+    common += ["--compile"] if args.compile else []
     if args.group:
-        print(json.dumps(measure_group(args.group.split(","), args.steps, args.features)))
+        print(json.dumps(measure_group(args.group.split(","), args.steps, args.features,
+                                       args.sizes, device, args.compile)))
         return
     if args.memory:
-        print(json.dumps(measure_memory(args.memory, args.features)))
+        print(json.dumps(measure_memory(args.memory, args.features, args.sizes, device,
+                                        args.compile)))
         return
-    base = run_subprocess("--memory", "base")["maxrss_mb"]
-    print(f"base RSS {base:.0f} MB; matmul rate = 2048^3 float32 torch.matmul on 2 threads, "
-          "timed interleaved with each group's steps")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else "CPU, 2 threads")
+    base = run_subprocess("--memory", "base", *common)["peak_mb"]
+    print(f"{where}; sizes {args.sizes} {SIZES[args.sizes]}; compile {args.compile}; base "
+          f"memory {base:.0f} MB; matmul rate = a square float32 torch.matmul (2048 on CPU, "
+          "8192 on CUDA) timed interleaved with each group's steps")
     if args.features:
         print("recurrent part only (no output layer, no cross-entropy)")
     print("| config | seq/s | vs reference | GFLOP/s | matmul rate (GFLOP/s) | of matmul rate "
-          "| peak RSS - base (MB) |")
+          "| peak memory - base (MB) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for ours in args.only.split(","):
         group = [ours] + ([REFS[ours]] if REFS.get(ours) else [])
         group += ["nn_gru"] if ours == "gru" else []
-        res = run_subprocess("--group", ",".join(group), "--steps", str(args.steps), *flag)
+        res = run_subprocess("--group", ",".join(group), "--steps", str(args.steps), *common)
         rate = res["matmul"]
         for n in group:
             r = res[n]
-            mem = run_subprocess("--memory", n, *flag)["maxrss_mb"] - base
+            mem = run_subprocess("--memory", n, *common)["peak_mb"] - base
             ref = REFS.get(n)
             ratio = f"{r['seq_per_s'] / res[ref]['seq_per_s']:.2f}x" if ref in res else ""
             print(f"| {n} | {r['seq_per_s']:.0f} | {ratio} | {r['gflops']:.1f} | {rate:.0f} | "

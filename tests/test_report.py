@@ -322,7 +322,12 @@ def test_twin_tests_pair_by_chunk_and_seed(records):
 def test_build_report_from_partial_grid(tmp_path):
     records, expected = grid()
     other = record("validate", "validate", "sasrec", 0, 0, "model", 0)
-    write_records(tmp_path, [*records, other])
+    # A run of exp 3 from other settings (another run id) in the same folder, with a far-off
+    # loss: it must not be pooled into the exp 3 table.
+    stale = record("exp3", "exp3", "gru", 0, 0, "embedding_size", 32)
+    stale["run_id"] += "-othersettings"
+    stale["best_val_loss"] = 60.0
+    write_records(tmp_path, [*records, other, stale])
     path = build_report(tmp_path, expected=expected)
     folder = tmp_path / "report"
     assert path == folder / "report.md"
@@ -337,6 +342,11 @@ def test_build_report_from_partial_grid(tmp_path):
     assert "`exp1.2-c2-gru-s0-v2`" in md and "NaN loss at epoch 1; lower lr" in md
     assert "Missing runs: 1 of" in md and "`exp1.2-c2-user_gru-s0-v2`" in md
     assert "19 finished (seeds 0, 1), 1 failed, 1 missing" in md  # exp 1 summary line
+    assert "1 record from other settings or data left out" in md
+    assert "left out of the tables: 1" in md and "`exp3-c0-gru-s0-v32-othersettings`" in md
+    # Chunks 0 and 1 of the grid only: losses 6.00625 and 5.90625 (not the stale 60.0).
+    assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 2 |" in (folder / "exp3.md").read_text()
+    assert "6 finished (seeds 0), 0 failed, 0 missing" in md  # exp 3: the stale run not counted
     assert "User-based GRU" in md and "user_gru beats gru on recall@20" in md
     assert "no runs yet" not in md
     # An experiment outside exp1..exp4 gets a per-run table of its own.

@@ -125,8 +125,24 @@ def _experiment_section(name: str, records: list[dict], folder: Path) -> _Sectio
     return section
 
 
+def _split_stale(records: list[dict], expected: list[dict] | None
+                 ) -> tuple[list[dict], list[dict]]:
+    """(records of the grid, stale records): a record is stale when the grid covers its
+    experiment but not its run id, i.e. it was run with other settings or on other data (run
+    ids hash both) into the same folder. Stale records stay out of the tables, which would
+    otherwise pool them with the grid's runs as if they were more seeds."""
+    if expected is None:
+        return records, []
+    planned = {e.get("run_id") for e in expected}
+    covered = {_spec_of(e).get("experiment") for e in expected}
+    stale = [r for r in records if r.get("spec", {}).get("experiment") in covered
+             and r.get("run_id") not in planned]
+    stale_ids = {id(r) for r in stale}
+    return [r for r in records if id(r) not in stale_ids], stale
+
+
 def _status_section(failed: list[dict], missing: list[dict],
-                    expected: list[dict] | None) -> _Section:
+                    expected: list[dict] | None, stale: list[dict] = ()) -> _Section:
     section = _Section("Failed and missing runs")
     lines = [f"Failed runs: {len(failed)}"]
     lines += [f"- `{f['run_id']}` ({_spec_text(f['spec'])}): {f['reason']}" for f in failed]
@@ -136,17 +152,26 @@ def _status_section(failed: list[dict], missing: list[dict],
     else:
         lines.append(f"Missing runs: {len(missing)} of {len(expected)} expected")
         lines += [f"- `{m['run_id']}` ({_spec_text(m['spec'])})" for m in missing]
+    if stale:
+        lines += ["", f"Records outside this grid, left out of the tables: {len(stale)} (run "
+                  "with other settings or on other data into this folder; move them away or "
+                  "report them with their own settings)"]
+        lines += [f"- `{r.get('run_id')}`" for r in stale[:10]]
+        lines += [f"- ... and {len(stale) - 10} more"] if len(stale) > 10 else []
     section.md += [*lines, ""]
     section.pdf.append((section.title, [line.replace("`", "") for line in lines], 0))
     return section
 
 
 def _summary(records: list[dict], failed: list[dict], missing: list[dict],
-             expected: list[dict] | None, names: list[str]) -> list[str]:
+             expected: list[dict] | None, names: list[str], stale: list[dict] = ()
+             ) -> list[str]:
     ok = [r for r in records if r.get("status", "ok") == "ok"]
     lines = [f"{_count(len(records), 'run record')}: {len(ok)} finished, {len(failed)} failed"
              + ("" if expected is None else f"; {len(missing)} of {len(expected)} expected "
-                "runs missing") + "."]
+                "runs missing")
+             + (f"; {_count(len(stale), 'record')} from other settings or data left out"
+                if stale else "") + "."]
     for name in names:
         n_ok = sum(r.get("spec", {}).get("experiment") == name for r in ok)
         n_fail = sum(f["spec"].get("experiment") == name for f in failed)
@@ -206,10 +231,11 @@ def build_report(out_dir: str | Path, expected: list[dict] | None = None,
     chosen = [r for r in records if r.get("spec", {}).get("experiment") in names]
     chosen_expected = None if expected is None else [
         e for e in expected if _spec_of(e).get("experiment") in names]
+    chosen, stale = _split_stale(chosen, chosen_expected)
     failed, missing = status_lists(chosen, chosen_expected)
     sections = [_experiment_section(name, chosen, folder) for name in names]
-    sections.append(_status_section(failed, missing, chosen_expected))
-    summary = _summary(chosen, failed, missing, chosen_expected, names)
+    sections.append(_status_section(failed, missing, chosen_expected, stale))
+    summary = _summary(chosen, failed, missing, chosen_expected, names, stale)
     md = ["# seqrec report", "", f"Run records from `{Path(out_dir)}`. Every number is named by "
           "its metric (e.g. Recall@20); means and standard deviations (sample, ddof = 1) pool "
           "chunks and seeds.", "", *summary, ""]

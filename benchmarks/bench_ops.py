@@ -13,7 +13,7 @@ median of `--repeats` after one warm-up, so the ratio is the robust figure:
 - Adam: `torch.optim.Adam` (foreach) against `fused=True`, on the GRU model's parameters.
 - user GRU recurrence: the autograd loop `user_gru_recurrence` against the hand-written
   backward `fast_user_gru_recurrence`.
-- DNC link: `update_link_reference` + two `bmm` reads against `link_step`.
+- DNC link: `update_link` + two `bmm` reads against `link_step`.
 - DNC masked lookup: `content_weights_reference` against `content_weights`.
 """
 
@@ -87,7 +87,7 @@ def pairs() -> dict[str, tuple]:
                                   scale=1.0 / CELLS)
 
     def plain_link():
-        new, p = dm.update_link_reference(link, prec, ww)
+        new, p = dm.update_link(link, prec, ww)
         return new, p, torch.bmm(prev, new.transpose(1, 2)), torch.bmm(prev, new)
     out["DNC link update + reads"] = (backward_of(plain_link),
                                       backward_of(lambda: dm.link_step(link, prec, ww, prev)))

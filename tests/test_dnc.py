@@ -302,7 +302,7 @@ def test_interface_is_the_documented_layout():
 
 @pytest.mark.parametrize("heads", [1, 2])
 def test_link_step_equals_plain_reference(heads):
-    from seqrec.models.dnc_memory import link_step, update_link_reference
+    from seqrec.models.dnc_memory import link_step
 
     state = random_state(b=3)
     g = torch.Generator().manual_seed(8)
@@ -311,7 +311,7 @@ def test_link_step_equals_plain_reference(heads):
                                                   state.write_weights, prev_read)]
 
     def reference(link, precedence, w, read):
-        link, precedence = update_link_reference(link, precedence, w)
+        link, precedence = update_link(link, precedence, w)
         return (link, precedence, torch.bmm(read, link.transpose(1, 2)),
                 torch.bmm(read, link))
 

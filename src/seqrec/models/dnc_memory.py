@@ -325,15 +325,24 @@ def write_memory(memory: Tensor, write_weights: Tensor, erase: Tensor, vector: T
     return _MemoryWrite.apply(memory, write_weights, erase, vector, psi)
 
 
-def update_link_reference(link: Tensor, precedence: Tensor,
-                          write_weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Plain autograd version of `update_link` (kept as the tests' reference)."""
+def update_precedence(precedence: Tensor, write_weights: Tensor) -> Tensor:
+    """p <- (1 - sum w) p + w: precedence, write_weights `[B, N]` -> `[B, N]`."""
+    return (1 - write_weights.sum(1, keepdim=True)) * precedence + write_weights
+
+
+def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Temporal link matrix and precedence: link `[B, N, N]`, precedence, write_weights `[B, N]`.
+
+    L[i, j] <- (1 - w_i - w_j) L[i, j] + w_i p[j] with a zero diagonal (L[i, j] ~ "i was written
+    right after j"), then p <- (1 - sum w) p + w. Plain autograd, the tests' reference;
+    `memory_step` computes it together with the link reads in `link_step` (same values, fewer
+    passes).
+    """
     w_i = write_weights.unsqueeze(2)  # [B, N, 1]
     w_j = write_weights.unsqueeze(1)  # [B, 1, N]
     link = (1 - w_i - w_j) * link + w_i * precedence.unsqueeze(1)
     link = link * (1 - torch.eye(link.shape[1], dtype=link.dtype, device=link.device))
-    precedence = (1 - write_weights.sum(1, keepdim=True)) * precedence + write_weights
-    return link, precedence
+    return link, update_precedence(precedence, write_weights)
 
 
 class _LinkStep(torch.autograd.Function):
@@ -387,23 +396,12 @@ class _LinkStep(torch.autograd.Function):
         return g.mul_(gl), d_p, d_w, d_read
 
 
-def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Temporal link matrix and precedence: link `[B, N, N]`, precedence, write_weights `[B, N]`.
-
-    L[i, j] <- (1 - w_i - w_j) L[i, j] + w_i p[j] with a zero diagonal (L[i, j] ~ "i was written
-    right after j"), then p <- (1 - sum w) p + w. Plain autograd; `memory_step` computes the
-    link part together with the link reads in `_LinkStep` (same values, fewer passes).
-    """
-    return update_link_reference(link, precedence, write_weights)
-
-
 def link_step(link: Tensor, precedence: Tensor, write_weights: Tensor,
               prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`update_link`, then the raw link reads f = L' w^r, b = L'^T w^r of the previous read
     weights `[B, R, N]` -> (link, precedence, f `[B, R, N]`, b `[B, R, N]`) via `_LinkStep`."""
     link, forward, backward = _LinkStep.apply(link, precedence, write_weights, prev_read)
-    precedence = (1 - write_weights.sum(1, keepdim=True)) * precedence + write_weights
-    return link, precedence, forward, backward
+    return link, update_precedence(precedence, write_weights), forward, backward
 
 
 def sharpen(d: Tensor, s: Tensor) -> Tensor:

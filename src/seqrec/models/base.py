@@ -38,6 +38,14 @@ def float32_backward(backward: Callable) -> Callable:
     return backward
 
 
+def check_sizes(n_items: int, n_users: int) -> None:
+    """Raise a ValueError naming the empty part when a split has no items or no users."""
+    if n_items < 1:
+        raise ValueError(f"n_items must be >= 1, got {n_items}; the split has no items")
+    if n_users < 1:
+        raise ValueError(f"n_users must be >= 1, got {n_users}; the split has no users")
+
+
 def check_ids(ids: Tensor, n: int, what: str) -> None:
     """Raise a ValueError when an id in `ids` lies outside `[0, n)`.
 
@@ -132,10 +140,7 @@ class RecurrentRecommender(nn.Module):
 
     def __init__(self, n_items: int, n_users: int, feature_size: int) -> None:
         super().__init__()
-        if n_items < 1:
-            raise ValueError(f"n_items must be >= 1, got {n_items}; the split has no items")
-        if n_users < 1:
-            raise ValueError(f"n_users must be >= 1, got {n_users}; the split has no users")
+        check_sizes(n_items, n_users)
         self.n_items = n_items
         self.n_users = n_users
         self.output = nn.Linear(feature_size, n_items)
@@ -163,16 +168,18 @@ class RecurrentRecommender(nn.Module):
                                  f"{tuple(items.shape)}")
             check_ids(users, self.n_users, "user")
 
-    def _start(self, items: Tensor, state: Any) -> Any:
-        if state is not None:
-            return state
-        dtype = next(self.parameters()).dtype
-        return self.initial_state(items.shape[0], items.device, dtype)
+    def _features(self, items: Tensor, users: Tensor | None, state: Any = None
+                  ) -> tuple[Tensor, Any]:
+        """Checked inputs -> (features `[B, T, D]`, final state), from `state` or zeros."""
+        self._check(items, users)
+        if state is None:
+            dtype = next(self.parameters()).dtype
+            state = self.initial_state(items.shape[0], items.device, dtype)
+        return self.run(items, users, state)
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""
-        self._check(items, users)
-        features, _ = self.run(items, users, self._start(items, None))
+        features, _ = self._features(items, users)
         return self.output(features[:, -1])
 
     def loss(self, items: Tensor, users: Tensor | None, target: Tensor) -> Tensor:
@@ -182,14 +189,12 @@ class RecurrentRecommender(nn.Module):
         and the loss fused (`linear_cross_entropy`: one `[B, n_items]` buffer instead of
         several); the trainer uses it.
         """
-        self._check(items, users)
-        features, _ = self.run(items, users, self._start(items, None))
+        features, _ = self._features(items, users)
         return linear_cross_entropy(features[:, -1], self.output.weight, self.output.bias, target)
 
     def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits after every position: `[B, T]` -> `[B, T, n_items]`."""
-        self._check(items, users)
-        features, _ = self.run(items, users, self._start(items, None))
+        features, _ = self._features(items, users)
         return self.output(features)
 
     def forward_with_state(
@@ -200,8 +205,7 @@ class RecurrentRecommender(nn.Module):
         `state=None` starts from `initial_state` (zeros); pass the returned state back in to
         carry a user's recurrent (and memory) state across consecutive windows.
         """
-        self._check(items, users)
-        features, state = self.run(items, users, self._start(items, state))
+        features, state = self._features(items, users, state)
         return self.output(features[:, -1]), state
 
     def param_groups(self, weight_decay: float, user_weight_decay: float) -> list[dict]:

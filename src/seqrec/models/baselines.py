@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from seqrec.config import ModelConfig
 from seqrec.data.windows import Windows
-from seqrec.models.base import check_ids
+from seqrec.models.base import check_ids, check_sizes
 
 SCORE_DTYPE = torch.float64
 KNN_WINDOW = 5  # item_knn: items co-occur when at most this many events apart (same user)
@@ -183,8 +183,7 @@ class CountBaseline(nn.Module):
 
     def __init__(self, cfg: ModelConfig, n_items: int, n_users: int) -> None:
         super().__init__()
-        if n_items < 1:
-            raise ValueError(f"n_items must be >= 1, got {n_items}; the split has no items")
+        check_sizes(n_items, n_users)
         self.n_items = n_items
         self.n_users = n_users
         self.register_buffer("item_counts", torch.zeros(n_items, dtype=torch.int64))

@@ -32,7 +32,7 @@ from seqrec.models.dnc_memory import (
     memory_step,
     split_interface,
 )
-from seqrec.models.dropout import dropout_mask
+from seqrec.models.dropout import mask_like
 from seqrec.models.gru import GRUState, gru_step
 from seqrec.models.user_gru import UserGRUInput, UserGRUInputs, user_gru_step
 
@@ -87,12 +87,7 @@ class DNC(RecurrentRecommender):
         """(W_i x + b_i `[T, B, 3H]`, dropout mask `[T, B, 3H]`, scaled), time-major so that
         each step reads one block."""
         gx = self.input(items.t())
-        if self.training and self.input_dropout > 0:
-            mask = dropout_mask(tuple(gx.shape), self.input_dropout, device=gx.device,
-                                dtype=gx.dtype)
-        else:
-            mask = gx.new_ones(1, 1, 1).expand_as(gx)
-        return gx, mask
+        return gx, mask_like(gx, self.input_dropout, self.training)
 
     def _controller_step(self, pre: object, t: int, reads: Tensor, h: GRUState) -> GRUState:
         gx, mask = pre

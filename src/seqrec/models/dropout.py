@@ -12,6 +12,8 @@ the draw is cheap already. Either way the result is inverted dropout, `x * mask 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -33,9 +35,7 @@ def dropout_mask(shape: tuple[int, ...], p: float, *, device: torch.device,
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     if device.type != "cpu":
         ones = torch.ones(shape, device=device, dtype=dtype)
         return F.dropout(ones, p, True)
@@ -52,3 +52,12 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
     return x * dropout_mask(tuple(x.shape), p, device=x.device, dtype=x.dtype)
+
+
+def mask_like(x: Tensor, p: float, training: bool) -> Tensor:
+    """The scaled dropout mask for `x`'s shape in training with p > 0, else an all-ones
+    stride-0 view (no memory, and recognisable by its zero stride): for terms that multiply a
+    mask into a sum they compute later, e.g. `mask * ((1 - a) W x + b)`."""
+    if training and p > 0:
+        return dropout_mask(tuple(x.shape), p, device=x.device, dtype=x.dtype)
+    return x.new_ones(1).expand_as(x)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
-from seqrec.models.base import INIT_SCALE, check_ids, param_kind
+from seqrec.models.base import INIT_SCALE, check_ids, check_sizes, param_kind
 
 MAX_LEN = 200  # learned positions available; windows longer than this are refused
 
@@ -76,8 +76,7 @@ class SASRec(nn.Module):
     def __init__(self, cfg: ModelConfig, n_items: int, n_users: int, *,
                  max_len: int = MAX_LEN) -> None:
         super().__init__()
-        if n_items < 1:
-            raise ValueError(f"n_items must be >= 1, got {n_items}; the split has no items")
+        check_sizes(n_items, n_users)
         if cfg.embedding_size == -1:
             raise ValueError("sasrec does not take one-hot input (model.embedding_size=-1); "
                              "set model.embedding_size to a positive size")

@@ -40,7 +40,7 @@ from seqrec.models.base import (
     make_embedding,
     uniform_init_,
 )
-from seqrec.models.dropout import dropout, dropout_mask
+from seqrec.models.dropout import dropout, mask_like
 from seqrec.models.gru import GRUState
 
 
@@ -222,12 +222,8 @@ class UserGRUInput(nn.Module):
         gx, ax = px[..., : 3 * self.n_out], px[..., 3 * self.n_out:]
         ax = ax + self.user_attn(users, u)  # [T, B, 1]
         gu = dropout(self.user_proj(users, u), self.user_dropout, self.training)  # [T, B, H]
-        if self.training and self.input_dropout > 0:
-            # The mask itself (scaled), so that i = mask * (...) is dropout of the whole term.
-            mask = dropout_mask(tuple(gx.shape), self.input_dropout, device=gx.device,
-                                dtype=gx.dtype)
-        else:
-            mask = torch.ones(1, 1, 1, dtype=gx.dtype, device=gx.device).expand_as(gx)
+        # The mask itself (scaled), so that i = mask * (...) is dropout of the whole term.
+        mask = mask_like(gx, self.input_dropout, self.training)
         return UserGRUInputs(*(x.transpose(0, 1) for x in (gx, mask, ax, gu)))
 
 

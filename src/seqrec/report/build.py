@@ -135,10 +135,10 @@ def _split_stale(records: list[dict], expected: list[dict] | None
         return records, []
     planned = {e.get("run_id") for e in expected}
     covered = {_spec_of(e).get("experiment") for e in expected}
-    stale = [r for r in records if r.get("spec", {}).get("experiment") in covered
-             and r.get("run_id") not in planned]
-    stale_ids = {id(r) for r in stale}
-    return [r for r in records if id(r) not in stale_ids], stale
+    is_stale = [r.get("spec", {}).get("experiment") in covered and r.get("run_id") not in planned
+                for r in records]
+    return ([r for r, old in zip(records, is_stale, strict=True) if not old],
+            [r for r, old in zip(records, is_stale, strict=True) if old])
 
 
 def _status_section(failed: list[dict], missing: list[dict],

@@ -300,8 +300,30 @@ def test_interface_is_the_documented_layout():
     torch.testing.assert_close(iface.read_modes.sum(-1), torch.ones(2, R, dtype=D))
 
 
+@pytest.fixture(params=["whole batch", "chunks of 2"])
+def chunking(request, monkeypatch):
+    """Run the fast memory operations over the whole batch, or (at b = 3) over batch chunks of
+    2 and 1, so that the chunked loops and their reused scratch buffers are checked too."""
+    if request.param == "chunks of 2":
+        from seqrec.models import dnc_memory
+
+        # Two samples' link matrices (float64); the memory [N, W] is smaller, also 2 per chunk.
+        monkeypatch.setattr(dnc_memory, "CHUNK_BYTES", 2 * N * N * 8)
+    return request.param
+
+
+def test_batch_slices_cover_the_batch_in_chunks(monkeypatch):
+    from seqrec.models import dnc_memory
+
+    monkeypatch.setattr(dnc_memory, "CHUNK_BYTES", 2 * N * N * 8)
+    assert dnc_memory.batch_slices(torch.zeros(5, N, N, dtype=D)) == [
+        slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert dnc_memory.batch_slices(torch.zeros(3, N, W, dtype=D)) == [slice(0, 2), slice(2, 3)]
+    assert dnc_memory.batch_slices(torch.zeros(0, N, N)) == [slice(0, 0)]
+
+
 @pytest.mark.parametrize("heads", [1, 2])
-def test_link_step_equals_plain_reference(heads):
+def test_link_step_equals_plain_reference(heads, chunking):
     from seqrec.models.dnc_memory import link_step
 
     state = random_state(b=3)
@@ -336,7 +358,7 @@ def test_link_step_equals_plain_reference(heads):
 
 
 @pytest.mark.parametrize("with_psi", [False, True])
-def test_memory_write_fast_path_equals_plain_reference(with_psi):
+def test_memory_write_fast_path_equals_plain_reference(with_psi, chunking):
     from seqrec.models.dnc_memory import write_memory_reference
 
     state = random_state(b=3)
@@ -358,7 +380,7 @@ def test_memory_write_fast_path_equals_plain_reference(with_psi):
     assert torch.autograd.gradcheck(write_memory, (*args, *extra))
 
 
-def test_masked_content_weights_equal_plain_reference():
+def test_masked_content_weights_equal_plain_reference(chunking):
     from seqrec.models.dnc_memory import content_weights_reference
 
     g = torch.Generator().manual_seed(12)

@@ -48,6 +48,24 @@ from seqrec.models.base import float32_backward, float32_forward
 
 EPS = 1e-6
 TINY = 1e-20
+# Batch chunk of the large memory operations on the CPU, in bytes of their largest operand.
+CHUNK_BYTES = 4 << 20
+
+
+def batch_slices(x: Tensor) -> list[slice]:
+    """Slices of the batch axis (dim 0) of `x`, each covering about `CHUNK_BYTES` of it on the
+    CPU; one slice of the whole batch on other devices.
+
+    Why: a DNC step makes several passes over the link matrix `[B, N, N]` (16 MB at B 256,
+    N 128) and the memory `[B, N, W]`. Over the whole batch each pass streams from main memory;
+    over a few-MB chunk only the first does, and the rest hit the cache. A GPU has no such
+    cache to fit and pays per kernel launch, so it takes the batch at once.
+    """
+    b = x.shape[0]
+    if x.device.type != "cpu" or b == 0:
+        return [slice(0, b)]
+    per = max(1, CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
+    return [slice(i, min(i + per, b)) for i in range(0, b, per)]
 
 
 class MemoryOptions(NamedTuple):
@@ -183,9 +201,17 @@ class _ContentWeights(torch.autograd.Function):
         m2 = masks * masks
         q = keys * m2  # [B, K, W]
         km = keys * masks
-        dots = torch.bmm(q, memory.transpose(1, 2))  # [B, K, N]
-        sq = memory * memory
-        mem_norm = (torch.bmm(m2, sq.transpose(1, 2)).clamp_min(0) + TINY).sqrt_()  # [B, K, N]
+        b, heads, n_cells = memory.shape[0], keys.shape[1], memory.shape[1]
+        dots = memory.new_empty(b, heads, n_cells)
+        mem_norm = memory.new_empty(b, heads, n_cells)
+        slices = batch_slices(memory)
+        scratch = torch.empty_like(memory[slices[0]])
+        for s in slices:
+            mem = memory[s]
+            torch.bmm(q[s], mem.transpose(1, 2), out=dots[s])  # [c, K, N]
+            sq = torch.mul(mem, mem, out=scratch[: s.stop - s.start])
+            torch.bmm(m2[s], sq.transpose(1, 2), out=mem_norm[s])
+        mem_norm.clamp_min_(0).add_(TINY).sqrt_()
         key_norm = km.norm(dim=2, keepdim=True)  # [B, K, 1]
         den = key_norm * mem_norm + EPS
         cos = dots.div_(den)
@@ -206,15 +232,21 @@ class _ContentWeights(torch.autograd.Function):
         d_den = -d_dots * cos  # = -dcos cos / d
         dv = d_den * key_norm / (2 * mem_norm)  # [B, K, N]
         d_key_norm = (d_den * mem_norm).sum(2, keepdim=True)  # [B, K, 1]
-        heads = keys.shape[1]
-        if heads == 1:  # broadcast products: much faster than bmm with an inner size of 1
-            d_memory = (memory * (2 * dv[:, 0].unsqueeze(2))).mul_(m2[:, 0].unsqueeze(1))
-            d_memory.addcmul_(d_dots[:, 0].unsqueeze(2), q[:, 0].unsqueeze(1))
-        else:
-            d_memory = torch.bmm(dv.transpose(1, 2), m2).mul_(memory).mul_(2)
-            d_memory.baddbmm_(d_dots.transpose(1, 2), q)
-        dq = torch.bmm(d_dots, memory)  # [B, K, W]
-        d_m2 = torch.bmm(dv, memory * memory)  # [B, K, W]
+        d_memory, dq, d_m2 = (torch.empty_like(x) for x in (memory, keys, keys))
+        dv2 = 2 * dv
+        slices = batch_slices(memory)
+        scratch = torch.empty_like(memory[slices[0]])
+        for s in slices:
+            mem, dm = memory[s], d_memory[s]
+            if keys.shape[1] == 1:  # broadcast products: bmm with an inner size of 1 is slow
+                torch.mul(mem, dv2[s, 0].unsqueeze(2), out=dm).mul_(m2[s, 0].unsqueeze(1))
+                dm.addcmul_(d_dots[s, 0].unsqueeze(2), q[s, 0].unsqueeze(1))
+            else:
+                torch.bmm(dv2[s].transpose(1, 2), m2[s], out=dm).mul_(mem)
+                dm.baddbmm_(d_dots[s].transpose(1, 2), q[s])
+            torch.bmm(d_dots[s], mem, out=dq[s])  # [c, K, W]
+            sq = torch.mul(mem, mem, out=scratch[: s.stop - s.start])
+            torch.bmm(dv[s], sq, out=d_m2[s])  # [c, K, W]
         d_km = d_key_norm * km / key_norm.clamp_min(TINY)  # norm's gradient, 0 at a zero key
         d_keys = dq * m2 + d_km * masks
         d_masks = 2 * masks * (d_m2 + dq * keys) + d_km * keys
@@ -283,7 +315,8 @@ class _MemoryWrite(torch.autograd.Function):
     """M' = M * psi 1^T * (1 - w e^T) + w v^T with a hand-written backward.
 
     Why: autograd of the plain expression keeps two `[B, N, W]` tensors per step (the keep
-    factor and a product); this saves only the inputs (M is kept alive as state anyway).
+    factor and a product); this saves only the inputs (M is kept alive as state anyway), and
+    works through the batch in cache-sized chunks (`batch_slices`).
     Backward, with G the incoming gradient and GM = G * M:
         dM = G * psi (1 - w e^T);  dpsi = rowsum(GM) - w (GM e);  dw = -psi (GM e) + G v;
         de = -(psi w)^T GM;  dv = w^T G.
@@ -294,24 +327,41 @@ class _MemoryWrite(torch.autograd.Function):
     def forward(ctx, memory: Tensor, w: Tensor, erase: Tensor, vector: Tensor,
                 psi: Tensor) -> Tensor:  # noqa: D102
         ctx.save_for_backward(memory, w, erase, vector, psi)
+        out = torch.empty_like(memory)
+        neg_pw = -psi * w
         # Broadcast products throughout: bmm with an inner size of 1 is a slow outer product.
-        keep = torch.addcmul(psi.unsqueeze(2), (-psi * w).unsqueeze(2),
-                             erase.unsqueeze(1))  # psi_i (1 - w_i e_k)     [B, N, W]
-        keep.mul_(memory)
-        return keep.addcmul_(w.unsqueeze(2), vector.unsqueeze(1))
+        for s in batch_slices(memory):
+            o = torch.addcmul(psi[s].unsqueeze(2), neg_pw[s].unsqueeze(2), erase[s].unsqueeze(1),
+                              out=out[s])  # psi_i (1 - w_i e_k)
+            o.mul_(memory[s]).addcmul_(w[s].unsqueeze(2), vector[s].unsqueeze(1))
+        return out
 
     @staticmethod
     @float32_backward
     def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102
         memory, w, erase, vector, psi = ctx.saved_tensors
-        d_memory = torch.addcmul(psi.unsqueeze(2), (-psi * w).unsqueeze(2), erase.unsqueeze(1))
-        d_memory.mul_(grad)
-        gm = grad * memory  # [B, N, W]
-        gm_e = torch.bmm(gm, erase.unsqueeze(2)).squeeze(2)  # [B, N]
-        d_psi = gm.sum(2) - w * gm_e
-        d_w = -psi * gm_e + torch.bmm(grad, vector.unsqueeze(2)).squeeze(2)
-        d_erase = -torch.bmm((psi * w).unsqueeze(1), gm).squeeze(1)
-        d_vector = torch.bmm(w.unsqueeze(1), grad).squeeze(1)
+        b, n_cells = w.shape
+        neg_pw = -psi * w
+        e_one = torch.stack([erase, torch.ones_like(erase)], 1)  # [B, 2, W]
+        d_memory = torch.empty_like(memory)
+        sums = memory.new_empty(b, 2, n_cells)  # (GM e, rowsum GM)
+        g_v = torch.empty_like(w)
+        d_erase, d_vector = torch.empty_like(erase), torch.empty_like(vector)
+        slices = batch_slices(memory)
+        scratch = torch.empty_like(memory[slices[0]])
+        for s in slices:
+            g = grad[s]
+            torch.addcmul(psi[s].unsqueeze(2), neg_pw[s].unsqueeze(2), erase[s].unsqueeze(1),
+                          out=d_memory[s]).mul_(g)
+            gm = torch.mul(g, memory[s], out=scratch[: s.stop - s.start])  # [c, N, W]
+            # Row vectors times matrices (the fast bmm layout), not matrices times columns.
+            torch.bmm(e_one[s], gm.transpose(1, 2), out=sums[s])
+            torch.bmm(neg_pw[s].unsqueeze(1), gm, out=d_erase[s].unsqueeze(1))
+            torch.bmm(vector[s].unsqueeze(1), g.transpose(1, 2), out=g_v[s].unsqueeze(1))
+            torch.bmm(w[s].unsqueeze(1), g, out=d_vector[s].unsqueeze(1))
+        gm_e, rowsum = sums.unbind(1)
+        d_psi = rowsum - w * gm_e
+        d_w = g_v.sub_(psi * gm_e)
         return d_memory, d_w, d_erase, d_vector, d_psi
 
 
@@ -353,8 +403,9 @@ class _LinkStep(torch.autograd.Function):
     N 128) and every pass over it costs. Autograd of the plain expressions keeps two more such
     tensors per step, forms the read gradients as batched outer products (a slow kernel for
     `[N, 1] x [1, N]`) and adds the three gradients reaching L' in separate passes. Here the
-    outer products go straight into one gradient buffer, and only the inputs and L' are kept
-    (both are state that the next step holds anyway).
+    outer products go straight into one gradient buffer, only the inputs and L' are kept (both
+    are state that the next step holds anyway), and both directions work through the batch in
+    cache-sized chunks (`batch_slices`), writing into their outputs in place.
 
     Backward, with D the gradient of L' from later steps and df_h, db_h those of the reads:
         G = D + sum_h df_h r_h^T + r_h db_h^T, then its diagonal zeroed (L'_ii is constant 0)
@@ -367,33 +418,53 @@ class _LinkStep(torch.autograd.Function):
     @float32_forward
     def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor,
                 prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
-        new = (1 - w).unsqueeze(2) - w.unsqueeze(1)  # 1 - w_i - w_j, then in place:
-        new.mul_(link).addcmul_(w.unsqueeze(2), precedence.unsqueeze(1))  # ... L + w_i p_j
-        new.diagonal(dim1=1, dim2=2).zero_()
-        forward = torch.bmm(prev_read, new.transpose(1, 2))  # f_h = L' r_h       [B, R, N]
-        backward = torch.bmm(prev_read, new)  # b_h = L'^T r_h                    [B, R, N]
+        new = torch.empty_like(link)
+        forward, backward = torch.empty_like(prev_read), torch.empty_like(prev_read)
+        for s in batch_slices(link):
+            n, ws = new[s], w[s]
+            torch.sub((1 - ws).unsqueeze(2), ws.unsqueeze(1), out=n)  # 1 - w_i - w_j
+            n.mul_(link[s]).addcmul_(ws.unsqueeze(2), precedence[s].unsqueeze(1))
+            n.diagonal(dim1=1, dim2=2).zero_()
+            torch.bmm(prev_read[s], n.transpose(1, 2), out=forward[s])  # f_h = L' r_h
+            torch.bmm(prev_read[s], n, out=backward[s])  # b_h = L'^T r_h
         ctx.save_for_backward(link, precedence, w, prev_read, new)
+        ctx.set_materialize_grads(False)
         return new, forward, backward
 
     @staticmethod
     @float32_backward
-    def backward(ctx, d_new: Tensor, d_fwd: Tensor,
-                 d_bwd: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
+    def backward(ctx, d_new: Tensor | None, d_fwd: Tensor | None,
+                 d_bwd: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
         link, precedence, w, prev_read, new = ctx.saved_tensors
-        g = torch.addcmul(d_new, d_fwd[:, 0].unsqueeze(2), prev_read[:, 0].unsqueeze(1))
-        g.addcmul_(prev_read[:, 0].unsqueeze(2), d_bwd[:, 0].unsqueeze(1))
-        for h in range(1, prev_read.shape[1]):
-            g.addcmul_(d_fwd[:, h].unsqueeze(2), prev_read[:, h].unsqueeze(1))
-            g.addcmul_(prev_read[:, h].unsqueeze(2), d_bwd[:, h].unsqueeze(1))
-        d_read = torch.bmm(d_fwd, new)
-        d_read.baddbmm_(d_bwd, new.transpose(1, 2))
-        g.diagonal(dim1=1, dim2=2).zero_()
-        d_p = torch.bmm(w.unsqueeze(1), g).squeeze(1)
-        gl = g * link
-        d_w = torch.bmm(g, precedence.unsqueeze(2)).squeeze(2) - gl.sum(2) - gl.sum(1)
-        # dL = G (1 - w_i - w_j), in place in G, the factor written into gl's buffer.
-        torch.sub((1 - w).unsqueeze(2), w.unsqueeze(1), out=gl)
-        return g.mul_(gl), d_p, d_w, d_read
+        # No gradient for L' (the last step's link): D = 0, without a zero [B, N, N] tensor.
+        d_fwd = torch.zeros_like(prev_read) if d_fwd is None else d_fwd
+        d_bwd = torch.zeros_like(prev_read) if d_bwd is None else d_bwd
+        d_link, d_read = torch.empty_like(link), torch.empty_like(prev_read)
+        d_p, d_w = torch.empty_like(precedence), torch.empty_like(w)
+        slices = batch_slices(link)
+        scratch = torch.empty_like(link[slices[0]])
+        for s in slices:
+            g, tmp = d_link[s], scratch[: s.stop - s.start]
+            r, df, db, n, ws = prev_read[s], d_fwd[s], d_bwd[s], new[s], w[s]
+            if d_new is None:
+                torch.mul(df[:, 0].unsqueeze(2), r[:, 0].unsqueeze(1), out=g)
+            else:
+                torch.addcmul(d_new[s], df[:, 0].unsqueeze(2), r[:, 0].unsqueeze(1), out=g)
+            g.addcmul_(r[:, 0].unsqueeze(2), db[:, 0].unsqueeze(1))
+            for h in range(1, r.shape[1]):
+                g.addcmul_(df[:, h].unsqueeze(2), r[:, h].unsqueeze(1))
+                g.addcmul_(r[:, h].unsqueeze(2), db[:, h].unsqueeze(1))
+            torch.bmm(df, n, out=d_read[s]).baddbmm_(db, n.transpose(1, 2))
+            g.diagonal(dim1=1, dim2=2).zero_()
+            torch.bmm(ws.unsqueeze(1), g, out=d_p[s].unsqueeze(1))
+            # sum_j G_ij p_j as p^T G^T: a row vector times a matrix, the fast bmm layout.
+            dws = torch.bmm(precedence[s].unsqueeze(1), g.transpose(1, 2),
+                            out=d_w[s].unsqueeze(1)).squeeze(1)
+            gl = torch.mul(g, link[s], out=tmp)
+            dws.sub_(gl.sum(2)).sub_(gl.sum(1))
+            torch.sub((1 - ws).unsqueeze(2), ws.unsqueeze(1), out=tmp)
+            g.mul_(tmp)  # dL = G (1 - w_i - w_j)
+        return d_link, d_p, d_w, d_read
 
 
 def link_step(link: Tensor, precedence: Tensor, write_weights: Tensor,

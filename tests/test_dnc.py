@@ -300,26 +300,65 @@ def test_interface_is_the_documented_layout():
     torch.testing.assert_close(iface.read_modes.sum(-1), torch.ones(2, R, dtype=D))
 
 
+def assert_same_values_and_grads(fast, ref, inputs, g, tol, grad_tol):
+    """Outputs equal (rtol, atol = tol), and so are the gradients in `inputs` of one random
+    linear function of all outputs (grad_tol)."""
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol[0], atol=tol[1])
+    weights = [torch.randn(x.shape, generator=g, dtype=D) for x in fast]
+
+    def pull(outs):
+        return torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, outs, strict=True)),
+                                   inputs)
+
+    for a, b in zip(pull(fast), pull(ref), strict=True):
+        torch.testing.assert_close(a, b, rtol=grad_tol[0], atol=grad_tol[1])
+
+
 @pytest.fixture(params=["whole batch", "chunks of 2"])
 def chunking(request, monkeypatch):
     """Run the fast memory operations over the whole batch, or (at b = 3) over batch chunks of
     2 and 1, so that the chunked loops and their reused scratch buffers are checked too."""
     if request.param == "chunks of 2":
-        from seqrec.models import dnc_memory
+        from seqrec.models import dnc_kernels
 
         # Two samples' link matrices (float64); the memory [N, W] is smaller, also 2 per chunk.
-        monkeypatch.setattr(dnc_memory, "CHUNK_BYTES", 2 * N * N * 8)
+        monkeypatch.setattr(dnc_kernels, "CHUNK_BYTES", 2 * N * N * 8)
     return request.param
 
 
 def test_batch_slices_cover_the_batch_in_chunks(monkeypatch):
-    from seqrec.models import dnc_memory
+    from seqrec.models import dnc_kernels
 
-    monkeypatch.setattr(dnc_memory, "CHUNK_BYTES", 2 * N * N * 8)
-    assert dnc_memory.batch_slices(torch.zeros(5, N, N, dtype=D)) == [
+    monkeypatch.setattr(dnc_kernels, "CHUNK_BYTES", 2 * N * N * 8)
+    assert dnc_kernels.batch_slices(torch.zeros(5, N, N, dtype=D)) == [
         slice(0, 2), slice(2, 4), slice(4, 5)]
-    assert dnc_memory.batch_slices(torch.zeros(3, N, W, dtype=D)) == [slice(0, 2), slice(2, 3)]
-    assert dnc_memory.batch_slices(torch.zeros(0, N, N)) == [slice(0, 0)]
+    assert dnc_kernels.batch_slices(torch.zeros(3, N, W, dtype=D)) == [slice(0, 2), slice(2, 3)]
+    assert dnc_kernels.batch_slices(torch.zeros(0, N, N)) == [slice(0, 0)]
+
+
+@pytest.mark.parametrize("opts", ALL_OPTS)
+@pytest.mark.parametrize("heads", [1, 2])
+def test_memory_step_equals_plain_reference(opts, heads, chunking):
+    """The fast memory step (WritePath, LinkStep, ReadPath) against `memory_step_reference`:
+    the same read vectors, state and gradients in every input, for every switch setting."""
+    from seqrec.models.dnc_memory import memory_step_reference
+
+    g = torch.Generator().manual_seed(21)
+    state = random_state(b=3, seed=4)
+    read = torch.softmax(3 * torch.rand(3, heads, N, generator=g, dtype=D), -1) * 0.9
+    state = state._replace(read_weights=read)
+    state.memory[0, 1] = 0.0  # an empty cell
+    raw = torch.randn(3, interface_size(W, heads, opts), generator=g, dtype=D)
+    leaves = [x.clone().requires_grad_() for x in (raw, *state)]
+
+    def run(step):
+        raw, *tensors = leaves
+        reads, new = step(MemoryState(*tensors), split_interface(raw, W, heads, opts), opts)
+        return (reads, *new)
+
+    assert_same_values_and_grads(run(memory_step), run(memory_step_reference), leaves, g,
+                                 tol=(1e-10, 1e-12), grad_tol=(1e-9, 1e-11))
 
 
 @pytest.mark.parametrize("heads", [1, 2])
@@ -337,18 +376,8 @@ def test_link_step_equals_plain_reference(heads, chunking):
         return (link, precedence, torch.bmm(read, link.transpose(1, 2)),
                 torch.bmm(read, link))
 
-    fast = link_step(*args)
-    ref = reference(*args)
-    for a, b in zip(fast, ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    weights = [torch.randn(x.shape, generator=g, dtype=D) for x in fast]
-
-    def pull(outs):
-        return torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, outs, strict=True)),
-                                   args)
-
-    for a, b in zip(pull(fast), pull(ref), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert_same_values_and_grads(link_step(*args), reference(*args), args, g,
+                                 tol=(1e-12, 1e-14), grad_tol=(1e-12, 1e-14))
     # Also with an unused link output (the last step's link gets no gradient).
     fast_reads = torch.autograd.grad(link_step(*args)[2].sum(), args)
     ref_reads = torch.autograd.grad(reference(*args)[2].sum(), args)

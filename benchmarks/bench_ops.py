@@ -88,7 +88,7 @@ def pairs() -> dict[str, tuple]:
 
     def plain_link():
         new, p = dm.update_link(link, prec, ww)
-        return new, p, torch.bmm(prev, new.transpose(1, 2)), torch.bmm(prev, new)
+        return new, p, torch.stack([torch.bmm(prev, new.transpose(1, 2)), torch.bmm(prev, new)])
     out["DNC link update + reads"] = (backward_of(plain_link),
                                       backward_of(lambda: dm.link_step(link, prec, ww, prev)))
 

@@ -77,6 +77,20 @@ def test_sharpen_hand_computed():
     assert sharpen(torch.zeros(1, 1, 4, dtype=D), torch.ones(1, 1, dtype=D)).sum() < 1e-6
 
 
+def test_fast_sharpen_equals_plain_sharpen():
+    from seqrec.models.dnc_kernels import Sharpen
+
+    g = torch.Generator().manual_seed(13)
+    d = torch.rand(2, 3, 2, N, generator=g, dtype=D) / N  # (f, b) pairs, as memory_step has
+    d[0, 1, 0, 2] = 0.0  # a zero link read: clamped, no gradient
+    s = 1 + 3 * torch.rand(2, 3, 2, generator=g, dtype=D)
+    args = [x.clone().requires_grad_() for x in (d, s)]
+    assert_same_values_and_grads([Sharpen.apply(*args)], [sharpen(*args)], args, g,
+                                 tol=(1e-12, 1e-14), grad_tol=(1e-10, 1e-12))
+    away = [(d + (d == 0) * 0.1).requires_grad_(), s.clone().requires_grad_()]
+    assert torch.autograd.gradcheck(Sharpen.apply, away)
+
+
 def test_write_memory_and_deallocation():
     memory = torch.ones(1, 3, 2, dtype=D)
     w = torch.tensor([[0.0, 1.0, 0.0]], dtype=D)
@@ -373,8 +387,8 @@ def test_link_step_equals_plain_reference(heads, chunking):
 
     def reference(link, precedence, w, read):
         link, precedence = update_link(link, precedence, w)
-        return (link, precedence, torch.bmm(read, link.transpose(1, 2)),
-                torch.bmm(read, link))
+        return (link, precedence, torch.stack([torch.bmm(read, link.transpose(1, 2)),
+                                               torch.bmm(read, link)]))
 
     assert_same_values_and_grads(link_step(*args), reference(*args), args, g,
                                  tol=(1e-12, 1e-14), grad_tol=(1e-12, 1e-14))

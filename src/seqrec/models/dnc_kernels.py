@@ -241,7 +241,8 @@ class ReadPath(torch.autograd.Function):
 
 class LinkStep(torch.autograd.Function):
     """The link update and both raw link reads of one step, with a hand-written backward:
-    L' = (1 - w_i - w_j) L + w_i p_j with zero diagonal, f_h = L' r_h, b_h = L'^T r_h.
+    L' = (1 - w_i - w_j) L + w_i p_j with zero diagonal, f_h = L' r_h, b_h = L'^T r_h, the
+    reads stacked as (f, b) `[2, B, R, N]` (one tensor for the sharpening that follows).
 
     Why one function: the link matrix is the DNC's largest tensor (`[B, N, N]`, 16 MB at B 256,
     N 128) and every pass over it costs. Autograd of the plain expressions keeps two more such
@@ -255,15 +256,17 @@ class LinkStep(torch.autograd.Function):
         G = D + sum_h df_h r_h^T + r_h db_h^T, then its diagonal zeroed (L'_ii is constant 0)
         dr_h = L'^T df_h + L' db_h;  dp_j = sum_i G_ij w_i
         dw_i = sum_j G_ij (p_j - L_ij) - sum_j G_ji L_ji;  dL = G * (1 - w_i - w_j).
-    Shapes: link `[B, N, N]`, precedence, w `[B, N]`, prev_read `[B, R, N]` -> (L', f, b).
+    Shapes: link `[B, N, N]`, precedence, w `[B, N]`, prev_read `[B, R, N]` ->
+    (L' `[B, N, N]`, (f, b) `[2, B, R, N]`).
     """
 
     @staticmethod
     @float32_forward
     def forward(ctx, link: Tensor, precedence: Tensor, w: Tensor,
-                prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # noqa: D102
+                prev_read: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
         new = torch.empty_like(link)
-        forward, backward = torch.empty_like(prev_read), torch.empty_like(prev_read)
+        reads = prev_read.new_empty(2, *prev_read.shape)
+        forward, backward = reads  # each [B, R, N], contiguous
         for s in batch_slices(link):
             n, ws = new[s], w[s]
             torch.sub((1 - ws).unsqueeze(2), ws.unsqueeze(1), out=n)  # 1 - w_i - w_j
@@ -273,16 +276,17 @@ class LinkStep(torch.autograd.Function):
             torch.bmm(prev_read[s], n, out=backward[s])  # b_h = L'^T r_h
         ctx.save_for_backward(link, precedence, w, prev_read, new)
         ctx.set_materialize_grads(False)
-        return new, forward, backward
+        return new, reads
 
     @staticmethod
     @float32_backward
-    def backward(ctx, d_new: Tensor | None, d_fwd: Tensor | None,
-                 d_bwd: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
+    def backward(ctx, d_new: Tensor | None,
+                 d_reads: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
         link, precedence, w, prev_read, new = ctx.saved_tensors
         # No gradient for L' (the last step's link): D = 0, without a zero [B, N, N] tensor.
-        d_fwd = torch.zeros_like(prev_read) if d_fwd is None else d_fwd
-        d_bwd = torch.zeros_like(prev_read) if d_bwd is None else d_bwd
+        if d_reads is None:
+            d_reads = prev_read.new_zeros(2, *prev_read.shape)
+        d_fwd, d_bwd = d_reads.contiguous()
         d_link, d_read = torch.empty_like(link), torch.empty_like(prev_read)
         d_p, d_w = torch.empty_like(precedence), torch.empty_like(w)
         slices = batch_slices(link)
@@ -414,3 +418,35 @@ class WritePath(torch.autograd.Function):
                                                   fresh=False)
         return (d_memory, d_keys[:, 0], g.d_strength[:, 0], d_masks[:, 0], d_w, d_gate,
                 d_erase, d_vector, d_psi)
+
+
+class Sharpen(torch.autograd.Function):
+    """S(d, s) = d^s / (sum_n d^s + EPS) over the last axis, d clamped at TINY (Csordas and
+    Schmidhuber 2019, sharpness control): d `[..., N]` >= 0, s `[...]` >= 1 -> `[..., N]`.
+
+    Why hand-written: autograd of `d ** s` with a tensor exponent takes `pow` twice more in its
+    backward (for d^(s-1) and for the log), the slow broadcasting kernel each time; here
+    p = exp(s log d) once, and with y = p / S, S = sum p + EPS:
+        dp = (dy - sum_n dy y) / S;  dd = dp p s / d where d >= TINY (else 0);
+        ds = sum_n dp p log d.
+    """
+
+    @staticmethod
+    @float32_forward
+    def forward(ctx, d: Tensor, s: Tensor) -> Tensor:  # noqa: D102
+        log_d = d.clamp_min(TINY).log_()
+        p = torch.mul(log_d, s.unsqueeze(-1)).exp_()
+        total = p.sum(-1, keepdim=True).add_(EPS)
+        y = p / total
+        ctx.save_for_backward(d, s, log_d, y, total)
+        return y
+
+    @staticmethod
+    @float32_backward
+    def backward(ctx, dy: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+        d, s, log_d, y, total = ctx.saved_tensors
+        # dp p = (dy - sum dy y) / S * p = (dy - sum dy y) * y, since p / S = y
+        gp = (dy - (dy * y).sum(-1, keepdim=True)).mul_(y)
+        d_s = (gp * log_d).sum(-1)
+        d_d = gp.mul_(s.unsqueeze(-1)).div_(d.clamp_min(TINY)).mul_(d >= TINY)
+        return d_d, d_s

@@ -56,6 +56,7 @@ from seqrec.models.dnc_kernels import (
     LinkStep,
     MemoryWrite,
     ReadPath,
+    Sharpen,
     WritePath,
 )
 
@@ -261,17 +262,18 @@ def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> tupl
 
 
 def link_step(link: Tensor, precedence: Tensor, write_weights: Tensor,
-              prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+              prev_read: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """`update_link`, then the raw link reads f = L' w^r, b = L'^T w^r of the previous read
-    weights `[B, R, N]` -> (link, precedence, f `[B, R, N]`, b `[B, R, N]`) via `LinkStep`."""
-    link, forward, backward = LinkStep.apply(link, precedence, write_weights, prev_read)
-    return link, update_precedence(precedence, write_weights), forward, backward
+    weights `[B, R, N]` -> (link, precedence, (f, b) `[2, B, R, N]`) via `LinkStep`."""
+    link, reads = LinkStep.apply(link, precedence, write_weights, prev_read)
+    return link, update_precedence(precedence, write_weights), reads
 
 
 def sharpen(d: Tensor, s: Tensor) -> Tensor:
-    """S(d, s) = d^s / (sum d^s + EPS) over the last axis: d `[B, R, N]` >= 0, s `[B, R]` >= 1."""
-    p = d.clamp_min(TINY) ** s.unsqueeze(2)
-    return p / (p.sum(2, keepdim=True) + EPS)
+    """S(d, s) = d^s / (sum d^s + EPS) over the last axis: d `[..., N]` >= 0, s `[...]` >= 1
+    (e.g. `[B, R, N]` and `[B, R]`). Plain autograd; `memory_step` uses `Sharpen`."""
+    p = d.clamp_min(TINY) ** s.unsqueeze(-1)
+    return p / (p.sum(-1, keepdim=True) + EPS)
 
 
 def read_weighting(memory: Tensor, forward: Tensor, backward: Tensor,
@@ -279,18 +281,13 @@ def read_weighting(memory: Tensor, forward: Tensor, backward: Tensor,
     """w^r = pi_b b + pi_c c + pi_f f from the post-write memory `[B, N, W]` and the raw link
     reads f = L w^r_t-1, b = L^T w^r_t-1 `[B, R, N]` -> `[B, R, N]`. Plain autograd (part of
     `memory_step_reference`)."""
-    forward, backward = sharpen_reads(forward, backward, iface)
+    if iface.forward_sharpness is not None:
+        forward = sharpen(forward, iface.forward_sharpness)
+        backward = sharpen(backward, iface.backward_sharpness)
     content = content_weights_reference(memory, iface.read_keys, iface.read_strengths,
                                         iface.read_masks)
     modes = iface.read_modes  # [B, R, 3]
     return modes[..., 0:1] * backward + modes[..., 1:2] * content + modes[..., 2:3] * forward
-
-
-def sharpen_reads(forward: Tensor, backward: Tensor, iface: Interface) -> tuple[Tensor, Tensor]:
-    """The link reads sharpened (Csordas' sharpness control), or as they are without it."""
-    if iface.forward_sharpness is None:
-        return forward, backward
-    return sharpen(forward, iface.forward_sharpness), sharpen(backward, iface.backward_sharpness)
 
 
 def memory_step_reference(state: MemoryState, iface: Interface,
@@ -316,9 +313,10 @@ def memory_step(state: MemoryState, iface: Interface,
 
     The same function as `memory_step_reference`, with the large operations in the hand-written
     functions of `dnc_kernels.py`: `WritePath` (write lookup, write weights, erase and write),
-    `LinkStep` (link update and link reads) and `ReadPath` (read lookup, read weights, read
-    vectors). The small `[B, N]` parts (retention, usage, allocation, gates, sharpening) stay
-    in autograd. Without masked lookup the masks are all ones, the same function.
+    `LinkStep` (link update and link reads), `Sharpen` (both link reads at once) and `ReadPath`
+    (read lookup, read weights, read vectors). The small `[B, N]` parts (retention, usage,
+    allocation, gates) stay in autograd. Without masked lookup the masks are all ones, the
+    same function.
     """
     psi = retention(iface.free_gates, state.read_weights)
     usage = update_usage(state.usage, state.write_weights, psi)
@@ -330,11 +328,14 @@ def memory_step(state: MemoryState, iface: Interface,
     write_w, memory = WritePath.apply(state.memory, iface.write_key, iface.write_strength,
                                       write_mask, alloc_mix, content_gate, iface.erase,
                                       iface.write_vector, psi_write)
-    link, precedence, forward, backward = link_step(state.link, state.precedence, write_w,
-                                                    state.read_weights)
-    forward, backward = sharpen_reads(forward, backward, iface)
+    link, precedence, reads = link_step(state.link, state.precedence, write_w,
+                                        state.read_weights)  # (f, b) [2, B, R, N]
     modes = iface.read_modes  # [B, R, 3]: backward, content, forward
-    link_mix = modes[..., 0:1] * backward + modes[..., 2:3] * forward
+    if iface.forward_sharpness is not None:  # one sharpening of f and b together
+        reads = Sharpen.apply(reads, torch.stack([iface.forward_sharpness,
+                                                  iface.backward_sharpness]))
+    # pi_f f + pi_b b as one product with (pi_f, pi_b) and a sum over the pair
+    link_mix = (reads * torch.stack([modes[..., 2], modes[..., 0]]).unsqueeze(3)).sum(0)
     read_masks = _ones_if_none(iface.read_masks, iface.read_keys)
     read_w, read_vectors = ReadPath.apply(memory, iface.read_keys, iface.read_strengths,
                                           read_masks, link_mix, modes[..., 1])

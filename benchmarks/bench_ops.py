@@ -15,6 +15,9 @@ median of `--repeats` after one warm-up, so the ratio is the robust figure:
   backward `fast_user_gru_recurrence`.
 - DNC link: `update_link` + two `bmm` reads against `link_step`.
 - DNC masked lookup: `content_weights_reference` against `content_weights`.
+- DNC sharpening: `sharpen` of f and of b against `Sharpen` of both at once.
+- DNC memory step: `memory_step_reference` against `memory_step` (write path, link step,
+  sharpening, read path), from a state after 5 random steps.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch.nn import functional as F
 from seqrec.config import ModelConfig
 from seqrec.models import build_model
 from seqrec.models import dnc_memory as dm
+from seqrec.models.dnc_kernels import Sharpen
 from seqrec.models.dropout import dropout
 from seqrec.models.gru import GRUState
 from seqrec.models.loss import linear_cross_entropy
@@ -96,7 +100,38 @@ def pairs() -> dict[str, tuple]:
     out["DNC masked content lookup"] = (
         backward_of(lambda: dm.content_weights_reference(mem, keys, 1 + strengths, masks)),
         backward_of(lambda: dm.content_weights(mem, keys, 1 + strengths, masks)))
+
+    reads, sharp = leaves((2, B, 1, CELLS), (2, B, 1), scale=1.0 / CELLS)
+    out["DNC sharpening of both link reads"] = (
+        backward_of(lambda: (dm.sharpen(reads[0], 1 + sharp[0]),
+                             dm.sharpen(reads[1], 1 + sharp[1]))),
+        backward_of(lambda: Sharpen.apply(reads, 1 + sharp)))
+
+    opts = dm.MemoryOptions()
+    state, raw = dnc_state(opts)
+    out["DNC memory step (all of it)"] = (
+        backward_of(lambda: memory_step_outputs(dm.memory_step_reference, state, raw, opts)),
+        backward_of(lambda: memory_step_outputs(dm.memory_step, state, raw, opts)))
     return out
+
+
+def dnc_state(opts: dm.MemoryOptions) -> tuple[dm.MemoryState, torch.Tensor]:
+    """A memory state after 5 steps of random interfaces (leaves), and the next raw interface."""
+    g = torch.Generator().manual_seed(1)
+    size = dm.interface_size(WORD, 1, opts)
+    state = dm.initial_memory(B, CELLS, WORD, 1, torch.device("cpu"), torch.float32)
+    with torch.no_grad():
+        for _ in range(5):
+            raw = torch.randn(B, size, generator=g)
+            _, state = dm.memory_step(state, dm.split_interface(raw, WORD, 1, opts), opts)
+    raw = torch.randn(B, size, generator=g).requires_grad_()
+    return dm.MemoryState(*(x.clone().requires_grad_() for x in state)), raw
+
+
+def memory_step_outputs(step, state: dm.MemoryState, raw: torch.Tensor,
+                        opts: dm.MemoryOptions) -> tuple[torch.Tensor, ...]:
+    reads, new = step(state, dm.split_interface(raw, WORD, 1, opts), opts)
+    return (reads, *new)
 
 
 def main() -> None:

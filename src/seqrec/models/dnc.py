@@ -103,23 +103,37 @@ class DNC(RecurrentRecommender):
 
     def step(self, pre: object, t: int, state: DNCState) -> tuple[Tensor, DNCState]:
         """One DNC step -> (output y_t `[B, H]`, next state)."""
+        out, state = self._advance(pre, t, state)
+        return self._output(out, state.read_vectors), state
+
+    def _advance(self, pre: object, t: int, state: DNCState) -> tuple[Tensor, DNCState]:
+        """Controller and memory step t -> (clipped controller output o_t `[B, H]`, state)."""
         b = state.read_vectors.shape[0]
         reads = state.read_vectors.reshape(b, -1)  # [B, R W]
         ctrl = self._controller_step(pre, t, reads, state.controller)
         out = ctrl.h if self.clip <= 0 else ctrl.h.clamp(-self.clip, self.clip)
         iface = split_interface(self.interface(out), self.word, self.heads, self.opts)
         read_vectors, mem = memory_step(state.memory, iface, self.opts)
-        y = self.out_controller(out) + self.out_read(read_vectors.reshape(b, -1))
-        return y, DNCState(mem, read_vectors, ctrl)
+        return out, DNCState(mem, read_vectors, ctrl)
+
+    def _output(self, out: Tensor, read_vectors: Tensor) -> Tensor:
+        """y = W_c o + W_r r: out `[..., H]`, read_vectors `[..., R, W]` -> `[..., H]`."""
+        return self.out_controller(out) + self.out_read(read_vectors.flatten(-2))
 
     def run(self, items: Tensor, users: Tensor | None, state: DNCState) -> tuple[Tensor, DNCState]:
-        """items (and users) `[B, T]` -> (outputs `[B, T, H]`, last state)."""
+        """items (and users) `[B, T]` -> (outputs `[B, T, H]`, last state).
+
+        The outputs y_t do not feed the recurrence, so they are formed after the loop, for all
+        steps in one product each (`[T B, H]`): fewer, larger matmuls than one pair per step.
+        """
         pre = self._precompute(items, users)
-        outputs = []
+        outs, reads = [], []
         for t in range(items.shape[1]):
-            y, state = self.step(pre, t, state)
-            outputs.append(y)
-        return torch.stack(outputs, 1), state
+            out, state = self._advance(pre, t, state)
+            outs.append(out)
+            reads.append(state.read_vectors)
+        y = self._output(torch.stack(outs), torch.stack(reads))  # [T, B, H]
+        return y.transpose(0, 1), state
 
 
 class UserDNC(DNC):

@@ -171,6 +171,31 @@ def test_forward_backward_every_model(name, embedding, device):
     torch.testing.assert_close(all_logits[:, -1], m(items, users))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("embedding", [6, -1])
+@pytest.mark.parametrize("name", OURS)
+def test_cuda_computes_what_the_cpu_computes(name, embedding):
+    """The CUDA paths (fused nn.GRU kernel in eval, whole-batch memory operations, the loss)
+    give the CPU's loss and gradients, in float64 with dropout off."""
+    torch.manual_seed(0)
+    cpu = build_model(small_cfg(name, embedding_size=embedding), N_ITEMS, N_USERS).double()
+    gpu = build_model(small_cfg(name, embedding_size=embedding), N_ITEMS, N_USERS).double()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.cuda()
+    items, users = batch(b=5, t=7)
+    target = items[:, 0]
+    losses = []
+    for m, dev in ((cpu, "cpu"), (gpu, "cuda")):
+        m.eval()
+        loss = m.loss(items.to(dev), users.to(dev), target.to(dev))
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[1].cpu(), losses[0], rtol=1e-10, atol=1e-12)
+    for (name_p, p_cpu), p_gpu in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
+        torch.testing.assert_close(p_gpu.grad.cpu(), p_cpu.grad, rtol=1e-8, atol=1e-10,
+                                   msg=lambda m, n=name_p: f"{n}: {m}")
+
+
 @pytest.mark.parametrize("name", OURS)
 def test_out_of_range_ids_raise(name):
     m = build_model(small_cfg(name), N_ITEMS, N_USERS)

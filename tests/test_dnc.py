@@ -39,6 +39,21 @@ def test_allocation_hand_computed():
     torch.testing.assert_close(allocation_weights(usage), expected, atol=1e-5, rtol=0)
 
 
+def test_allocation_takes_ties_in_cell_order_and_sorts_like_torch():
+    from seqrec.models.dnc_memory import ascending_order
+
+    # An empty memory: every usage equal, so cell 0 gets (1 - EPS), cell 1 (1 - EPS) EPS, ...
+    alloc = allocation_weights(torch.zeros(1, 4))
+    assert alloc[0, 0] > 0.99 and alloc[0, 1:].sum() < 1e-5
+    g = torch.Generator().manual_seed(2)
+    usage = torch.rand(64, 33, generator=g)
+    usage[:, 5:9] = 0.25  # ties
+    for dtype in (torch.float32, torch.float64):  # the packed-key sort and torch.sort
+        u = usage.to(dtype)
+        expected = torch.sort(u, dim=1, stable=True).indices
+        assert torch.equal(ascending_order(u), expected)
+
+
 def test_content_weights_hand_computed():
     memory = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], dtype=D)  # [1, 3, 2]
     key = torch.tensor([[[2.0, 0.0]]], dtype=D)

@@ -320,6 +320,38 @@ def test_gradcheck_one_dnc_step():
     assert torch.autograd.gradcheck(step, (reads, h, *leaves), fast_mode=True)
 
 
+@pytest.mark.parametrize("opts", ALL_OPTS)
+def test_split_interface_squashes_each_part_in_the_layout(opts):
+    """Against the layout written out part by part: keys and vectors raw, gates and masks
+    through a sigmoid, strengths and sharpness through oneplus, read modes a softmax."""
+    g = torch.Generator().manual_seed(6)
+    raw = torch.randn(3, interface_size(W, R, opts), generator=g, dtype=D)
+    parts = iter(torch.split(raw, dm_sizes(opts), dim=1))
+    one = lambda x: 1 + torch.nn.functional.softplus(x)  # noqa: E731
+    rk, rs, wk, ws, er, wv, fg, ag, wg, rm = (next(parts) for _ in range(10))
+    rmask, wmask = (next(parts), next(parts)) if opts.masked_lookup else (None, None)
+    sf, sb = (next(parts), next(parts)) if opts.link_sharpness else (None, None)
+    expected = Interface(
+        rk.view(3, R, W), one(rs), wk, one(ws[:, 0]), torch.sigmoid(er), wv, torch.sigmoid(fg),
+        torch.sigmoid(ag[:, 0]), torch.sigmoid(wg[:, 0]), torch.softmax(rm.view(3, R, 3), -1),
+        None if rmask is None else torch.sigmoid(rmask).view(3, R, W),
+        None if wmask is None else torch.sigmoid(wmask),
+        None if sf is None else one(sf), None if sb is None else one(sb))
+    got = split_interface(raw, W, R, opts)
+    for name, a, b in zip(Interface._fields, got, expected, strict=True):
+        if b is None:
+            assert a is None, name
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-15, msg=name)
+
+
+def dm_sizes(opts):
+    """The part sizes in layout order (Interface's docstring)."""
+    sizes = [R * W, R, W, 1, W, W, R, 1, 1, 3 * R]
+    return sizes + ([R * W, W] if opts.masked_lookup else []) + ([R, R] if opts.link_sharpness
+                                                                   else [])
+
+
 def test_interface_is_the_documented_layout():
     opts = MemoryOptions()
     iface = random_interface(2, opts)

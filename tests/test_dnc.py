@@ -447,29 +447,6 @@ def test_link_step_equals_plain_reference(heads, chunking):
     assert torch.autograd.gradcheck(lambda *a: link_step(*a), args)
 
 
-@pytest.mark.parametrize("with_psi", [False, True])
-def test_memory_write_fast_path_equals_plain_reference(with_psi, chunking):
-    from seqrec.models.dnc_memory import write_memory_reference
-
-    state = random_state(b=3)
-    g = torch.Generator().manual_seed(4)
-    erase, vector = torch.rand(3, W, generator=g, dtype=D), torch.randn(3, W, generator=g,
-                                                                        dtype=D)
-    psi = torch.rand(3, N, generator=g, dtype=D) if with_psi else None
-    args = [x.clone().requires_grad_() for x in (state.memory, state.write_weights, erase,
-                                                  vector)]
-    extra = [psi.clone().requires_grad_()] if with_psi else []
-    fast = write_memory(*args, *extra)
-    ref = write_memory_reference(*args, *extra)
-    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-14)
-    weight = torch.randn(fast.shape, generator=g, dtype=D)
-    grads_fast = torch.autograd.grad((weight * fast).sum(), args + extra)
-    grads_ref = torch.autograd.grad((weight * ref).sum(), args + extra)
-    for a, b in zip(grads_fast, grads_ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    assert torch.autograd.gradcheck(write_memory, (*args, *extra))
-
-
 def test_masked_content_weights_equal_plain_reference(chunking):
     from seqrec.models.dnc_memory import content_weights_reference
 

@@ -15,8 +15,9 @@ Three things make them faster than autograd of the plain expressions, on a CPU a
 - No slow kernels: outer products with an inner size of 1 as broadcast products, not `bmm`;
   matrix-vector products as row vector times matrix, the layout `bmm` runs fastest.
 
-Each function keeps only its inputs and a few `[B, K, N]` tensors for the backward pass, and
-supports first-order gradients only. Under autocast they run in float32 (`float32_forward`).
+For its backward pass each function keeps only its inputs, the state it returns (alive anyway
+as the next step's input) and a few `[B, K, N]` tensors; first-order gradients only. Under
+autocast they run in float32 (`float32_forward`).
 Shapes: B batch, N cells, W word size, R read heads, K keys of one lookup (R, or 1).
 """
 
@@ -316,7 +317,7 @@ class LinkStep(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------------------------
-# Erase and write, alone and with the write weighting
+# Erase and write, with the write weighting
 
 def _write(memory: Tensor, w: Tensor, erase: Tensor, vector: Tensor, psi: Tensor) -> Tensor:
     """M' = M * psi 1^T * (1 - w e^T) + w v^T, chunk by chunk into a fresh tensor."""
@@ -357,25 +358,6 @@ def _write_backward(grad: Tensor, memory: Tensor, w: Tensor, erase: Tensor, vect
     d_psi = rowsum - w * gm_e
     d_w = g_v.sub_(psi * gm_e)
     return d_memory, d_w, d_erase, d_vector, d_psi
-
-
-class MemoryWrite(torch.autograd.Function):
-    """M' = M * psi 1^T * (1 - w e^T) + w v^T: memory `[B, N, W]`, w, psi `[B, N]`, erase,
-    vector `[B, W]` -> `[B, N, W]`. Keeps only its inputs (autograd of the plain expression
-    keeps two `[B, N, W]` tensors). Backward: `_write_backward`."""
-
-    @staticmethod
-    @float32_forward
-    def forward(ctx, memory: Tensor, w: Tensor, erase: Tensor, vector: Tensor,
-                psi: Tensor) -> Tensor:  # noqa: D102
-        ctx.save_for_backward(memory, w, erase, vector, psi)
-        return _write(memory, w, erase, vector, psi)
-
-    @staticmethod
-    @float32_backward
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, ...]:  # noqa: D102
-        d_memory, d_w, d_erase, d_vector, d_psi = _write_backward(grad, *ctx.saved_tensors)
-        return d_memory, d_w, d_erase, d_vector, d_psi
 
 
 class WritePath(torch.autograd.Function):

@@ -55,7 +55,6 @@ from seqrec.models.dnc_kernels import (
     TINY,
     ContentWeights,
     LinkStep,
-    MemoryWrite,
     ReadPath,
     Sharpen,
     WritePath,
@@ -241,24 +240,16 @@ def write_weighting(memory: Tensor, usage: Tensor, iface: Interface) -> Tensor:
     return iface.write_gate.unsqueeze(1) * (g_a * alloc + (1 - g_a) * content)
 
 
-def write_memory_reference(memory: Tensor, write_weights: Tensor, erase: Tensor,
-                           vector: Tensor, psi: Tensor | None = None) -> Tensor:
-    """Plain autograd version of `write_memory` (kept as the tests' reference)."""
+def write_memory(memory: Tensor, write_weights: Tensor, erase: Tensor, vector: Tensor,
+                 psi: Tensor | None = None) -> Tensor:
+    """M * (1 - w e^T) + w v^T, first scaled by psi per cell when psi is given (Csordas'
+    de-allocation). memory `[B, N, W]`, write_weights, psi `[B, N]`, erase, vector `[B, W]`.
+    Plain autograd (part of `memory_step_reference`; `memory_step` writes in `WritePath`)."""
     w = write_weights.unsqueeze(2)  # [B, N, 1]
     keep = 1 - w * erase.unsqueeze(1)  # [B, N, W]
     if psi is not None:
         keep = keep * psi.unsqueeze(2)
     return memory * keep + w * vector.unsqueeze(1)
-
-
-def write_memory(memory: Tensor, write_weights: Tensor, erase: Tensor, vector: Tensor,
-                 psi: Tensor | None = None) -> Tensor:
-    """M * (1 - w e^T) + w v^T, first scaled by psi per cell when psi is given (Csordas'
-    de-allocation). memory `[B, N, W]`, write_weights, psi `[B, N]`, erase, vector `[B, W]`.
-    Uses `MemoryWrite` (same values as `write_memory_reference`, less memory)."""
-    if psi is None:
-        psi = torch.ones_like(write_weights)
-    return MemoryWrite.apply(memory, write_weights, erase, vector, psi)
 
 
 def update_precedence(precedence: Tensor, write_weights: Tensor) -> Tensor:
@@ -317,8 +308,8 @@ def memory_step_reference(state: MemoryState, iface: Interface,
     psi = retention(iface.free_gates, state.read_weights)
     usage = update_usage(state.usage, state.write_weights, psi)
     write_w = write_weighting(state.memory, usage, iface)
-    memory = write_memory_reference(state.memory, write_w, iface.erase, iface.write_vector,
-                                    psi if opts.dealloc_content else None)
+    memory = write_memory(state.memory, write_w, iface.erase, iface.write_vector,
+                          psi if opts.dealloc_content else None)
     link, precedence = update_link(state.link, state.precedence, write_w)
     forward = torch.bmm(state.read_weights, link.transpose(1, 2))  # f_i = L w_i      [B, R, N]
     backward = torch.bmm(state.read_weights, link)  # b_i = L^T w_i                   [B, R, N]

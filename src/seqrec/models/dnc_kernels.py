@@ -23,7 +23,7 @@ Shapes: B batch, N cells, W word size, R read heads, K keys of one lookup (R, or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -53,6 +53,15 @@ def batch_slices(x: Tensor) -> list[slice]:
     return [slice(i, min(i + per, b)) for i in range(0, b, per)]
 
 
+def _chunks(x: Tensor) -> Iterator[tuple[slice, Tensor]]:
+    """`batch_slices(x)`, each with a scratch tensor shaped like `x[s]`: views of one buffer
+    made for the first (largest) chunk, so the chunks reuse one allocation."""
+    slices = batch_slices(x)
+    scratch = torch.empty_like(x[slices[0]])
+    for s in slices:
+        yield s, scratch[: s.stop - s.start]
+
+
 # ---------------------------------------------------------------------------------------------
 # Masked content lookup, in parts that the lookup alone and the fused read and write paths share
 
@@ -78,12 +87,10 @@ def _lookup(memory: Tensor, keys: Tensor, strengths: Tensor, masks: Tensor) -> _
     b, heads, n_cells = memory.shape[0], keys.shape[1], memory.shape[1]
     dots = memory.new_empty(b, heads, n_cells)
     mem_norm = memory.new_empty(b, heads, n_cells)
-    slices = batch_slices(memory)
-    scratch = torch.empty_like(memory[slices[0]])
-    for s in slices:
+    for s, scratch in _chunks(memory):
         mem = memory[s]
         torch.bmm(q[s], mem.transpose(1, 2), out=dots[s])  # [c, K, N]
-        sq = torch.mul(mem, mem, out=scratch[: s.stop - s.start])
+        sq = torch.mul(mem, mem, out=scratch)
         torch.bmm(m2[s], sq.transpose(1, 2), out=mem_norm[s])
     mem_norm.clamp_min_(0).add_(TINY).sqrt_()
     key_norm = (keys * masks).norm(dim=2, keepdim=True)  # [B, K, 1]
@@ -161,11 +168,9 @@ def _lookup_grads_in_memory(memory: Tensor, g: _LookupGrads, keys: Tensor, masks
     m2 = masks * masks
     q = keys * m2
     dq, d_m2 = torch.empty_like(keys), torch.empty_like(keys)
-    slices = batch_slices(memory)
-    scratch = torch.empty_like(memory[slices[0]])
-    for s in slices:
+    for s, scratch in _chunks(memory):
         _lookup_memory_grad(d_memory[s], memory[s], _LookupGrads(*(x[s] for x in g)), q[s],
-                            m2[s], dq[s], d_m2[s], scratch[: s.stop - s.start], fresh)
+                            m2[s], dq[s], d_m2[s], scratch, fresh)
         if extra is not None:
             extra(s, d_memory[s])
     return _lookup_input_grads(dq, d_m2, g, keys, masks, key_norm)
@@ -188,9 +193,10 @@ class ContentWeights(torch.autograd.Function):
     @float32_backward
     def backward(ctx, dc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # noqa: D102
         memory, keys, strengths, masks, *saved = ctx.saved_tensors
-        g = _lookup_backward(dc, _Lookup(*saved), strengths)
+        lk = _Lookup(*saved)
+        g = _lookup_backward(dc, lk, strengths)
         d_memory = torch.empty_like(memory)
-        d_keys, d_masks = _lookup_grads_in_memory(memory, g, keys, masks, saved[-1], d_memory,
+        d_keys, d_masks = _lookup_grads_in_memory(memory, g, keys, masks, lk.key_norm, d_memory,
                                                   fresh=True)
         return d_memory, d_keys, g.d_strength, d_masks
 
@@ -290,10 +296,8 @@ class LinkStep(torch.autograd.Function):
         d_fwd, d_bwd = d_reads.contiguous()
         d_link, d_read = torch.empty_like(link), torch.empty_like(prev_read)
         d_p, d_w = torch.empty_like(precedence), torch.empty_like(w)
-        slices = batch_slices(link)
-        scratch = torch.empty_like(link[slices[0]])
-        for s in slices:
-            g, tmp = d_link[s], scratch[: s.stop - s.start]
+        for s, tmp in _chunks(link):
+            g = d_link[s]
             r, df, db, n, ws = prev_read[s], d_fwd[s], d_bwd[s], new[s], w[s]
             if d_new is None:
                 torch.mul(df[:, 0].unsqueeze(2), r[:, 0].unsqueeze(1), out=g)
@@ -342,13 +346,11 @@ def _write_backward(grad: Tensor, memory: Tensor, w: Tensor, erase: Tensor, vect
     sums = memory.new_empty(b, 2, n_cells)  # (GM e, rowsum GM)
     g_v = torch.empty_like(w)
     d_erase, d_vector = torch.empty_like(erase), torch.empty_like(vector)
-    slices = batch_slices(memory)
-    scratch = torch.empty_like(memory[slices[0]])
-    for s in slices:
+    for s, scratch in _chunks(memory):
         g = grad[s]
         torch.addcmul(psi[s].unsqueeze(2), neg_pw[s].unsqueeze(2), erase[s].unsqueeze(1),
                       out=d_memory[s]).mul_(g)
-        gm = torch.mul(g, memory[s], out=scratch[: s.stop - s.start])  # [c, N, W]
+        gm = torch.mul(g, memory[s], out=scratch)  # [c, N, W]
         # Row vectors times matrices (the fast bmm layout), not matrices times columns.
         torch.bmm(e_one[s], gm.transpose(1, 2), out=sums[s])
         torch.bmm(neg_pw[s].unsqueeze(1), gm, out=d_erase[s].unsqueeze(1))
@@ -418,15 +420,14 @@ class Sharpen(torch.autograd.Function):
     def forward(ctx, d: Tensor, s: Tensor) -> Tensor:  # noqa: D102
         log_d = d.clamp_min(TINY).log_()
         p = torch.mul(log_d, s.unsqueeze(-1)).exp_()
-        total = p.sum(-1, keepdim=True).add_(EPS)
-        y = p / total
-        ctx.save_for_backward(d, s, log_d, y, total)
+        y = p.div_(p.sum(-1, keepdim=True).add_(EPS))
+        ctx.save_for_backward(d, s, log_d, y)
         return y
 
     @staticmethod
     @float32_backward
     def backward(ctx, dy: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
-        d, s, log_d, y, total = ctx.saved_tensors
+        d, s, log_d, y = ctx.saved_tensors
         # dp p = (dy - sum dy y) / S * p = (dy - sum dy y) * y, since p / S = y
         gp = (dy - (dy * y).sum(-1, keepdim=True)).mul_(y)
         d_s = (gp * log_d).sum(-1)

@@ -58,3 +58,16 @@ def test_hash_is_stable_and_sensitive():
     assert config_hash(a) != config_hash(apply_overrides(a, {"threshold": 3}))
     assert from_dict(to_dict(a)) == a
     assert config_hash(from_dict(to_dict(a))) == config_hash(a)
+
+
+@pytest.mark.parametrize("setting", [
+    "eval_batch_size=0", "weight_decay=-1", "user_weight_decay=-0.5", "grad_clip=-1",
+    "seed=-1", "lr=nan", "lr=inf", "batch_size=0", "epochs=0", "patience=-1", "seeds=0",
+    "train_frac=1.0", "threshold=-1", "chunks=0", "ks=0", "ties=random",
+])
+def test_every_setting_is_validated_before_any_work(setting):
+    # eval_batch_size=0 used to fail only after training ("range() arg 3 must not be zero")
+    # and weight_decay=-1 was accepted.
+    key = setting.split("=")[0]
+    with pytest.raises(ValueError, match=key):
+        apply_overrides(RunConfig(), [setting])

@@ -126,10 +126,18 @@ class TrainConfig:
     seeds: int = 1  # experiments run seeds seed, seed + 1, ..., seed + seeds - 1
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(0 < self.lr < float("inf"), f"lr must be a finite number > 0, got {self.lr}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.user_weight_decay >= 0,
+               f"user_weight_decay must be >= 0, got {self.user_weight_decay}")
+        _check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables it), got "
+               f"{self.grad_clip}")
+        _check(self.eval_batch_size >= 1,
+               f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         _check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
 
 

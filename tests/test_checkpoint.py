@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 from torch import Tensor
-from train_helper import TinyModel, kill_cfg, toy_split
+from train_helper import TinyModel, kill_cfg, run_toy, toy_split
 
 from seqrec import checkpoint as ckpt
 from seqrec.config import to_dict
-from seqrec.train import CHECKPOINT_FILE, MODEL_FILE, train_run
+from seqrec.train import CHECKPOINT_FILE, MODEL_FILE
 
 CPU = torch.device("cpu")
 HELPER = Path(__file__).with_name("train_helper.py")
@@ -143,7 +143,7 @@ def reference(tmp_path_factory) -> dict[bool, tuple[dict, dict[str, Tensor]]]:
     out = {}
     for retrain in (True, False):
         run_dir = tmp_path_factory.mktemp(f"ref{retrain}")
-        rec = train_run(toy_split(), kill_cfg(retrain), run_dir, CPU, run_id="kill",
+        rec = run_toy(toy_split(), kill_cfg(retrain), run_dir, CPU, run_id="kill",
                         progress=False, keep_model=True, model_factory=factory)
         out[retrain] = (rec, weights(run_dir))
     torch.set_num_threads(before)
@@ -184,7 +184,7 @@ def test_sigkill_and_resume_is_bitwise_identical(tmp_path: Path, reference, kill
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert not (run_dir / "record.json").exists()
-    rec = train_run(toy_split(), kill_cfg(retrain), run_dir, CPU, run_id="kill", progress=False,
+    rec = run_toy(toy_split(), kill_cfg(retrain), run_dir, CPU, run_id="kill", progress=False,
                     keep_model=True, model_factory=factory)
     # It resumed from a checkpoint of the killed process, at or after the one seen.
     assert rec["resumed_from"]["stage"] == kill_in_stage
@@ -215,7 +215,7 @@ def test_crash_and_damaged_checkpoints_fall_back(tmp_path: Path, reference, dama
     run_dir = tmp_path / "run"
     cfg = kill_cfg(retrain)
     # 17 training batches + 1 validation batch per epoch: crash during stage (a) epoch 3.
-    crashed = train_run(toy_split(), cfg, run_dir, CPU, run_id="kill", progress=False,
+    crashed = run_toy(toy_split(), cfg, run_dir, CPU, run_id="kill", progress=False,
                         keep_model=True, model_factory=failing_factory(3 * 18 + 5))
     assert crashed["status"] == "failed" and "simulated crash" in crashed["reason"]
     assert [h["epoch"] for h in crashed["history"]] == [0, 1, 2]  # the epochs it finished
@@ -230,8 +230,8 @@ def test_crash_and_damaged_checkpoints_fall_back(tmp_path: Path, reference, dama
         expect, resumed = "from scratch", None
 
     def retry() -> dict:
-        return train_run(toy_split(), cfg, run_dir, CPU, run_id="kill", progress=False,
-                         keep_model=True, model_factory=factory, retry_failed=True)
+        return run_toy(toy_split(), cfg, run_dir, CPU, run_id="kill", progress=False,
+                       keep_model=True, model_factory=factory)
 
     if expect is None:
         rec = retry()
@@ -250,5 +250,5 @@ def test_checkpoint_of_another_config_is_refused(tmp_path: Path) -> None:
     p["config"] = to_dict(kill_cfg(False))
     ckpt.save_checkpoint(run_dir / CHECKPOINT_FILE, p)
     with pytest.raises(ValueError, match="different configuration"):
-        train_run(toy_split(), cfg, run_dir, CPU, run_id="x", progress=False,
+        run_toy(toy_split(), cfg, run_dir, CPU, run_id="x", progress=False,
                   model_factory=factory)

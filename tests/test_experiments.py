@@ -1,13 +1,16 @@
 import pytest
 
-from seqrec.experiments import grid, shard
-from seqrec.runner import select
+from seqrec.config import get_setting
+from seqrec.data.source import DataRef
+from seqrec.data.synthetic import SynthConfig, write_synthetic
+from seqrec.experiment import select, shard
+from seqrec.experiments import EXPERIMENTS, THESIS_EXPERIMENTS, grid
 
 
 def test_thesis_grids_have_the_thesis_sizes():
     e1 = grid("exp1", "thesis", baselines=())
     assert len(e1) == 2 * 10 * 2  # thresholds x chunks x (gru, user_gru)
-    assert {(s.group, s.config.data.threshold) for s in e1} == {("exp1.1", 20), ("exp1.2", 2)}
+    assert {(s.value, s.config.data.threshold) for s in e1} == {(20, 20), (2, 2)}
     assert all(s.config.model.embedding_size == 1000 and s.config.model.hidden_size == 1000
                for s in e1)
     e2 = grid("exp2", "thesis", baselines=())
@@ -34,10 +37,68 @@ def test_run_ids_are_unique_and_stable():
 
 
 def test_overrides_apply_last_and_seeds_expand():
-    specs = grid("exp4", "smoke", ["seq_len=7", "seeds=2"], baselines=())
+    specs = grid("exp4", "smoke", ["seq_len=7", "seeds=2", "lr=0.05"], baselines=())
     assert {s.config.data.seq_len for s in specs} == {7}
+    assert {s.config.train.lr for s in specs} == {0.05}
     assert {s.seed for s in specs} == {0, 1}
     assert {s.config.train.seed for s in specs} == {0, 1}
+    # The seed count is the grid's: a grid of 2 seeds holds the runs of a grid of 1.
+    one = {s.run_id for s in grid("exp4", "smoke", ["seq_len=7", "lr=0.05"], baselines=())}
+    assert one < {s.run_id for s in specs}
+
+
+AXES = {"exp1": ("threshold", "3,4", (3, 4)), "exp2": ("train_start_frac", "0.2,0.4", (0.2, 0.4)),
+        "exp3": ("embedding_size", "16,-1", (16, -1)), "exp4": ("seq_len", "10,20", (10, 20))}
+
+
+@pytest.mark.parametrize("name", sorted(AXES))
+@pytest.mark.parametrize("prof", ["smoke", "thesis"])
+def test_overriding_an_axis_sets_its_points_and_labels_each_run_by_what_it_trains(name, prof):
+    # Before: `--set seq_len=10` kept exp 4's points 5 and 10 as labels, both training L = 10
+    # under one hash, and the report drew them as two points of the curve.
+    axis, text, values = AXES[name]
+    for override, points in ((f"{axis}={text}", values), (f"{axis}={text.split(',')[0]}",
+                                                          values[:1])):
+        specs = grid(name, prof, [override])
+        assert specs and {s.value for s in specs} == set(points)
+        for s in specs:
+            assert s.axis == axis and s.value == get_setting(s.config, axis)
+            assert f"-{axis}{'onehot' if s.value == -1 else s.value}-" in s.run_id
+        assert len({s.run_id for s in specs}) == len(specs)
+    with pytest.raises(ValueError, match="repeats"):
+        grid(name, prof, [f"{axis}={text.split(',')[0]},{text.split(',')[0]}"])
+
+
+def test_the_model_name_is_not_an_override():
+    with pytest.raises(ValueError, match="--models"):
+        grid("exp4", "smoke", ["name=dnc"])
+    with pytest.raises(ValueError, match="--models"):
+        grid("exp4", "smoke", ["model.name=dnc"])
+
+
+def test_the_data_is_part_of_every_run_id(tmp_path):
+    # Before: run ids hashed settings, chunk and group only, so a grid run on one log and then
+    # on another into the same folder returned the first log's records for the second.
+    a = write_synthetic(tmp_path / "a.tsv", SynthConfig(n_rows=2_000, n_users=4, seed=1))
+    b = write_synthetic(tmp_path / "b.tsv", SynthConfig(n_rows=2_000, n_users=4, seed=2))
+    ids = [{s.run_id for s in grid("exp2", "smoke", data=ref)}
+           for ref in (DataRef.file(a), DataRef.file(b), None)]
+    assert all(len(x) == len(grid("exp2", "smoke")) for x in ids)
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    # The built-in data's fingerprint is its generator's settings: the same ids every time.
+    assert ids[2] == {s.run_id for s in grid("exp2", "smoke")}
+    assert {s.data.fingerprint for s in grid("exp2", "smoke")} == {
+        DataRef.of(None, "smoke").fingerprint}
+    with pytest.raises(ValueError, match="is a folder"):
+        DataRef.file(tmp_path)
+
+
+def test_the_registry_defines_every_experiment_once():
+    assert THESIS_EXPERIMENTS == ("exp1", "exp2", "exp3", "exp4")
+    assert "validate" in EXPERIMENTS and not EXPERIMENTS["validate"].thesis
+    for exp in EXPERIMENTS.values():
+        assert set(exp.points) == set(exp.chunks)
+        assert exp.table is not None and exp.title and exp.description
 
 
 def test_shards_partition_a_grid_without_overlap_or_gap():
@@ -57,8 +118,8 @@ def test_only_selects_by_glob_or_substring():
     specs = grid("exp1", "smoke")
     chosen = select(specs, only=["user_gru"])
     assert chosen and all(s.model == "user_gru" for s in chosen)
-    assert select(specs, only=["exp1.2-c1-gru-*"]) == [
-        s for s in specs if s.group == "exp1.2" and s.chunk == 1 and s.model == "gru"]
+    assert select(specs, only=["exp1-c1-gru-threshold2-*"]) == [
+        s for s in specs if s.value == 2 and s.chunk == 1 and s.model == "gru"]
 
 
 def test_unknown_experiment_and_model_are_clear_errors():

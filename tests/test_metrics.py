@@ -113,6 +113,9 @@ class FixedScores(nn.Module):
     """Scores from a table indexed by the last input item (and a user bias): a deterministic
     stand-in for a trained model."""
 
+    kind = "neural"
+    uses_users = True
+
     def __init__(self, table: Tensor, user_bias: Tensor) -> None:
         super().__init__()
         self.table, self.user_bias = table, user_bias

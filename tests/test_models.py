@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from seqrec.config import ModelConfig
-from seqrec.models import REGISTRY, build_model, model_class
+from seqrec.models import REGISTRY, ModelEntry, build_model, model_class, model_label
+from seqrec.models.contract import Countable, Recommender, Trainable, scores_are_logits
 from seqrec.models.dropout import dropout_mask
 from seqrec.models.gru import (
     GRU,
@@ -55,12 +56,25 @@ def test_registry_names_and_lazy_errors():
     assert model_class("gru") is GRU
     with pytest.raises(ValueError, match="unknown model"):
         model_class("nope")
-    REGISTRY["_missing"] = "seqrec.models._not_there:X"
+    REGISTRY["_missing"] = ModelEntry("_missing", "Missing", "neural",
+                                      "seqrec.models._not_there:X")
     try:
         with pytest.raises(ValueError, match="not installed"):
             model_class("_missing")
     finally:
         del REGISTRY["_missing"]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_model_follows_the_contract_of_its_registry_row(name):
+    row = REGISTRY[name]
+    cls = model_class(name)
+    assert cls.kind == row.kind and cls.uses_users == row.user_based
+    model = build_model(small_cfg(name, hidden_size=8, attention_heads=2), N_ITEMS, N_USERS)
+    assert isinstance(model, Recommender)
+    assert isinstance(model, Trainable if row.kind == "neural" else Countable)
+    assert scores_are_logits(model) == (row.kind == "neural")
+    assert model_label(name) == row.label
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
@@ -144,7 +158,7 @@ def test_gru_state_carries_across_windows():
 
 def test_build_model_gru():
     m = build_model(small_cfg("gru"), N_ITEMS, N_USERS)
-    assert isinstance(m, GRU) and m.requires_training
+    assert isinstance(m, GRU) and m.kind == "neural"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -297,14 +297,16 @@ def log60k():
     return generated_log(120_000, 8, 2_000, seed=1)
 
 
-def thesis_data(group: str) -> DataConfig:
-    """The data settings of a group of the thesis' grid (its first point)."""
-    specs = grid(group.split(".")[0], "thesis", baselines=())
-    return next(s.config.data for s in specs if s.group == group)
+def thesis_data(name: str) -> DataConfig:
+    """The data settings of an experiment of the thesis' grid: `exp1@20` is exp 1 at threshold
+    20; a bare name is the experiment's first point."""
+    experiment, _, value = name.partition("@")
+    specs = grid(experiment, "thesis", baselines=())
+    return next(s.config.data for s in specs if not value or str(s.value) == value)
 
 
 # Taken from the experiment grids themselves, so a change there is tested here.
-EXPERIMENTS = {g: thesis_data(g) for g in ("exp1.1", "exp1.2", "exp2", "exp4")}
+EXPERIMENTS = {g: thesis_data(g) for g in ("exp1@20", "exp1@2", "exp2", "exp4")}
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))

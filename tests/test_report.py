@@ -3,28 +3,18 @@ tests decide correctly, and the report files are written from a partial grid."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 
 import numpy as np
 import pytest
 
-from seqrec.report import (
-    build_report,
-    figure_exp1,
-    figure_exp3,
-    figure_exp4,
-    load_records,
-    paired_test,
-    table_exp1,
-    table_exp2,
-    table_exp3,
-    table_exp4,
-    to_latex,
-    to_markdown,
-    twin_tests,
-)
+from seqrec.experiments import grid as experiment_grid
+from seqrec.record import RunRecord, write_record
+from seqrec.report import build_report, load_records, paired_test, to_latex, to_markdown, twin_tests
+from seqrec.report.build import Chapter, chapters, render_report
+from seqrec.report.figures import figure_exp1, figure_exp3, figure_exp4
+from seqrec.report.tables import table_exp1, table_exp2, table_exp3, table_exp4
 
 BASE = {"gru": 0.30, "user_gru": 0.32, "dnc": 0.28, "user_dnc": 0.29, "pop": 0.05, "sasrec": 0.33}
 THIRD_SHIFT = {"popular": 0.15, "semi": 0.0, "unpopular": -0.12}
@@ -42,13 +32,13 @@ def metrics_for(model: str, chunk: int, seed: int, value: float, shift: float = 
 
 def record(experiment: str, group: str, model: str, chunk: int, seed: int, axis: str,
            value: float, *, threshold: int = 20, train_frac: float = 0.9, status: str = "ok",
-           reason: str | None = None) -> dict:
+           reason: str | None = None) -> RunRecord:
     run_id = f"{group}-c{chunk}-{model}-s{seed}-v{value}"
     ok = status == "ok"
     metrics = metrics_for(model, chunk, seed, value) if ok else {}
     thirds = {t: metrics_for(model, chunk, seed, value, s) for t, s in THIRD_SHIFT.items()}
     n_items = 400 + 10 * chunk
-    return {
+    return RunRecord.from_json({
         "run_id": run_id, "status": status, "reason": reason,
         "spec": {"experiment": experiment, "group": group, "model": model, "chunk": chunk,
                  "seed": seed, "axis": axis, "value": value, "profile": "smoke"},
@@ -66,10 +56,10 @@ def record(experiment: str, group: str, model: str, chunk: int, seed: int, axis:
                                             + 0.01 * seed) if ok else None,
         "history": [], "n_items": n_items, "n_users": 50, "seq_per_s": 1000.0, "device": "cpu",
         "seed": seed, "seconds": 1.0,
-    }
+    })
 
 
-def grid() -> tuple[list[dict], list[dict]]:
+def grid() -> tuple[list[RunRecord], list]:
     """(records written, expected grid): exp1..exp4 with one missing and one failed run."""
     expected = []
     for group, thr in (("exp1.1", 20), ("exp1.2", 2)):
@@ -93,30 +83,29 @@ def grid() -> tuple[list[dict], list[dict]]:
     failed_id = "exp1.2-c2-gru-s0-v2"
     records = []
     for r in expected:
-        if r["run_id"] == missing_id:
+        if r.run_id == missing_id:
             continue
-        if r["run_id"] == failed_id:
+        if r.run_id == failed_id:
             r = record("exp1", "exp1.2", "gru", 2, 0, "threshold", 2, threshold=2,
                        status="failed", reason="NaN loss at epoch 1; lower lr")
         records.append(r)
-    return records, [{"run_id": r["run_id"], "spec": r["spec"]} for r in expected]
+    return records, [r.spec for r in expected]
 
 
-def write_records(out, records: list[dict]) -> None:
+def write_records(out, records: list[RunRecord]) -> None:
     for r in records:
-        folder = out / "runs" / r["run_id"]
-        folder.mkdir(parents=True)
-        (folder / "record.json").write_text(json.dumps(r))
+        write_record(out / "runs" / r.run_id, r)
 
 
 @pytest.fixture(scope="module")
-def records() -> list[dict]:
+def records() -> list[RunRecord]:
     return grid()[0]
 
 
-def value(records: list[dict], run_id: str, key: str = "recall@20", third: str | None = None):
-    (r,) = [r for r in records if r["run_id"] == run_id]
-    return r["metrics_by_popularity"][third][key] if third else r["metrics"][key]
+def value(records: list[RunRecord], run_id: str, key: str = "recall@20",
+          third: str | None = None):
+    (r,) = [r for r in records if r.run_id == run_id]
+    return r.metrics_by_popularity[third][key] if third else r.metrics[key]
 
 
 # ------------------------------------------------------------------------------------------
@@ -127,9 +116,13 @@ def test_load_records_skips_damaged_files_with_a_warning(tmp_path, records):
     bad = tmp_path / "runs" / "broken" / "record.json"
     bad.parent.mkdir()
     bad.write_text('{"run_id": "bro')
-    with pytest.warns(UserWarning, match="broken"):
+    listed = tmp_path / "runs" / "listed" / "record.json"
+    listed.parent.mkdir()
+    listed.write_text("[1, 2]")
+    with pytest.warns(UserWarning, match="broken") as caught:
         loaded = load_records(tmp_path)
-    assert [r["run_id"] for r in loaded] == sorted(r["run_id"] for r in records[:3])
+    assert any("listed" in str(w.message) and "JSON list" in str(w.message) for w in caught)
+    assert loaded == sorted(records[:3], key=lambda r: r.run_id)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_records(tmp_path / "nowhere")
 
@@ -139,11 +132,14 @@ def test_load_records_skips_damaged_files_with_a_warning(tmp_path, records):
 
 def test_table_exp1_cells_by_metric_model_and_threshold(records):
     t = table_exp1(records)
-    assert list(t.columns) == ["Group", "Threshold", "Model", "Metric", "Chunk 0", "Chunk 1",
-                               "Chunk 2", "Mean", "Mean std", "Runs"]
+    assert list(t.columns) == ["Threshold", "Model", "Metric", "Chunk 0", "Chunk 1", "Chunk 2",
+                               "Mean", "Mean std", "Runs"]
+    assert list(dict.fromkeys(t["Threshold"])) == [20, 2]  # the thesis' order: 1.1, then 1.2
 
     def row(group, model, metric):
-        (i,) = t.index[(t["Group"] == group) & (t["Model"] == model) & (t["Metric"] == metric)]
+        threshold = {"exp1.1": 20, "exp1.2": 2}[group]
+        (i,) = t.index[(t["Threshold"] == threshold) & (t["Model"] == model)
+                       & (t["Metric"] == metric)]
         return t.loc[i]
 
     r = row("exp1.1", "User-based GRU", "Recall@20")
@@ -185,8 +181,8 @@ def test_table_exp3_one_hot_last_at_item_count(records):
     assert list(t["Embedding"]) == ["32", "64", "one-hot"]
     onehot = t.iloc[2]
     assert onehot["Embedding size"] == pytest.approx((400 + 410) / 2)
-    losses = [r["best_val_loss"] for r in records if r["run_id"].startswith("exp3-")
-              and r["spec"]["value"] == -1]
+    losses = [r.best_val_loss for r in records if r.run_id.startswith("exp3-")
+              and r.spec.value == -1]
     assert onehot["Best validation loss"] == pytest.approx(statistics.mean(losses))
     assert onehot["Best validation loss std"] == pytest.approx(statistics.stdev(losses))
     assert "| GRU | one-hot | 405 | " in to_markdown(t)
@@ -319,16 +315,14 @@ def test_twin_tests_pair_by_chunk_and_seed(records):
 # ------------------------------------------------------------------------------------------
 # The whole report
 
-def test_build_report_from_partial_grid(tmp_path):
+def test_render_report_from_partial_grid(tmp_path):
     records, expected = grid()
-    other = record("validate", "validate", "sasrec", 0, 0, "model", 0)
-    # A run of exp 3 from other settings (another run id) in the same folder, with a far-off
-    # loss: it must not be pooled into the exp 3 table.
-    stale = record("exp3", "exp3", "gru", 0, 0, "embedding_size", 32)
-    stale["run_id"] += "-othersettings"
-    stale["best_val_loss"] = 60.0
-    write_records(tmp_path, [*records, other, stale])
-    path = build_report(tmp_path, expected=expected)
+    other = record("custom", "custom", "sasrec", 0, 0, "model", 0)
+    write_records(tmp_path, [*records, other])
+    loaded = load_records(tmp_path)
+    chapter = Chapter("Runs 1", ["Data: hand-made records"], loaded, expected,
+                      names=["exp1", "exp2", "exp3", "exp4", "custom"])
+    path = render_report(tmp_path, [chapter])
     folder = tmp_path / "report"
     assert path == folder / "report.md"
     for name in ("exp1", "exp2", "exp3", "exp4"):
@@ -338,32 +332,60 @@ def test_build_report_from_partial_grid(tmp_path):
     pdf = (folder / "report.pdf").read_bytes()
     assert pdf[:5] == b"%PDF-" and len(pdf) > 10_000
     md = path.read_text()
+    assert "Data: hand-made records" in md
     assert "![Exp 1" in md and "(exp1.png)" in md and "(exp4.png)" in md
     assert "`exp1.2-c2-gru-s0-v2`" in md and "NaN loss at epoch 1; lower lr" in md
     assert "Missing runs: 1 of" in md and "`exp1.2-c2-user_gru-s0-v2`" in md
     assert "19 finished (seeds 0, 1), 1 failed, 1 missing" in md  # exp 1 summary line
-    assert "1 record from other settings or data left out" in md
-    assert "left out of the tables: 1" in md and "`exp3-c0-gru-s0-v32-othersettings`" in md
-    # Chunks 0 and 1 of the grid only: losses 6.00625 and 5.90625 (not the stale 60.0).
+    # Chunks 0 and 1: losses 6.00625 and 5.90625.
     assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 2 |" in (folder / "exp3.md").read_text()
-    assert "6 finished (seeds 0), 0 failed, 0 missing" in md  # exp 3: the stale run not counted
     assert "User-based GRU" in md and "user_gru beats gru on recall@20" in md
     assert "no runs yet" not in md
-    # An experiment outside exp1..exp4 gets a per-run table of its own.
-    assert "## Other runs: validate" in md and "| validate | SASRec | 0 | 0 |" in md
-    assert "(validation.md)" not in md  # no link until `seqrec validate` has written it
-    (folder / "validation.md").write_text("# Validation\n")
-    assert "[validation.md](validation.md)" in build_report(tmp_path, expected=expected).read_text()
+    # An experiment outside the registry gets a per-run table of its own.
+    assert "## Other runs: custom" in md and "| custom | SASRec | 0 | 0 |" in md
 
 
-def test_status_lists_accept_flat_expected_specs(records):
+def fake_records(specs, recall: float) -> list[RunRecord]:
+    """Finished records of real grid specs, with one made-up Recall@20."""
+    return [RunRecord(spec=s.label(), status="ok", config={"data": {"seq_len": 5}},
+                      request=s.request.to_json(), data=s.data.to_json(),
+                      metrics={"recall@20": recall, "recall@1": recall / 2},
+                      best_val_loss=5.0) for s in specs]
+
+
+def test_records_of_other_settings_get_their_own_chapter_never_pooled(tmp_path):
+    # Before: records of other settings in one folder were pooled into the tables as extra
+    # seeds (`make demo` over an older demo_out: 178 records for 89 runs).
+    one = experiment_grid("exp3", "smoke", ["epochs=1"])
+    two = experiment_grid("exp3", "smoke", ["epochs=2"])
+    records = fake_records(one, 0.1) + fake_records(two, 0.3)[:-1]
+    parts = chapters(records)
+    assert [len(c.records) for c in parts] == [len(one), len(two) - 1]
+    assert [len(c.expected) for c in parts] == [len(one), len(two)]
+    assert "settings: epochs=1" in parts[0].context[-1]
+    assert "settings: epochs=2" in parts[1].context[-1]
+    assert parts[0].suffix != parts[1].suffix
+    write_records(tmp_path, records)
+    md = build_report(tmp_path).read_text()
+    assert md.count("# Runs ") == 2 and "Missing runs: 1 of" in md and "Missing runs: 0 of" in md
+    # A grid whose runs all belong to a larger one (1 seed inside 2 seeds) is not a chapter.
+    seeds = experiment_grid("exp3", "smoke", ["epochs=1", "seeds=2"])
+    parts = chapters(fake_records(one, 0.1) + fake_records(seeds, 0.1)[len(one):])
+    assert len(parts) == 1 and len(parts[0].expected) == len(seeds)
+    # Records without a request (an older seqrec) are shown apart, missing runs unknown.
+    parts = chapters([*fake_records(one, 0.1), record("exp4", "exp4", "gru", 0, 0, "seq_len",
+                                                      5)])
+    assert [c.title for c in parts] == ["Runs 1", "Records without a grid request"]
+    assert parts[1].expected is None
+
+
+def test_status_lists_take_expected_labels(records):
+    from seqrec.record import RunLabel
     from seqrec.report import status_lists
-    flat = [{**records[0]["spec"], "run_id": records[0]["run_id"]},
-            {"experiment": "exp2", "model": "gru", "run_id": "never-ran"}]
-    failed, missing = status_lists(records, flat)
-    assert [m["run_id"] for m in missing] == ["never-ran"]
-    assert missing[0]["spec"]["model"] == "gru"
-    assert [f["run_id"] for f in failed] == ["exp1.2-c2-gru-s0-v2"]
+    expected = [records[0].spec, RunLabel("never-ran", "exp2", model="gru")]
+    failed, missing = status_lists(records, expected)
+    assert [m.run_id for m in missing] == ["never-ran"] and missing[0].model == "gru"
+    assert [f.run_id for f in failed] == ["exp1.2-c2-gru-s0-v2"]
     # A failed run that was rerun successfully is no longer listed as failed.
     rerun = record("exp1", "exp1.2", "gru", 2, 0, "threshold", 2, threshold=2)
     assert status_lists([*records, rerun], None)[0] == []
@@ -389,12 +411,13 @@ def test_long_tables_paginate_with_repeated_header():
     assert [x for b in body for x in b[2:]] == lines[2:]  # every row once, in order
 
 
-def test_build_report_with_no_runs(tmp_path):
+def test_report_of_failed_runs_only(tmp_path):
     expected = grid()[1]
     write_records(tmp_path, [record("exp3", "exp3", "gru", 0, 0, "embedding_size", 32,
                                     status="failed", reason="out of memory")])
-    path = build_report(tmp_path, expected=expected[:2], experiments=["exp1", "exp3"])
-    md = path.read_text()
+    chapter = Chapter("Runs 1", [], load_records(tmp_path), expected[:2],
+                      names=["exp1", "exp3"])
+    md = render_report(tmp_path, [chapter]).read_text()
     assert md.count("no runs yet") == 2
     assert "no runs yet (1 failed, listed below)" in md and "out of memory" in md
     assert "Missing runs: 2 of 2" in md

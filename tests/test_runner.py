@@ -14,8 +14,10 @@ import pytest
 
 from seqrec import runner
 from seqrec.cli import main
+from seqrec.data.source import DataRef
 from seqrec.data.synthetic import SynthConfig, write_synthetic
 from seqrec.experiments import grid
+from seqrec.record import read_record
 
 # Tiny sizes: every model trains in well under a second per epoch.
 TINY = ["epochs=1", "hidden_size=8", "embedding_size=8", "memory_cells=4", "word_size=4",
@@ -49,6 +51,9 @@ def test_bad_input_is_one_clear_sentence(tmp_path, capsys):
                  "--experiment", "exp1"]) == 2
     err = capsys.readouterr().err
     assert "missing.tsv" in err and "does not exist" in err and "Traceback" not in err
+    assert main(["run", "--experiment", "exp1", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "o"), "--dry-run"]) == 2
+    assert "is a folder" in capsys.readouterr().err
     a_file = tmp_path / "file"
     a_file.write_text("x")
     assert main(["run", "--experiment", "exp1", "--out", str(a_file / "sub")]) == 2
@@ -93,54 +98,140 @@ def test_train_prints_its_record_and_does_not_train_twice(log, tmp_path, capsys)
     assert record.stat().st_mtime_ns == stamp
 
 
-def test_run_skips_finished_runs_and_builds_a_report(log, tmp_path, monkeypatch):
-    overrides = TINY
-    recs = runner.run_experiment("exp2", tmp_path, data=log, overrides=overrides,
-                                 progress=False, log=lambda *a: None)
-    assert len(recs) == len(grid("exp2", "smoke", overrides))
-    assert all(r["status"] == "ok" for r in recs)
+def quiet(**kwargs) -> dict:
+    return dict(progress=False, log=lambda *a: None, **kwargs)
+
+
+def test_run_skips_finished_runs_and_builds_a_report(log, tmp_path, monkeypatch, capsys):
+    recs = runner.run_experiment("exp2", tmp_path, data=log, overrides=TINY, **quiet())
+    assert len(recs) == len(grid("exp2", "smoke", TINY))
+    assert all(r.ok for r in recs)
+    assert {r.data["fingerprint"] for r in recs} == {DataRef.file(log).fingerprint}
+    assert {r.data["rows_read"] for r in recs} == {20_000}
+    assert all(r.request["experiment"] == "exp2" for r in recs)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr("seqrec.train.train_run", no_training)
-    again = runner.run_experiment("exp2", tmp_path, data=log, overrides=overrides,
-                                  progress=False, log=lambda *a: None)
+    again = runner.run_experiment("exp2", tmp_path, data=log, overrides=TINY, **quiet())
     assert again == recs
-    assert main(["report", "--out", str(tmp_path), "--set", "epochs=1", "--set",
-                 "hidden_size=8", "--set", "embedding_size=8", "--set", "memory_cells=4",
-                 "--set", "word_size=4", "--set", "batch_size=512"]) == 0
+    # The report takes the grid, its settings and its data from the records: no --profile,
+    # no --set (before: without them it wrote "0 run records ... no runs yet" over a good one).
+    assert main(["report", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "Exp 2" in text and (tmp_path / "report" / "report.pdf").stat().st_size > 0
+    assert "Exp 2" in text and "no runs yet" not in text
+    assert f"{len(recs)} run records: {len(recs)} finished, 0 failed; 0 of {len(recs)} expected" \
+        in text
+    assert str(log) in text and "20,000 rows read" in text
+    assert (tmp_path / "report" / "report.pdf").stat().st_size > 0
+
+
+def test_report_never_replaces_a_report_with_an_empty_one(tmp_path, capsys):
+    (tmp_path / "report").mkdir(parents=True)
+    (tmp_path / "report" / "report.md").write_text("a report with runs\n")
+    assert main(["report", "--out", str(tmp_path)]) == 1
+    assert "no run records" in capsys.readouterr().out
+    assert (tmp_path / "report" / "report.md").read_text() == "a report with runs\n"
+
+
+def test_one_grid_on_two_logs_trains_both_and_the_report_keeps_them_apart(tmp_path):
+    # Before: the second log's runs were skipped as done and the first log's records returned.
+    other = write_synthetic(tmp_path / "other.tsv", SynthConfig(n_rows=20_000, n_users=6,
+                                                                seed=4))
+    first = write_synthetic(tmp_path / "first.tsv", SynthConfig(n_rows=20_000, n_users=6,
+                                                                seed=3))
+    out = tmp_path / "out"
+    kw = quiet(overrides=TINY, models=("gru",), baselines=("pop",))
+    a = runner.run_experiment("exp2", out, data=first, **kw)
+    b = runner.run_experiment("exp2", out, data=other, **kw)
+    assert len(a) == len(b) == 4 and not {r.run_id for r in a} & {r.run_id for r in b}
+    assert {r.metrics["recall@20"] for r in a} != {r.metrics["recall@20"] for r in b}
+    assert len(list((out / "runs").glob("*/record.json"))) == 8
+    from seqrec.report.build import build_report
+
+    text = build_report(out).read_text()
+    assert text.count("# Runs ") == 2 and str(first) in text and str(other) in text
+    assert text.count("4 run records: 4 finished, 0 failed; 0 of 4 expected") == 2
+    tables = sorted(p.name for p in (out / "report").glob("exp2-*.md"))
+    assert len(tables) == 2 and all("tests" not in t for t in tables)
 
 
 def test_dry_run_shows_status(log, tmp_path, capsys):
-    spec = grid("exp1", "smoke", TINY)[0]
-    runner.run_specs([spec], runner.data_source(log, tmp_path), tmp_path, progress=False,
-                     log=lambda *a: None)
-    args = ["run", "--experiment", "exp1", "--out", str(tmp_path), "--dry-run"]
+    spec = grid("exp1", "smoke", TINY, data=DataRef.file(log))[0]
+    runner.run_specs([spec], tmp_path, **quiet())
+    args = ["run", "--experiment", "exp1", "--data", str(log), "--out", str(tmp_path),
+            "--dry-run"]
     for o in TINY:
         args += ["--set", o]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"ok       {spec.run_id}"
     assert lines[-1] == f"1 ok, {len(lines) - 2} todo"
+    # A record.json that holds valid JSON but no record object: the run is redone, with a
+    # warning (before: --dry-run crashed on it).
+    (runner.run_dir(tmp_path, spec) / "record.json").write_text("[1, 2]")
+    with pytest.warns(RuntimeWarning, match="holds a JSON list"):
+        assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"todo     {spec.run_id}"
 
 
-def test_a_failing_run_is_recorded_and_the_grid_goes_on(log, tmp_path):
-    # seq_len 60: exp 4's chunks of this log have no val windows that long.
-    specs = grid("exp4", "smoke", TINY + ["seq_len=60"], baselines=())[:2]
-    source = runner.data_source(log, tmp_path)
-    recs = runner.run_specs(specs, source, tmp_path, progress=False, log=lambda *a: None)
-    assert [r["status"] for r in recs] == ["failed", "failed"]
-    assert "seq_len" in recs[0]["reason"]
-    assert runner.status(tmp_path, specs[0]) == "failed"
+def test_data_that_cannot_be_prepared_stops_the_grid_and_records_nothing(log, tmp_path):
+    # seq_len 60: exp 4's chunks of this log have no val windows that long. Before: every spec
+    # got a failed record, and after fixing the setting `Run all` skipped them all.
+    with pytest.raises(runner.DataError, match="seq_len=60.*no window"):
+        runner.run_experiment("exp4", tmp_path, data=log, overrides=TINY + ["seq_len=60"],
+                              **quiet())
+    assert not list(tmp_path.glob("runs/*/record.json"))
+    code = main(["run", "--experiment", "exp4", "--data", str(log), "--out", str(tmp_path),
+                 "--set", "seq_len=60", "--quiet"])
+    assert code == 2 and not list(tmp_path.glob("runs/*/record.json"))
+
+
+def test_failed_runs_count_exit_non_zero_and_are_retried_on_request(log, tmp_path, monkeypatch,
+                                                                     capsys):
+    import seqrec.train.stages as stages
+    from seqrec.train import EpochResult
+
+    def diverging(*args, **kwargs):
+        return EpochResult(float("nan"), 0.1, 1.0)
+
+    monkeypatch.setattr(stages, "train_epoch", diverging)
+    args = ["run", "--experiment", "exp2", "--data", str(log), "--out", str(tmp_path),
+            "--models", "gru", "--baselines", "pop", "--quiet", "--no-report"]
+    for o in TINY:
+        args += ["--set", o]
+    assert main(args) == 1  # before: exit 0 with every run failed
+    out, err = capsys.readouterr()
+    assert "4 runs, 2 failed" in out and "2 of 4 runs failed" in err
+    assert "--retry-failed" in err
+    failed = [r for r in (read_record(p.parent) for p in tmp_path.glob("runs/*/record.json"))
+              if not r.ok]
+    assert len(failed) == 2 and all("training loss became nan" in r.reason for r in failed)
+    monkeypatch.undo()
+    assert main(args) == 1  # failed runs stay failed until asked
+    assert main([*args, "--retry-failed"]) == 0
+    assert "4 runs, 0 failed" in capsys.readouterr().out
+
+
+def test_a_damaged_record_is_redone_and_temporaries_are_cleaned(log, tmp_path):
+    spec = grid("exp4", "smoke", TINY, data=DataRef.file(log), models=("gru",),
+                baselines=())[0]
+    folder = runner.run_dir(tmp_path, spec)
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text('{"run_id": "x", "sta')  # cut by a crash of a copy
+    (folder / ".record.json.abc123.tmp").write_text("half a record")  # left by a kill
+    with pytest.warns(RuntimeWarning, match="cannot be read"):
+        (rec,) = runner.run_specs([spec], tmp_path, **quiet())
+    assert rec.ok and read_record(folder) == rec
+    assert not list(folder.glob(".*.tmp")) and not list(folder.glob("*.pt"))
 
 
 def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(log, tmp_path):
     long_run = ["epochs=12", "patience=12", "hidden_size=16", "embedding_size=16",
                 "batch_size=64"]
-    (spec,) = grid("exp4", "smoke", long_run, baselines=(), models=("gru",))[:1]
+    (spec,) = grid("exp4", "smoke", long_run, baselines=(), models=("gru",),
+                   data=DataRef.file(log))[:1]
     args = ["run", "--experiment", "exp4", "--data", str(log), "--quiet", "--no-report",
             "--only", spec.run_id]
     for o in long_run:
@@ -159,11 +250,10 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(log, tmp_path):
     assert was_running, "the run ended before it could be killed"
     assert runner.status(killed, spec) == "partial"
 
-    quiet = dict(progress=False, log=lambda *a: None)
-    (resumed,) = runner.run_specs([spec], runner.data_source(log, killed), killed, **quiet)
+    (resumed,) = runner.run_specs([spec], killed, **quiet())
     plain = tmp_path / "plain"
-    (uninterrupted,) = runner.run_specs([spec], runner.data_source(log, plain), plain, **quiet)
-    assert resumed["resumed_from"] is not None
-    assert resumed["metrics"] == uninterrupted["metrics"]
-    assert ([h["train_loss"] for h in resumed["history"]]
-            == [h["train_loss"] for h in uninterrupted["history"]])
+    (uninterrupted,) = runner.run_specs([spec], plain, **quiet())
+    assert resumed.resumed_from is not None
+    assert resumed.metrics == uninterrupted.metrics
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"]
+                                                         for h in uninterrupted.history]

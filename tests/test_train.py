@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
-from train_helper import TinyModel, kill_cfg, random_split, toy_split
+from train_helper import TinyModel, kill_cfg, random_split, run_toy, toy_split
 
-import seqrec.train as train
+import seqrec.train.stages as stages
 from seqrec.config import apply_overrides
 from seqrec.data.windows import Split, Windows
+from seqrec.record import RunRecord
 from seqrec.train import (
     EarlyStopping,
     early_stopping_step,
     epoch_order,
     epochs_kept,
     train_epoch,
-    train_run,
 )
 
 CPU = torch.device("cpu")
@@ -80,9 +80,9 @@ def tiny(n: int, u: int) -> nn.Module:
 def test_stages_follow_scripted_validation_losses(tmp_path: Path, monkeypatch) -> None:
     # Stage (a) stops at epoch 2 (patience 1), so stage (b) trains epochs_kept = 2 epochs.
     losses = iter([3.0, 2.0, 2.5, 1.0, 1.0])
-    monkeypatch.setattr(train, "mean_loss", lambda *a, **k: next(losses))
+    monkeypatch.setattr(stages, "mean_loss", lambda *a, **k: next(losses))
     cfg = apply_overrides(kill_cfg(epochs=5), {"patience": 1})
-    rec = train_run(toy_split(), cfg, tmp_path / "r", CPU, run_id="s", progress=False,
+    rec = run_toy(toy_split(), cfg, tmp_path / "r", CPU, run_id="s", progress=False,
                     model_factory=tiny)
     assert [(h["stage"], h["epoch"]) for h in rec["history"]] == [
         ("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)]
@@ -94,13 +94,13 @@ def test_no_retrain_evaluates_the_best_epoch(tmp_path: Path, monkeypatch) -> Non
     # Best validation loss at epoch 0, stop at epoch 1: the weights after epoch 0 are tested,
     # which are those of a run that trains only one epoch.
     losses = iter([1.0, 2.0])
-    monkeypatch.setattr(train, "mean_loss", lambda *a, **k: next(losses))
+    monkeypatch.setattr(stages, "mean_loss", lambda *a, **k: next(losses))
     cfg = apply_overrides(kill_cfg(retrain=False, epochs=5), {"patience": 1})
-    rec = train_run(toy_split(), cfg, tmp_path / "best", CPU, run_id="best", progress=False,
+    rec = run_toy(toy_split(), cfg, tmp_path / "best", CPU, run_id="best", progress=False,
                     model_factory=tiny, keep_model=True)
     monkeypatch.undo()
     one = apply_overrides(cfg, {"epochs": 1})
-    rec1 = train_run(toy_split(), one, tmp_path / "one", CPU, run_id="one", progress=False,
+    rec1 = run_toy(toy_split(), one, tmp_path / "one", CPU, run_id="one", progress=False,
                      model_factory=tiny, keep_model=True)
     assert [h["stage"] for h in rec["history"]] == ["a", "a"]
     assert rec["epochs_kept"] == 1
@@ -112,7 +112,7 @@ def test_no_retrain_evaluates_the_best_epoch(tmp_path: Path, monkeypatch) -> Non
 
 def test_training_learns_a_predictable_sequence(tmp_path: Path) -> None:
     cfg = apply_overrides(kill_cfg(epochs=4), {"patience": 0})  # keep all 4 epochs
-    rec = train_run(toy_split(step=5), cfg, tmp_path / "r", CPU, run_id="learn", progress=False,
+    rec = run_toy(toy_split(step=5), cfg, tmp_path / "r", CPU, run_id="learn", progress=False,
                     model_factory=tiny)
     assert rec["status"] == "ok", rec["reason"]
     assert rec["metrics"]["recall@1"] > 0.9
@@ -123,7 +123,7 @@ def test_gru_from_the_registry_learns(tmp_path: Path) -> None:
     cfg = apply_overrides(kill_cfg(epochs=3), {
         "name": "gru", "embedding_size": 8, "hidden_size": 16, "patience": 0, "lr": 0.05,
         "input_dropout": 0.0})
-    rec = train_run(toy_split(step=5, length=80), cfg, tmp_path / "r", CPU, run_id="gru",
+    rec = run_toy(toy_split(step=5, length=80), cfg, tmp_path / "r", CPU, run_id="gru",
                     progress=False)
     assert rec["status"] == "ok", rec["reason"]
     assert rec["metrics"]["recall@1"] > 0.8
@@ -135,24 +135,14 @@ class NaNModel(TinyModel):
 
 
 def test_nan_loss_gives_a_failed_record(tmp_path: Path) -> None:
-    rec = train_run(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="nan-run",
+    rec = run_toy(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="nan-run",
                     progress=False, model_factory=lambda n, u: NaNModel(n, u))
     assert rec["status"] == "failed"
     assert "nan-run" in rec["reason"] and "epoch 0" in rec["reason"]
     assert "lr" in rec["reason"] and "grad_clip" in rec["reason"]
     assert rec["metrics"] == {}
-    on_disk = json.loads((tmp_path / "r" / "record.json").read_text())
-    assert on_disk == rec
-
-    def must_not_build(n: int, u: int) -> nn.Module:
-        raise AssertionError("a finished run must not train again")
-
-    again = train_run(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="nan-run",
-                      progress=False, model_factory=must_not_build)
-    assert again == rec
-    retried = train_run(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="nan-run",
-                        progress=False, model_factory=tiny, retry_failed=True)
-    assert retried["status"] == "ok"
+    # Training never writes the record (the runner owns the run folder: tests/test_runner.py).
+    assert not (tmp_path / "r" / "record.json").exists()
 
 
 def test_runtime_error_in_training_gives_a_failed_record(tmp_path: Path) -> None:
@@ -160,16 +150,15 @@ def test_runtime_error_in_training_gives_a_failed_record(tmp_path: Path) -> None
         def forward(self, items: Tensor, users: Tensor) -> Tensor:
             raise RuntimeError("CUDA error: something broke")
 
-    rec = train_run(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="broken",
+    rec = run_toy(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="broken",
                     progress=False, model_factory=lambda n, u: Broken(n, u))
     assert rec["status"] == "failed" and "broken" in rec["reason"]
     assert "something broke" in rec["reason"]
 
 
 def test_record_fields_and_types(tmp_path: Path) -> None:
-    spec = {"experiment": "exp4", "chunk": 1, "seq_len": 5}
-    rec = train_run(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="rec", spec=spec,
-                    progress=False, model_factory=tiny)
+    rec = run_toy(toy_split(), kill_cfg(), tmp_path / "r", CPU, run_id="rec",
+                  progress=False, model_factory=tiny)
     types = {"run_id": str, "status": str, "spec": dict, "config": dict, "split": dict,
              "metrics": dict, "metrics_by_popularity": dict, "n_items": int, "n_users": int,
              "epochs_kept": int, "best_val_loss": float, "history": list, "seq_per_s": float,
@@ -177,7 +166,8 @@ def test_record_fields_and_types(tmp_path: Path) -> None:
              "seconds": float}
     for key, typ in types.items():
         assert isinstance(rec[key], typ), key
-    assert rec["reason"] is None and rec["status"] == "ok" and rec["spec"] == spec
+    assert rec["reason"] is None and rec["status"] == "ok"
+    assert rec["spec"]["run_id"] == "rec" and rec["spec"]["experiment"] == "test"
     keys = {f"{m}@{k}" for m in ("recall", "mrr", "ndcg") for k in (1, 5)}
     assert set(rec["metrics"]) == keys
     assert set(rec["metrics_by_popularity"]) == {"popular", "semi", "unpopular"}
@@ -185,10 +175,10 @@ def test_record_fields_and_types(tmp_path: Path) -> None:
     assert rec["split"]["third_bounds"] and rec["split"]["windows"]["test"] == 12
     assert set(rec["versions"]) == {"python", "torch", "numpy", "seqrec"}
     for h in rec["history"]:
-        assert set(h) == {"stage", "epoch", "train_loss", "val_loss", "seconds", "seq_per_s"}
+        assert set(h) == {"stage", "epoch", "train_loss", "val_loss", "improved", "seconds",
+                          "seq_per_s"}
     assert rec["peak_memory_bytes"] > 0 and rec["seed"] == 3
-    assert json.loads((tmp_path / "r" / "record.json").read_text()) == rec
-    assert not (tmp_path / "r" / "ckpt.pt").exists()  # checkpoints removed after success
+    assert RunRecord.from_json(json.loads(json.dumps(rec))).to_json() == rec
 
 
 def test_out_of_range_ids_are_a_clear_error(tmp_path: Path) -> None:
@@ -197,11 +187,11 @@ def test_out_of_range_ids_are_a_clear_error(tmp_path: Path) -> None:
     bad.items[0] = 99
     split = Split(s.train, s.val, bad, s.n_items, s.n_users, s.item_counts, {}, {})
     with pytest.raises(ValueError, match="item ids of the test part"):
-        train_run(split, kill_cfg(), tmp_path / "r", CPU, run_id="ids", model_factory=tiny)
+        run_toy(split, kill_cfg(), tmp_path / "r", CPU, run_id="ids", model_factory=tiny)
     empty = Windows(s.val.items, s.val.users, np.zeros(0, np.int64), s.val.seq_len)
     split = Split(s.train, empty, s.test, s.n_items, s.n_users, s.item_counts, {}, {})
     with pytest.raises(ValueError, match="val part of the split has no windows"):
-        train_run(split, kill_cfg(), tmp_path / "r2", CPU, run_id="ids", model_factory=tiny)
+        run_toy(split, kill_cfg(), tmp_path / "r2", CPU, run_id="ids", model_factory=tiny)
 
 
 def test_grad_clip_limits_the_update() -> None:
@@ -228,7 +218,8 @@ def test_grad_clip_limits_the_update() -> None:
 class CountModel(nn.Module):
     """A count baseline stand-in: scores = training counts; records what it was fitted on."""
 
-    requires_training = False
+    kind = "count"
+    uses_users = False
 
     def __init__(self, n_items: int, log: list[int]) -> None:
         super().__init__()
@@ -248,22 +239,12 @@ class CountModel(nn.Module):
 def test_count_baseline_is_fitted_not_trained(tmp_path: Path, retrain: bool) -> None:
     split = random_split()
     fitted: list[int] = []
-    rec = train_run(split, kill_cfg(retrain=retrain), tmp_path / "r", CPU, run_id="pop",
+    rec = run_toy(split, kill_cfg(retrain=retrain), tmp_path / "r", CPU, run_id="pop",
                     progress=False, model_factory=lambda n, u: CountModel(n, fitted))
     assert rec["status"] == "ok", rec["reason"]
     # Fitted on train, then (retrain) a fresh model on train + val; no epochs.
     assert fitted == [len(split.train)] + ([len(split.train) + len(split.val)] if retrain else [])
     assert rec["n_test_windows"] == len(split.test) and rec["epochs_kept"] is None
-
-
-def test_unreadable_record_is_redone(tmp_path: Path) -> None:
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "record.json").write_text('{"run_id": "x", "sta')
-    with pytest.warns(RuntimeWarning, match="unreadable run record"):
-        rec = train_run(toy_split(), kill_cfg(epochs=1), tmp_path / "r", CPU, run_id="x",
-                        progress=False, model_factory=tiny)
-    assert rec["status"] == "ok"
-    assert json.loads((tmp_path / "r" / "record.json").read_text()) == rec
 
 
 def test_amp_is_a_no_op_on_cpu_and_compile_only_on_request(tmp_path: Path, monkeypatch) -> None:
@@ -275,10 +256,10 @@ def test_amp_is_a_no_op_on_cpu_and_compile_only_on_request(tmp_path: Path, monke
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     cfg = kill_cfg(epochs=2)
-    plain = train_run(toy_split(), cfg, tmp_path / "plain", CPU, run_id="p", progress=False,
+    plain = run_toy(toy_split(), cfg, tmp_path / "plain", CPU, run_id="p", progress=False,
                       model_factory=tiny)
     assert compiled == []
-    amp = train_run(toy_split(), apply_overrides(cfg, {"amp": True, "compile": True}),
+    amp = run_toy(toy_split(), apply_overrides(cfg, {"amp": True, "compile": True}),
                     tmp_path / "amp", CPU, run_id="a", progress=False, model_factory=tiny)
     assert len(compiled) == 2  # one per stage
     assert amp["metrics"] == plain["metrics"]

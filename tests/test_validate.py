@@ -12,6 +12,8 @@ import pytest
 from scipy import stats
 
 from seqrec.cli import main
+from seqrec.experiments import grid
+from seqrec.record import RunRecord
 from seqrec.report.validation import (
     MIN_EFFECT,
     figure_validation,
@@ -20,35 +22,35 @@ from seqrec.report.validation import (
     validation_table,
     write_validation_report,
 )
-from seqrec.validate import (
-    SCENARIOS,
-    SIZES,
-    run_plan,
-    scenario_synth,
-    validation_plan,
-    validation_size,
-)
+from seqrec.runner import run_specs
+from seqrec.validate import SCENARIOS, SIZES, scenario_of, scenario_synth, validation_size
 
 # ---------------------------------------------------------------------------------------------
 # The grid
 
 
+def by_scenario(specs) -> dict:
+    out: dict = {}
+    for spec in specs:
+        out.setdefault(scenario_of(spec.group), []).append(spec)
+    return out
+
+
 def test_plan_has_both_windows_every_model_and_seed_per_scenario():
-    plans = validation_plan("smoke")
+    plans = by_scenario(grid("validate", "smoke"))
     size = SIZES["smoke"]
-    assert [p.scenario for p in plans] == list(SCENARIOS)
-    ids = [s.run_id for p in plans for s in p.specs]
+    assert list(plans) == list(SCENARIOS)
+    ids = [s.run_id for specs in plans.values() for s in specs]
     assert len(ids) == len(set(ids)) == 3 * 2 * 6 * 3  # scenarios x L x models x seeds
-    for plan in plans:
-        spec = plan.specs[0]
-        assert {s.value for s in plan.specs} == {size.short_len, size.long_len}
-        assert all(s.config.data.seq_len == s.value for s in plan.specs)
-        assert {s.seed for s in plan.specs} == {0, 1, 2}
-        assert {s.config.data.chunks for s in plan.specs} == {1}
-        d = spec.spec_dict()
-        assert d["experiment"] == "validate" and d["group"] == f"validate-{plan.scenario}"
-        assert d["scenario"] == plan.scenario and d["axis"] == "seq_len"
-        assert d["run_id"] == spec.run_id
+    for scenario, specs in plans.items():
+        assert {s.value for s in specs} == {size.short_len, size.long_len}
+        assert all(s.config.data.seq_len == s.value for s in specs)
+        assert {s.seed for s in specs} == {0, 1, 2}
+        assert {s.config.data.chunks for s in specs} == {1}
+        assert {s.data.synth for s in specs} == {scenario_synth(scenario, size)}
+        label = specs[0].label()
+        assert label.experiment == "validate" and label.group == f"validate-{scenario}"
+        assert label.axis == "seq_len" and label.run_id == specs[0].run_id
     # The short window cannot see the recalled play (K back), the long one can.
     gap = size.synth.long_range_gap
     assert size.short_len - 1 < gap <= size.long_len - 1
@@ -65,17 +67,20 @@ def test_scenarios_switch_only_taste_and_long_range():
 
 
 def test_overrides_reach_generator_and_runs_and_change_run_ids():
-    base = validation_plan("smoke", models=("gru",), baselines=())
-    other = validation_plan("smoke", ["synth.n_rows=5000", "validate.long_len=8", "lr=0.05"],
-                            models=("gru",), baselines=())
-    assert other[0].synth.n_rows == 5000 and base[0].synth.n_rows == 8000
-    assert {s.value for s in other[0].specs} == {4, 8}
-    assert {s.config.train.lr for s in other[0].specs} == {0.05}
-    assert not {s.run_id for s in base[0].specs} & {s.run_id for s in other[0].specs}
-    # The data hash alone separates run ids: same settings, different generated log.
-    seeded = validation_plan("smoke", ["synth.seed=1"], models=("gru",), baselines=())
-    assert seeded[0].specs[0].config == base[0].specs[0].config
-    assert seeded[0].specs[0].run_id != base[0].specs[0].run_id
+    def plan(overrides=()):
+        return by_scenario(grid("validate", "smoke", overrides, models=("gru",), baselines=()))
+
+    base = plan()
+    other = plan(["synth.n_rows=5000", "validate.long_len=8", "lr=0.05"])
+    assert other["taste"][0].data.synth.n_rows == 5000
+    assert base["taste"][0].data.synth.n_rows == 8000
+    assert {s.value for s in other["taste"]} == {4, 8}
+    assert {s.config.train.lr for s in other["taste"]} == {0.05}
+    assert not {s.run_id for s in base["taste"]} & {s.run_id for s in other["taste"]}
+    # The data fingerprint alone separates run ids: same settings, another generated log.
+    seeded = plan(["synth.seed=1"])
+    assert seeded["taste"][0].config == base["taste"][0].config
+    assert seeded["taste"][0].run_id != base["taste"][0].run_id
 
 
 @pytest.mark.parametrize("overrides, words", [
@@ -102,18 +107,18 @@ def test_cli_bad_setting_exits_2_before_running(tmp_path, capsys):
 # The summary, on hand-made records
 
 
-def _record(scenario: str, model: str, length: int, seed: int, recall: float) -> dict:
-    return {"run_id": f"{scenario}-{model}-{length}-{seed}", "status": "ok",
-            "spec": {"experiment": "validate", "group": f"validate-{scenario}", "model": model,
-                     "chunk": 0, "seed": seed, "axis": "seq_len", "value": length,
-                     "scenario": scenario},
-            "config": {"data": {"seq_len": length}}, "metrics": {"recall@20": recall}}
+def _record(scenario: str, model: str, length: int, seed: int, recall: float) -> RunRecord:
+    return RunRecord.from_json({
+        "run_id": f"{scenario}-{model}-{length}-{seed}", "status": "ok",
+        "spec": {"experiment": "validate", "group": f"validate-{scenario}", "model": model,
+                 "chunk": 0, "seed": seed, "axis": "seq_len", "value": length},
+        "config": {"data": {"seq_len": length}}, "metrics": {"recall@20": recall}})
 
 
 GRU_SHORT = [0.50, 0.52, 0.51]
 
 
-def _handmade() -> list[dict]:
+def _handmade() -> list[RunRecord]:
     rows = {
         # taste: user_gru 0.06, 0.05, 0.06 above gru at both lengths
         ("taste", "gru", 4): GRU_SHORT,
@@ -210,14 +215,13 @@ WANTED = {("taste", "gru", 4), ("taste", "user_gru", 4), ("long_range", "gru", 4
 
 
 def test_planted_effects_are_found_and_absent_ones_are_not(tmp_path):
-    plans = validation_plan("smoke", TEST_SETTINGS, models=("gru", "user_gru"),
-                            baselines=("markov",))
-    plans = [p._replace(specs=[s for s in p.specs if (s.scenario, s.model, s.value) in WANTED])
-             for p in plans]
-    records = run_plan(plans, tmp_path, device="cpu", progress=False, log=lambda *a: None)
-    assert all(r["status"] == "ok" for r in records)
-    r20 = {(r["spec"]["scenario"], r["spec"]["model"], r["spec"]["value"]):
-           r["metrics"]["recall@20"] for r in records}
+    specs = [s for s in grid("validate", "smoke", TEST_SETTINGS, models=("gru", "user_gru"),
+                             baselines=("markov",))
+             if (scenario_of(s.group), s.model, s.value) in WANTED]
+    records = run_specs(specs, tmp_path, device="cpu", progress=False, log=lambda *a: None)
+    assert all(r.ok for r in records)
+    r20 = {(scenario_of(r.spec.group), r.spec.model, r.spec.value): r.metrics["recall@20"]
+           for r in records}
     print("\nvalidation test, Recall@20:",
           ", ".join(f"{s}/{m}/L{L}={v:.4f}" for (s, m, L), v in sorted(r20.items())))
 

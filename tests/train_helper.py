@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from seqrec.config import RunConfig, apply_overrides, profile
 from seqrec.data.windows import Split, Windows
+from seqrec.record import RunLabel
 
 
 def windows_from_sequences(seqs: list[np.ndarray], users: list[int], seq_len: int) -> Windows:
@@ -76,7 +77,8 @@ class TinyModel(nn.Module):
     `delay` seconds of sleep per forward call slow it down for the kill test.
     """
 
-    requires_training = True
+    kind = "neural"
+    uses_users = True
 
     def __init__(self, n_items: int, n_users: int, hidden: int = 8, delay: float = 0.0) -> None:
         super().__init__()
@@ -92,8 +94,21 @@ class TinyModel(nn.Module):
         h = self.item(items[:, -1]) + 0.1 * self.user(users[:, -1])  # [B, H]
         return self.out(self.drop(h))  # [B, n_items]
 
+    def loss(self, items: Tensor, users: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(self(items, users), target)
+
     def param_groups(self, weight_decay: float, user_weight_decay: float) -> list[dict]:
         return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
+
+
+def run_toy(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device, *,
+            run_id: str = "toy", **kwargs) -> dict:
+    """`train_run` on a toy split, its record as the JSON the runner would write."""
+    from seqrec.train import train_run
+
+    label = RunLabel(run_id, "test", seed=cfg.train.seed)
+    record = train_run(split, cfg, run_dir, device, label=label, **kwargs)
+    return record.to_json()
 
 
 def kill_cfg(retrain: bool = True, epochs: int = 4) -> RunConfig:
@@ -103,13 +118,11 @@ def kill_cfg(retrain: bool = True, epochs: int = 4) -> RunConfig:
 
 
 def main(argv: list[str]) -> None:
-    from seqrec.train import train_run
-
     torch.set_num_threads(1)  # the same thread count as the in-process reference run
     run_dir = Path(argv[0])
     retrain = len(argv) < 2 or argv[1] != "noretrain"
     delay = float(argv[2]) if len(argv) > 2 else 0.02
-    train_run(toy_split(), kill_cfg(retrain), run_dir, torch.device("cpu"), run_id="kill",
+    run_toy(toy_split(), kill_cfg(retrain), run_dir, torch.device("cpu"), run_id="kill",
               progress=False, keep_model=True,
               model_factory=lambda n, u: TinyModel(n, u, delay=delay))
 

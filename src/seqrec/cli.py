@@ -11,16 +11,21 @@ import json
 import sys
 from pathlib import Path
 
-from seqrec.config import MODEL_NAMES
+from seqrec.experiments import CHOICES as EXPERIMENT_CHOICES
+from seqrec.experiments import EXPERIMENTS
+from seqrec.models.registry import MODEL_NAMES
 
-EXPERIMENT_CHOICES = ("exp1", "exp2", "exp3", "exp4")
+_AXES = ", ".join(f"{e.name}: {e.axis}" for e in EXPERIMENTS.values())
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="smoke",
                    help="settings profile: smoke (tiny, CPU) or thesis (the thesis' sizes)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set seq_len=10 --set lr=0.01 (repeatable)")
+                   help="override any setting, e.g. --set lr=0.01 (repeatable). The setting an "
+                        f"experiment varies ({_AXES}) takes a comma list of the values to run, "
+                        "e.g. --set seq_len=10,20 for exp4; every run is labelled with the "
+                        "value it trains with")
 
 
 def _add_data_out(p: argparse.ArgumentParser, data_required: bool = False) -> None:
@@ -62,24 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run an experiment's grid (resumable, shardable)")
     _add_data_out(p)
-    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES + ("all",))
+    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES)
     _add_profile(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--only", action="append", default=None, metavar="PATTERN",
                    help="run only run ids matching this glob or substring (repeatable)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run every N-th spec starting at I (machines sharing one --out)")
+    p.add_argument("--models", default=None,
+                   help="comma list of neural models (default: the experiment's own)")
     p.add_argument("--baselines", default=None,
-                   help="comma list of count baselines to add (default: all; '' for none)")
+                   help="comma list of count baselines to add (default: the experiment's own; "
+                        "'' for none)")
     p.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not rebuild the report after")
 
-    p = sub.add_parser("report", help="build tables, figures, report.md and report.pdf")
+    p = sub.add_parser("report", help="build tables, figures, report.md and report.pdf from "
+                                      "the run records in a folder")
     p.add_argument("--out", required=True, help="output folder of the runs")
-    p.add_argument("--experiment", default="all", choices=EXPERIMENT_CHOICES + ("all",))
-    _add_profile(p)
 
     p = sub.add_parser("validate", help="validation experiment: generated data with planted "
                                         "taste / long-range structure switched on and off")
@@ -104,12 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _baselines(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    return tuple(b for b in text.replace(" ", "").split(",") if b)
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -126,23 +127,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from seqrec.experiments import grid
-    from seqrec.runner import data_source
+    from seqrec.runner import Sources, check_writable, grid_specs
 
-    source = data_source(args.data, args.out, args.profile)  # checks --out is writable
-    specs = grid(args.experiment, args.profile, args.overrides, baselines=())
-    ev = source.events(specs[0].config.data.item_key)  # one item identity for the grid
-    summary: dict = {"data": str(source.path), "experiment": args.experiment,
-                     "rows_read": ev.report.rows_read, "lines_skipped": ev.report.lines_skipped,
+    out = check_writable(args.out)
+    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, baselines=())
+    sources = Sources(out)
+    first = sources(specs[0].data)
+    ev = first.events(specs[0].config.data.item_key)  # one item identity for the grid
+    summary: dict = {"data": str(first.path), "fingerprint": first.ref.fingerprint,
+                     "experiment": args.experiment, "rows_read": ev.report.rows_read,
+                     "lines_skipped": ev.report.lines_skipped,
                      "skipped_examples": ev.report.examples, "users": int(len(ev.user_names)),
                      "items": int(len(ev.item_names)), "splits": []}
     seen = set()
     for spec in specs:
-        key = (spec.group, spec.value, spec.chunk)
+        key = (spec.data, spec.config.data, spec.chunk)
         if key in seen:
             continue
         seen.add(key)
-        split = source.split(spec.config.data, spec.chunk)
+        split = sources(spec.data).split(spec.config.data, spec.chunk)
         summary["splits"].append({"group": spec.group, "axis": spec.axis, "value": spec.value,
                                   "chunk": spec.chunk, **split.summary()})
     if args.json:
@@ -160,23 +163,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from seqrec.experiments import grid
-    from seqrec.runner import data_source, run_specs
+    from seqrec.runner import grid_specs, run_specs
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    specs = [s for s in grid(args.experiment, args.profile, overrides, baselines=(),
-                             models=(args.model,)) if s.chunk == args.chunk]
+    specs = grid_specs(args.experiment, args.data, args.profile, overrides, baselines=(),
+                       models=(args.model,), chunks=(args.chunk,))
     if not specs:
         raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
                          f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
-    source = data_source(args.data, args.out, args.profile)
-    (record,) = run_specs(specs[:1], source, args.out, device=args.device,
-                          progress=not args.quiet, log=_log_stderr)
+    (record,) = run_specs(specs[:1], args.out, device=args.device, progress=not args.quiet,
+                          log=_log_stderr)
     if args.json:
-        print(json.dumps(record))
+        print(json.dumps(record.to_json()))
     else:
         _print_record(record)
-    return 0 if record.get("status") == "ok" else 1
+    return 0 if record.ok else 1
 
 
 def _log_stderr(*parts) -> None:
@@ -184,51 +185,58 @@ def _log_stderr(*parts) -> None:
     print(*parts, file=sys.stderr)
 
 
-def _print_record(record: dict) -> None:
-    print(f"{record['run_id']}: {record['status']}"
-          + (f" ({record.get('reason')})" if record.get("status") != "ok" else ""))
-    for k, v in sorted(record.get("metrics", {}).items()):
+def _print_record(record) -> None:  # noqa: ANN001 - RunRecord
+    print(f"{record.run_id}: {record.status}" + ("" if record.ok else f" ({record.reason})"))
+    for k, v in sorted(record.metrics.items()):
         print(f"  {k:>12s} {v:.4f}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from seqrec.runner import plan, run_experiment
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(b for b in text.replace(" ", "").split(",") if b)
 
-    baselines = _baselines(args.baselines)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from seqrec.runner import check_writable, failed_count, grid_specs, plan, run_specs
+
+    check_writable(args.out)
+    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, args.only,
+                       args.shard, _names(args.models), _names(args.baselines))
     if args.dry_run:
-        rows = plan(args.experiment, args.out, args.profile, args.overrides, args.only,
-                    args.shard, baselines)
         counts: dict[str, int] = {}
-        for spec, state in rows:
+        for spec, state in plan(specs, args.out):
             counts[state] = counts.get(state, 0) + 1
             print(f"{state:8s} {spec.run_id}")
         print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing selected")
         return 0
-    records = run_experiment(args.experiment, args.out, data=args.data, profile=args.profile,
-                             device=args.device, overrides=args.overrides, only=args.only,
-                             shard_spec=args.shard, baselines=baselines,
-                             progress=not args.quiet, retry_failed=args.retry_failed)
-    failed = sum(r.get("status") != "ok" for r in records)
+    records = run_specs(specs, args.out, device=args.device, progress=not args.quiet,
+                        retry_failed=args.retry_failed)
+    failed = failed_count(records)
     print(f"{len(records)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
     if not args.no_report:
-        path = _report(args.out, args.experiment, args.profile, args.overrides, baselines)
-        print(f"report: {path}")
+        _report(args.out)
+    if failed:
+        print(f"error: {failed} of {len(records)} runs failed (their reasons are in the report"
+              f" and their records); after fixing the cause, run again with --retry-failed",
+              file=sys.stderr)
+        return 1
     return 0
 
 
-def _report(out, experiment, profile, overrides, baselines=None) -> Path:
+def _report(out) -> Path | None:  # noqa: ANN001
     from seqrec.report import build_report
-    from seqrec.runner import expected_specs
 
-    expected = expected_specs(experiment, profile, overrides, baselines)
-    return build_report(Path(out), expected=expected)
+    path = build_report(Path(out))
+    print(f"report: {path}" if path else f"no run records under {Path(out) / 'runs'}; no "
+          "report written")
+    return path
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.out).is_dir():
         raise ValueError(f"output folder {args.out!r} does not exist; run an experiment first")
-    print(_report(args.out, args.experiment, args.profile, args.overrides))
-    return 0
+    return 0 if _report(args.out) is not None else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -239,22 +247,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from seqrec.validate import DEFAULT_BASELINES, DEFAULT_MODELS, run_validation
+    from seqrec.report.validation import (
+        validation_checks,
+        validation_sentences,
+        write_validation_report,
+    )
+    from seqrec.runner import check_writable, failed_count, grid_specs, run_specs
+    from seqrec.validate import describe_size, validation_size
 
-    models = _baselines(args.models)
-    baselines = _baselines(args.baselines)
-    records, path = run_validation(
-        args.out, args.profile, device=args.device, overrides=args.overrides,
-        models=DEFAULT_MODELS if models is None else models,
-        baselines=DEFAULT_BASELINES if baselines is None else baselines,
-        progress=not args.quiet, retry_failed=args.retry_failed)
-    from seqrec.report.validation import validation_checks, validation_sentences
-
+    size, _ = validation_size(args.profile, args.overrides)  # bad settings stop here
+    check_writable(args.out)
+    specs = grid_specs("validate", None, args.profile, args.overrides,
+                       models=_names(args.models), baselines=_names(args.baselines))
+    records = run_specs(specs, args.out, device=args.device, progress=not args.quiet,
+                        retry_failed=args.retry_failed)
+    path = write_validation_report(args.out, records, describe_size(size))
     for sentence in validation_sentences(validation_checks(records)):
         print(sentence)
-    failed = sum(r.get("status") != "ok" for r in records)
+    failed = failed_count(records)
     print(f"{len(records)} runs, {failed} failed; summary: {path}")
-    return 0
+    return 1 if failed else 0
 
 
 COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "train": cmd_train, "run": cmd_run,

@@ -17,10 +17,9 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from seqrec.models.registry import MODEL_NAMES
+
 ITEM_KEYS = ("title", "artist_title", "mbid")
-NEURAL_MODELS = ("gru", "user_gru", "dnc", "user_dnc", "sasrec")
-BASELINE_MODELS = ("pop", "recent", "markov", "item_knn")
-MODEL_NAMES = NEURAL_MODELS + BASELINE_MODELS
 TIE_POLICIES = ("conservative", "optimistic", "expected")
 USER_INTEGRATIONS = ("attentional",)
 
@@ -218,6 +217,24 @@ def _find_key(key: str) -> tuple[str, str]:
             if key in {f.name for f in fields(_section_type(section))}:
                 return section, key
     raise ValueError(f"unknown setting {key!r}; valid keys: {', '.join(valid_keys())}")
+
+
+def setting_key(key: str) -> str:
+    """The flat name of a flat or dotted `--set` key (`model.name` -> `name`); unknown keys
+    raise, listing the valid ones."""
+    return _find_key(key)[1]
+
+
+def get_setting(cfg: RunConfig, key: str) -> Any:
+    """The value of a setting by flat or dotted key: `get_setting(cfg, "seq_len")`."""
+    section, name = _find_key(key)
+    return getattr(getattr(cfg, section), name)
+
+
+def parse_setting_value(key: str, text: str) -> Any:
+    """`text` parsed by the type of the setting `key` (flat or dotted)."""
+    section, name = _find_key(key)
+    return parse_setting(_section_type(section), name, text, key)
 
 
 def _parse_value(text: str, annotation: Any, key: str) -> Any:

@@ -1,234 +1,150 @@
-"""The thesis' four experiments as declarative grids of run specs (THESIS_PROTOCOL.md).
+"""The registry of experiments: the thesis' four ablations and the validation experiment.
 
-A grid is a plain list of `RunSpec`s: which experiment and group, which model, chunk and seed,
-the value of the experiment's axis, and the full `RunConfig`. Nothing here trains or reads data;
-`seqrec.runner` turns specs into run records. The `thesis` profile gives the thesis' sizes (a GPU
-job); `smoke` keeps every axis but fewer points, so all four experiments run on a CPU in minutes.
+Each entry is an `Experiment` (seqrec/experiment.py): the setting it varies and its values per
+profile, its chunks, models and fixed settings, and its table, figure and tested comparisons.
+The `thesis` profile gives the thesis' sizes (docs/protocol.md, "Experiments"; a GPU job);
+`smoke` keeps every axis with fewer points, so all experiments run on a CPU in minutes.
 
-User overrides (`--set KEY=VALUE`) are applied last, on top of the grid point, so they win
-everywhere: overriding an experiment's own axis (e.g. `seq_len` in exp 4) collapses that axis.
+Adding an experiment: one entry in `EXPERIMENTS` below, and its table function (a generic one
+such as `table_exp2` may serve) in `seqrec/report/tables.py`. The CLI's choices, the report's
+sections, the notebook's loop and the runner read this registry.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
 
-from seqrec.config import (
-    BASELINE_MODELS,
-    MODEL_NAMES,
-    DataConfig,
-    RunConfig,
-    apply_overrides,
-    config_hash,
-    profile,
-    to_dict,
-)
+from seqrec.experiment import Experiment, GridRequest, RunSpec, build_grid
+from seqrec.models.registry import BASELINE_MODELS
+from seqrec.report.figures import figure_exp1, figure_exp2, figure_exp3, figure_exp4
+from seqrec.report.stats import twin_comparisons
+from seqrec.report.tables import table_exp1, table_exp2, table_exp3, table_exp4
+from seqrec.report.validation import figure_validation, validation_comparisons, validation_table
+from seqrec.validate import DEFAULT_BASELINES as VALIDATION_BASELINES
+from seqrec.validate import DEFAULT_MODELS as VALIDATION_MODELS
+from seqrec.validate import SIZES as VALIDATION_SIZES
+from seqrec.validate import validation_variants
 
-EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")
-
-# Count baselines are cheap and make every table honest (Ludewig and Jannach, UMUAI 2018).
-DEFAULT_BASELINES = BASELINE_MODELS
+RECURRENT = ("gru", "user_gru")
+ONE_HOT = -1  # exp 3's embedding size for one-hot input
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of a grid: a point of an experiment's axis for one model, chunk and seed."""
-
-    experiment: str
-    group: str
-    model: str
-    chunk: int
-    seed: int
-    axis: str
-    value: Any
-    config: RunConfig
-    profile: str
-
-    def id_key(self) -> dict:
-        """Everything that makes this run differ from another: hashed into `run_id`."""
-        return {"config": to_dict(self.config), "chunk": self.chunk, "group": self.group}
-
-    @property
-    def run_id(self) -> str:
-        """Readable id plus a short hash of every setting (so two specs never share a folder)."""
-        value = "onehot" if (self.axis == "embedding_size" and self.value == -1) else self.value
-        return (f"{self.group}-c{self.chunk}-{self.model}-{self.axis}{value}-s{self.seed}"
-                f"-{config_hash(self.id_key(), 8)}")
-
-    def spec_dict(self) -> dict:
-        """The JSON-ready description stored in the run record under `spec`."""
-        return {
-            "experiment": self.experiment,
-            "group": self.group,
-            "model": self.model,
-            "chunk": self.chunk,
-            "seed": self.seed,
-            "axis": self.axis,
-            "value": self.value,
-            "profile": self.profile,
-            "run_id": self.run_id,
-        }
+def _one_hot_for_gru_only(value: int, models: tuple[str, ...]) -> tuple[str, ...]:
+    # The thesis ran the one-hot input for the vanilla GRU only.
+    return tuple(m for m in models if value != ONE_HOT or m == "gru")
 
 
-@dataclass(frozen=True)
-class GridSizes:
-    """The points of each axis: the thesis' values, or fewer for the smoke profile."""
+_RECALL = ("recall@20", "recall@1")
 
-    exp1_thresholds: tuple[tuple[str, int], ...] = (("exp1.1", 20), ("exp1.2", 2))
-    exp1_chunks: tuple[int, ...] = tuple(range(10))
-    exp2_cuts: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    exp3_sizes: tuple[int, ...] = (32, 64, 128, 256, 512, 1000, 2048, 4096, 8192, -1)
-    exp3_chunks: tuple[int, ...] = (0, 1, 2)
-    exp4_lengths: tuple[int, ...] = (5, 10, 20, 50)
-    exp4_chunks: tuple[int, ...] = (0, 1, 2)
-
-
-GRID_SIZES = {
-    "thesis": GridSizes(),
-    "smoke": GridSizes(
-        exp1_thresholds=(("exp1.1", 5), ("exp1.2", 2)),
-        exp1_chunks=(0, 1),
-        exp2_cuts=(0.0, 0.5),
-        exp3_sizes=(8, 32, -1),
-        exp3_chunks=(0,),
-        exp4_lengths=(5, 10),
-        exp4_chunks=(0, 1, 2),
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment(
+        name="exp1",
+        title="Exp 1: preprocessing (time chunks, item play-count threshold)",
+        description="The whole log in 10 equal consecutive time chunks; in each, items played "
+                    "at most `threshold` times are dropped (20: exp 1.1, 2: exp 1.2). GRU and "
+                    "user-based GRU; Recall@20 and Recall@1 per chunk.",
+        axis="threshold", axis_label="Item play-count threshold",
+        points={"thesis": (20, 2), "smoke": (5, 2)},
+        chunks={"thesis": tuple(range(10)), "smoke": (0, 1)},
+        models=RECURRENT, baselines=BASELINE_MODELS,
+        settings={"thesis": {"embedding_size": 1000, "hidden_size": 1000}},
+        table=table_exp1, figure=figure_exp1,
+        comparisons=partial(twin_comparisons, experiment="exp1", metrics=_RECALL),
     ),
-}
+    Experiment(
+        name="exp2",
+        title="Exp 2: training-set size",
+        description="Rows 30% to 50% of the time-sorted log, filtered in two halves; per user "
+                    "the last 5% are validation and test, and training uses [p n, 0.95 n) for "
+                    "p = 0, 0.1, ..., 0.9. Every p is tested on the same events (fixed_eval; "
+                    "the thesis' test set shrank with its training set).",
+        axis="train_start_frac", axis_label="Train start p",
+        points={"thesis": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                "smoke": (0.0, 0.5)},
+        chunks={"thesis": (0,), "smoke": (0,)},
+        models=RECURRENT, baselines=BASELINE_MODELS,
+        settings={p: {"start_frac": 0.3, "end_frac": 0.5, "chunks": 1, "filter_parts": 2,
+                      "train_frac": 0.95, "fixed_eval": True, **extra}
+                  for p, extra in (("thesis", {"threshold": 20, "embedding_size": 1000,
+                                               "hidden_size": 1000}), ("smoke", {}))},
+        table=table_exp2, figure=figure_exp2,
+        comparisons=partial(twin_comparisons, experiment="exp2", metrics=_RECALL),
+    ),
+    Experiment(
+        name="exp3",
+        title="Exp 3: embedding size",
+        description="Best validation loss of the GRU and the user-based GRU against the item "
+                    "embedding size (and one-hot input for the GRU), hidden size 1000, on the "
+                    "first three chunks of exp 1. Only the early-stopping stage matters, so "
+                    "the retraining stage is off; count baselines have no validation loss.",
+        axis="embedding_size", axis_label="Embedding size",
+        points={"thesis": (32, 64, 128, 256, 512, 1000, 2048, 4096, 8192, ONE_HOT),
+                "smoke": (8, 32, ONE_HOT)},
+        chunks={"thesis": (0, 1, 2), "smoke": (0,)},
+        models=RECURRENT, baselines=(),
+        settings={"thesis": {"retrain": False, "hidden_size": 1000},
+                  "smoke": {"retrain": False}},
+        models_at=_one_hot_for_gru_only,
+        table=table_exp3, figure=figure_exp3,
+        comparisons=partial(twin_comparisons, experiment="exp3", metrics=("best_val_loss",),
+                            higher_is_better=False),
+    ),
+    Experiment(
+        name="exp4",
+        title="Exp 4: window length, overall and per popularity third",
+        description="The last 30% of the log in 3 chunks; window length 5, 10, 20, 50; GRU and "
+                    "DNC, each vanilla and user-based; overall and per popularity third of the "
+                    "target item, mean and standard deviation over the chunks.",
+        axis="seq_len", axis_label="Window length L",
+        points={"thesis": (5, 10, 20, 50), "smoke": (5, 10)},
+        chunks={"thesis": (0, 1, 2), "smoke": (0, 1, 2)},
+        models=("gru", "user_gru", "dnc", "user_dnc"), baselines=BASELINE_MODELS,
+        settings={p: {"start_frac": 0.7, "end_frac": 1.0, "chunks": 3, **extra}
+                  for p, extra in (("thesis", {"threshold": 20, "embedding_size": 128,
+                                               "hidden_size": 128}), ("smoke", {}))},
+        table=table_exp4, figure=figure_exp4,
+        comparisons=partial(twin_comparisons, experiment="exp4", metrics=_RECALL),
+    ),
+    Experiment(
+        name="validate",
+        title="Validation: planted taste and long-range structure found, or not",
+        description="Generated logs with a planted user taste, a planted long-range "
+                    "dependency, or neither; a short window that cannot see the recalled play "
+                    "and a long one that can (docs/validation.md).",
+        axis="seq_len", axis_label="Window length L",
+        points={p: (s.short_len, s.long_len) for p, s in VALIDATION_SIZES.items()},
+        chunks={p: (0,) for p in VALIDATION_SIZES},
+        models=VALIDATION_MODELS, baselines=VALIDATION_BASELINES,
+        variants=validation_variants,
+        table=validation_table, figure=figure_validation, comparisons=validation_comparisons,
+        thesis=False,
+    ),
+)}
+
+THESIS_EXPERIMENTS: tuple[str, ...] = tuple(n for n, e in EXPERIMENTS.items() if e.thesis)
+CHOICES: tuple[str, ...] = (*EXPERIMENTS, "all")
 
 
-def _with(cfg: RunConfig, data: dict | None = None, model: dict | None = None,
-          train: dict | None = None) -> RunConfig:
-    return replace(
-        cfg,
-        data=replace(cfg.data, **(data or {})),
-        model=replace(cfg.model, **(model or {})),
-        train=replace(cfg.train, **(train or {})),
-    )
+def experiment(name: str) -> Experiment:
+    """The registry entry `name`; a ValueError listing the names when it is unknown."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(CHOICES)}")
+    return EXPERIMENTS[name]
 
 
-def _specs(experiment: str, group: str, models: tuple[str, ...], chunks: tuple[int, ...],
-           axis: str, points: list[tuple[Any, RunConfig]], base_profile: str,
-           overrides: dict | list) -> list[RunSpec]:
-    out = []
-    for value, cfg in points:
-        cfg = apply_overrides(cfg, overrides)
-        for chunk in chunks:
-            if chunk >= cfg.data.chunks:
-                continue  # an override of `chunks` may leave fewer chunks than the grid names
-            for model in models:
-                if model not in MODEL_NAMES:
-                    raise ValueError(f"unknown model {model!r}; choose from {MODEL_NAMES}")
-                for s in range(cfg.train.seeds):
-                    seed = cfg.train.seed + s
-                    run_cfg = _with(cfg, model={"name": model}, train={"seed": seed})
-                    out.append(RunSpec(experiment, group, model, chunk, seed, axis, value,
-                                       run_cfg, base_profile))
-    return out
+def names(selection: str) -> tuple[str, ...]:
+    """`all` -> the thesis' experiments; a name -> itself (checked)."""
+    return THESIS_EXPERIMENTS if selection == "all" else (experiment(selection).name,)
 
 
-def exp1(prof: str = "thesis", overrides: dict | list = (), models: tuple[str, ...] = (
-        "gru", "user_gru"), baselines: tuple[str, ...] = DEFAULT_BASELINES) -> list[RunSpec]:
-    """Exp 1 (preprocessing): 10 time chunks; threshold 20 (1.1) and 2 (1.2); embedding and
-    hidden 1000."""
-    base, sizes = profile(prof), GRID_SIZES[prof]
-    if prof == "thesis":
-        base = _with(base, model={"embedding_size": 1000, "hidden_size": 1000})
-    specs = []
-    for group, threshold in sizes.exp1_thresholds:
-        cfg = _with(base, data={"threshold": threshold})
-        specs += _specs("exp1", group, models + baselines, sizes.exp1_chunks, "threshold",
-                        [(threshold, cfg)], prof, list(overrides))
-    return specs
+def requests(selection: str, **kwargs) -> list[GridRequest]:  # noqa: ANN003 - GridRequest fields
+    """One `GridRequest` per experiment of `selection` (`all` or a name)."""
+    return [GridRequest(name, **kwargs) for name in names(selection)]
 
 
-def exp2_data(cut: float, base: DataConfig) -> DataConfig:
-    """Exp 2's data: rows 30%-50%, filtered in two halves, per-user train [p n, 0.95 n).
-
-    `fixed_eval` is on so that every training size is tested on the same events (the thesis
-    dropped val/test items unseen in the shrunk train, so its test set shrank with the training
-    set; `--set fixed_eval=false` gives that behaviour back).
-    """
-    return replace(base, start_frac=0.3, end_frac=0.5, chunks=1, filter_parts=2,
-                   train_frac=0.95, train_start_frac=cut, fixed_eval=True)
-
-
-def exp2(prof: str = "thesis", overrides: dict | list = (), models: tuple[str, ...] = (
-        "gru", "user_gru"), baselines: tuple[str, ...] = DEFAULT_BASELINES) -> list[RunSpec]:
-    """Exp 2 (training-set size): train = [p n, 0.95 n) per user for p = 0, 0.1, ..., 0.9."""
-    base, sizes = profile(prof), GRID_SIZES[prof]
-    if prof == "thesis":
-        base = _with(base, data={"threshold": 20}, model={"embedding_size": 1000,
-                                                          "hidden_size": 1000})
-    points = [(p, replace(base, data=exp2_data(p, base.data))) for p in sizes.exp2_cuts]
-    return _specs("exp2", "exp2", models + baselines, (0,), "train_start_frac", points, prof,
-                  list(overrides))
-
-
-def exp3(prof: str = "thesis", overrides: dict | list = (), models: tuple[str, ...] = (
-        "gru", "user_gru"), baselines: tuple[str, ...] = ()) -> list[RunSpec]:
-    """Exp 3 (embedding size): best validation loss of stage (a); one-hot (-1) for the GRU only.
-
-    Only the early-stopping stage matters here, so `retrain` is off (the thesis reports the best
-    validation loss). Count baselines have no validation loss and are left out.
-    """
-    base, sizes = profile(prof), GRID_SIZES[prof]
-    base = _with(base, train={"retrain": False})
-    if prof == "thesis":
-        base = _with(base, model={"hidden_size": 1000})
-    specs = []
-    for size in sizes.exp3_sizes:
-        cfg = _with(base, model={"embedding_size": size})
-        chosen = tuple(m for m in models if size != -1 or m == "gru")
-        specs += _specs("exp3", "exp3", chosen + tuple(baselines), sizes.exp3_chunks,
-                        "embedding_size", [(size, cfg)], prof, list(overrides))
-    return specs
-
-
-def exp4(prof: str = "thesis", overrides: dict | list = (), models: tuple[str, ...] = (
-        "gru", "user_gru", "dnc", "user_dnc"), baselines: tuple[str, ...] = DEFAULT_BASELINES,
-         ) -> list[RunSpec]:
-    """Exp 4 (sequence length): last 30% of the data in 3 chunks; L = 5, 10, 20, 50; embedding
-    and hidden 128."""
-    base, sizes = profile(prof), GRID_SIZES[prof]
-    base = _with(base, data={"start_frac": 0.7, "end_frac": 1.0, "chunks": 3})
-    if prof == "thesis":
-        base = _with(base, data={"threshold": 20}, model={"embedding_size": 128,
-                                                          "hidden_size": 128})
-    points = [(L, _with(base, data={"seq_len": L})) for L in sizes.exp4_lengths]
-    return _specs("exp4", "exp4", models + baselines, sizes.exp4_chunks, "seq_len", points,
-                  prof, list(overrides))
-
-
-GRIDS = {"exp1": exp1, "exp2": exp2, "exp3": exp3, "exp4": exp4}
-
-
-def grid(experiment: str, prof: str = "smoke", overrides: dict | list = (),
-         baselines: tuple[str, ...] | None = None,
-         models: tuple[str, ...] | None = None) -> list[RunSpec]:
-    """The run specs of one experiment (or `all`), in a fixed order.
-
-    `models` and `baselines` replace the experiment's own lists when given (exp 3 never takes
-    count baselines: they have no validation loss).
-    """
-    names = EXPERIMENTS if experiment == "all" else (experiment,)
-    specs = []
-    for name in names:
-        if name not in GRIDS:
-            raise ValueError(f"unknown experiment {name!r}; choose one of "
-                             f"{', '.join(EXPERIMENTS)} or all")
-        kwargs: dict = {}
-        if baselines is not None and name != "exp3":
-            kwargs["baselines"] = tuple(baselines)
-        if models is not None:
-            kwargs["models"] = tuple(models)
-        specs += GRIDS[name](prof, overrides, **kwargs)
-    return specs
-
-
-def shard(specs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
-    """The specs of shard `index` of `count` (round robin: no overlap, no gap)."""
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
-    return [s for i, s in enumerate(specs) if i % count == index]
+def grid(selection: str, prof: str = "smoke", overrides=(), baselines=None,  # noqa: ANN001
+         models=None, data=None, chunks=None) -> list[RunSpec]:  # noqa: ANN001
+    """The run specs of one experiment (or `all`), in a fixed order."""
+    reqs = requests(selection, profile=prof, overrides=overrides, models=models,
+                    baselines=baselines, chunks=chunks, data=data)
+    return [spec for req in reqs for spec in build_grid(EXPERIMENTS[req.experiment], req)]

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from seqrec.config import TIE_POLICIES, RunConfig
 from seqrec.data.windows import THIRDS, DeviceWindows, Split, Windows
+from seqrec.models.contract import scores_are_logits
 
 METRIC_NAMES = ("recall", "mrr", "ndcg")
 
@@ -197,7 +198,7 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
     {"metrics": {"recall@k", "mrr@k", "ndcg@k" for k in cfg.eval.ks}, "metrics_by_popularity":
     {"popular", "semi", "unpopular": same keys, or None for an empty third},
     "n_windows_by_popularity": {...}, "n_windows": int, "loss": mean cross-entropy, or None
-    for a model whose scores are not logits (`requires_training = False`)}.
+    for a model whose scores are not logits (a count baseline, `kind = "count"`)}.
 
     `groups`: optional int `[n_windows]` labels >= 0 (e.g. a window's history length, or its
     user); adds "metrics_by_group" {label: metrics} and "n_windows_by_group" for the labels
@@ -218,7 +219,7 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
         by = torch.as_tensor(groups.astype(np.int64), device=device)
         by_acc = MetricAccumulator(tuple(cfg.eval.ks), cfg.eval.ties, device,
                                    groups=int(groups.max()) + 1)
-    logits = getattr(model, "requires_training", True)
+    logits = scores_are_logits(model)
     was_training = model.training
     model.eval()
     try:

@@ -26,14 +26,25 @@ def _display(obj) -> None:
 
 @dataclass
 class Session:
-    """The notebook's settings and calls: run an experiment, show its table and figure."""
+    """The notebook's settings and calls: run an experiment, show its table and figure.
+
+    Every call reads the experiment registry (`seqrec.experiments`); `experiments()` lists the
+    thesis' experiments in order, which the notebook loops over.
+    """
 
     out_dir: str
     data: str | None = None
     profile: str = "thesis"
     device: str = "auto"
     overrides: list[str] = field(default_factory=list)
+    models: tuple[str, ...] | None = None
     baselines: tuple[str, ...] | None = None
+
+    @staticmethod
+    def experiments() -> list[str]:
+        from seqrec.experiments import THESIS_EXPERIMENTS
+
+        return list(THESIS_EXPERIMENTS)
 
     def describe(self) -> None:
         import torch
@@ -45,39 +56,80 @@ class Session:
         print(f"seqrec: profile {self.profile!r} on {name}; data: "
               f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
 
-    def run(self, experiment: str) -> list[dict]:
-        """Run (or continue) one experiment's grid; finished runs are skipped."""
-        from seqrec.runner import run_experiment
+    def specs(self, experiment: str, only: list[str] | None = None, shard: str | None = None):
+        """The run specs of one experiment (or `all`) with this session's settings."""
+        from seqrec.runner import grid_specs
 
-        return run_experiment(experiment, self.out_dir, data=self.data, profile=self.profile,
-                              device=self.device, overrides=self.overrides,
-                              baselines=self.baselines)
+        return grid_specs(experiment, self.data, self.profile, self.overrides, only, shard,
+                          self.models, self.baselines)
 
-    def show(self, experiment: str) -> None:
-        """Display the experiment's table(s) and figure inline from the records on disk."""
-        from seqrec import report
+    def run(self, experiment: str, only: list[str] | None = None, shard: str | None = None,
+            retry_failed: bool = False) -> list:
+        """Run (or continue) one experiment's grid; finished runs are skipped, failed ones
+        too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N"."""
+        from seqrec.runner import run_specs
 
-        records = [r for r in report.load_records(Path(self.out_dir))
-                   if r.get("spec", {}).get("experiment") == experiment]
-        if not records:
-            print(f"{experiment}: no runs yet")
+        records = run_specs(self.specs(experiment, only, shard), self.out_dir,
+                            device=self.device, retry_failed=retry_failed)
+        failed = sum(not r.ok for r in records)
+        if failed:
+            print(f"{failed} of {len(records)} runs of {experiment} failed (reasons below and "
+                  f"in the report); to retry them: session.run({experiment!r}, "
+                  f"retry_failed=True)")
+        return records
+
+    def show(self, experiment: str, heading: bool = True) -> None:
+        """Display the experiment's title, table, figure and failed runs from the records of
+        this session's grid on disk."""
+        from seqrec.experiments import experiment as lookup
+        from seqrec.report import load_records
+
+        exp = lookup(experiment)
+        wanted = {s.run_id for s in self.specs(experiment)}
+        records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
+        if heading:
+            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+        ok = [r for r in records if r.ok]
+        for r in records:
+            if not r.ok:
+                print(f"failed: {r.run_id}: {r.reason}")
+        if not ok:
+            print(f"{experiment}: no finished runs yet ({len(records)} of {len(wanted)} "
+                  "recorded)")
             return
-        _display(getattr(report, f"table_{experiment}")(records))
-        fig = getattr(report, f"figure_{experiment}")(records)
-        _display(fig)
-        import matplotlib.pyplot as plt
+        table = exp.table(ok)
+        _display(table)
+        if exp.figure is not None:
+            fig = exp.figure(ok, table=table)
+            _display(fig)
 
-        plt.close(fig)
+    def run_all(self, experiments: list[str] | None = None) -> None:
+        """Run and show each experiment in turn (default: the thesis' four, in order)."""
+        from seqrec.experiments import experiment as lookup
 
-    def report(self) -> Path:
+        for name in experiments or self.experiments():
+            exp = lookup(name)
+            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+            self.run(name)
+            self.show(name, heading=False)
+
+    def report(self) -> Path | None:
         """Build report.md and report.pdf from every record in the output folder."""
         from seqrec.report import build_report
-        from seqrec.runner import expected_specs
 
-        expected = expected_specs("all", self.profile, self.overrides, self.baselines)
-        path = build_report(Path(self.out_dir), expected=expected)
-        print(f"report: {path} and {path.with_suffix('.pdf')}")
+        path = build_report(Path(self.out_dir))
+        print(f"report: {path} and {path.with_suffix('.pdf')}" if path else
+              "no run records yet; no report written")
         return path
+
+
+def _display_markdown(text: str) -> None:
+    try:
+        from IPython.display import Markdown
+    except ImportError:
+        print(text)
+        return
+    _display(Markdown(text))
 
 
 def _find_notebook() -> Path:

@@ -1,4 +1,4 @@
-"""Validation experiment: generated data with planted structure switched on and off (issue 6).
+"""Validation experiment: generated data with planted structure switched on and off.
 
 Does the pipeline find an effect where one is planted, and none where none is? Three scenarios
 share one generator (`seqrec.data.synthetic`) and differ only in two knobs:
@@ -16,30 +16,23 @@ share one generator (`seqrec.data.synthetic`) and differ only in two knobs:
 Album order and replays are the same in all three; the replay window is kept inside the short
 window, so a longer window gains nothing from replays (that would confound the long-range check).
 
-Each scenario's log is generated once under OUT/data (named by its `SynthConfig` hash); its runs
-are ordinary runs of `seqrec.runner` (records under OUT/runs, skipped when done, resumed when
-interrupted), with `experiment="validate"`, `group="validate-<scenario>"`, `axis="seq_len"` and
-the scenario and data hash in the run record's spec. `seqrec.report.validation` summarises them.
+The experiment is one entry of the registry (`seqrec.experiments`, name `validate`) whose grid
+has one variant per scenario (`validation_variants`), each with its own generated log (under
+OUT/data, named by its `SynthConfig` hash, which is also the data fingerprint in its run ids).
+Its runs are ordinary runs of `seqrec.runner` with `group="validate-<scenario>"` and
+`axis="seq_len"`; `seqrec.report.validation` summarises them. `--set synth.<field>=...` sets a
+generator knob and `--set validate.<field>=...` a field of `ValidationSize`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from seqrec.config import (
-    MODEL_NAMES,
-    RunConfig,
-    apply_overrides,
-    config_hash,
-    parse_assignments,
-    parse_setting,
-    profile,
-)
-from seqrec.data.synthetic import SynthConfig, generate
-from seqrec.experiments import RunSpec
+from seqrec.config import parse_assignments, parse_setting
+from seqrec.data.source import DataRef
+from seqrec.data.synthetic import SynthConfig
+from seqrec.experiment import GridRequest, Variant, normalise_overrides
 
 EXPERIMENT = "validate"
 SCENARIOS = ("taste", "long_range", "neither")
@@ -106,32 +99,6 @@ SIZES = {
 }
 
 
-@dataclass(frozen=True)
-class ValidationSpec(RunSpec):
-    """A `RunSpec` that also names its scenario and the generated log it reads.
-
-    The data hash is part of the run id, so runs on a differently generated log never pick up
-    each other's records.
-    """
-
-    scenario: str = ""
-    data_hash: str = ""
-
-    def id_key(self) -> dict:
-        return {**super().id_key(), "data": self.data_hash}
-
-    def spec_dict(self) -> dict:
-        return {**super().spec_dict(), "scenario": self.scenario, "data": self.data_hash}
-
-
-class ScenarioPlan(NamedTuple):
-    """One scenario: its generator settings and its runs."""
-
-    scenario: str
-    synth: SynthConfig
-    specs: list[ValidationSpec]
-
-
 def scenario_synth(scenario: str, size: ValidationSize) -> SynthConfig:
     """The generator settings of one scenario: the shared ones with taste / long range on or off.
     """
@@ -193,81 +160,25 @@ def validation_size(prof: str = "smoke", overrides: dict | list | tuple = (),
     return size, rest
 
 
-def validation_plan(prof: str = "smoke", overrides: dict | list | tuple = (),
-                    models: tuple[str, ...] = DEFAULT_MODELS,
-                    baselines: tuple[str, ...] = DEFAULT_BASELINES,
-                    scenarios: tuple[str, ...] = SCENARIOS,
-                    size: ValidationSize | None = None) -> list[ScenarioPlan]:
-    """The runs of the validation experiment, per scenario, in a fixed order.
+def validation_variants(request: GridRequest) -> tuple[list[Variant], tuple[str, ...]]:
+    """The validation grid's variants, one per scenario, and the overrides left for the runs.
 
-    For each scenario, window length (short, long), model and seed one `ValidationSpec` whose
-    config is the profile, then the size's settings, then the user's overrides, then the
-    window length, model name and seed.
+    Each scenario has its own generated log (its `DataRef` fingerprint is the generator's
+    settings, so runs on differently generated logs never share a run id), the size's run
+    settings and the two window lengths as its axis values. Used as the registry entry's
+    `variants` (seqrec/experiments.py).
     """
-    size, rest = validation_size(prof, overrides, size)
-    base = apply_overrides(apply_overrides(profile(prof), dict(size.settings)), rest)
-    for model in (*models, *baselines):
-        if model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {model!r}; choose from {MODEL_NAMES}")
-    plans = []
-    for scenario in scenarios:
-        synth = scenario_synth(scenario, size)
-        data_hash = config_hash(synth)
-        specs = []
-        for length in (size.short_len, size.long_len):
-            cfg = _with_data(base, seq_len=length)
-            for model in (*models, *baselines):
-                for s in range(cfg.train.seeds):
-                    seed = cfg.train.seed + s
-                    run_cfg = replace(cfg, model=replace(cfg.model, name=model),
-                                      train=replace(cfg.train, seed=seed))
-                    specs.append(ValidationSpec(
-                        experiment=EXPERIMENT, group=f"{EXPERIMENT}-{scenario}", model=model,
-                        chunk=0, seed=seed, axis="seq_len", value=length, config=run_cfg,
-                        profile=prof, scenario=scenario, data_hash=data_hash))
-        plans.append(ScenarioPlan(scenario, synth, specs))
-    return plans
+    size, rest = validation_size(request.profile, request.overrides)
+    variants = [Variant(group=f"{EXPERIMENT}-{scenario}",
+                        data=DataRef.generated(scenario_synth(scenario, size)),
+                        settings=dict(size.settings), points=(size.short_len, size.long_len))
+                for scenario in SCENARIOS]
+    return variants, normalise_overrides(rest)
 
 
-def _with_data(cfg: RunConfig, **values: Any) -> RunConfig:
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **values))
-
-
-def run_plan(plans: list[ScenarioPlan], out_dir: str | Path, device: str = "auto",
-             progress: bool = True, retry_failed: bool = False, log=print) -> list[dict]:
-    """Generate each scenario's log once (OUT/data) and run its specs; all records, in order."""
-    from seqrec.runner import DataSource, check_writable, run_specs
-
-    out = check_writable(out_dir)
-    records = []
-    for plan in plans:
-        if not plan.specs:
-            continue
-        path = generate(plan.synth, out / "data")
-        log(f"validate: scenario {plan.scenario}, data {path.name}, {len(plan.specs)} runs")
-        source = DataSource(path=path, cache_dir=out / "cache")
-        records += run_specs(plan.specs, source, out, device=device, progress=progress,
-                             retry_failed=retry_failed, log=log)
-    return records
-
-
-def run_validation(out_dir: str | Path, prof: str = "smoke", device: str = "auto",
-                   overrides: dict | list | tuple = (),
-                   models: tuple[str, ...] = DEFAULT_MODELS,
-                   baselines: tuple[str, ...] = DEFAULT_BASELINES,
-                   scenarios: tuple[str, ...] = SCENARIOS, progress: bool = True,
-                   retry_failed: bool = False, log=print) -> tuple[list[dict], Path]:
-    """Run the whole validation experiment and write OUT/report/validation.md (+ .png).
-
-    Returns the run records and the path of the summary.
-    """
-    from seqrec.report.validation import write_validation_report
-
-    plans = validation_plan(prof, overrides, models, baselines, scenarios)
-    records = run_plan(plans, out_dir, device=device, progress=progress,
-                       retry_failed=retry_failed, log=log)
-    size, _ = validation_size(prof, overrides)
-    return records, write_validation_report(out_dir, records, describe_size(size))
+def scenario_of(group: str) -> str:
+    """The scenario of a validation run's group: `validate-taste` -> `taste`."""
+    return group.removeprefix(f"{EXPERIMENT}-")
 
 
 def describe_size(size: ValidationSize) -> str:

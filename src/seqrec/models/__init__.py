@@ -1,52 +1,31 @@
-"""Model registry: a name -> "module:Class" table, imported lazily.
+"""The models: the registry (`registry.py`) lists them, `contract.py` says what each offers.
 
-Every model class is built as `Class(cfg: ModelConfig, n_items, n_users)` and offers
-`forward(items [B, T], users [B, T] | None) -> logits [B, n_items]`, `forward_all`,
-`param_groups(weight_decay, user_weight_decay)` and `requires_training` (False for count-based
-baselines). Lazy import keeps a missing or broken optional module from breaking the others: it
-fails only when its name is asked for.
+`build_model(cfg, n_items, n_users)` builds the model named `cfg.name` from its registry row.
 """
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
-from torch import nn
+from seqrec.models.registry import (
+    MODEL_NAMES,
+    REGISTRY,
+    ModelEntry,
+    entry,
+    model_class,
+    model_label,
+    model_order,
+)
 
-from seqrec.config import ModelConfig
-
-REGISTRY: dict[str, str] = {
-    "gru": "seqrec.models.gru:GRU",
-    "user_gru": "seqrec.models.user_gru:UserGRU",
-    "dnc": "seqrec.models.dnc:DNC",
-    "user_dnc": "seqrec.models.dnc:UserDNC",
-    # Written by another engineer (sasrec.py, baselines.py); registered here by name only.
-    "sasrec": "seqrec.models.sasrec:SASRec",
-    "pop": "seqrec.models.baselines:PopBaseline",
-    "recent": "seqrec.models.baselines:RecentBaseline",
-    "markov": "seqrec.models.baselines:MarkovBaseline",
-    "item_knn": "seqrec.models.baselines:ItemKNNBaseline",
-}
+if TYPE_CHECKING:
+    from seqrec.config import ModelConfig
+    from seqrec.models.contract import Recommender
 
 
-def model_class(name: str) -> type:
-    """The class registered under `name`; a clear error if unknown or not importable."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r}; set model.name to one of {sorted(REGISTRY)}")
-    module_name, class_name = REGISTRY[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise
-        raise ValueError(f"model {name!r} needs module {module_name}, which is not installed "
-                         f"in this version of seqrec; choose another model.name") from err
-    return getattr(module, class_name)
-
-
-def build_model(cfg: ModelConfig, n_items: int, n_users: int) -> nn.Module:
+def build_model(cfg: ModelConfig, n_items: int, n_users: int) -> Recommender:
     """Build the model `cfg.name` for a split with `n_items` items and `n_users` users."""
     return model_class(cfg.name)(cfg, n_items, n_users)
 
 
-__all__ = ["REGISTRY", "build_model", "model_class"]
+__all__ = ["MODEL_NAMES", "REGISTRY", "ModelEntry", "build_model", "entry", "model_class",
+           "model_label", "model_order"]

@@ -135,7 +135,7 @@ class RecurrentRecommender(nn.Module):
     decay), `*user_proj.weight` is the user layer W_u (user_weight_decay), the rest are weights.
     """
 
-    requires_training = True
+    kind = "neural"
     uses_users = False
 
     def __init__(self, n_items: int, n_users: int, feature_size: int) -> None:

@@ -178,7 +178,7 @@ class CountBaseline(nn.Module):
     implement `_fit(items, events)` and `_scores(items) -> [B, n_items]`.
     """
 
-    requires_training = False
+    kind = "count"
     uses_users = False
 
     def __init__(self, cfg: ModelConfig, n_items: int, n_users: int) -> None:

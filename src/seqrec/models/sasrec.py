@@ -70,7 +70,7 @@ class SASRec(nn.Module):
     `attention_layers`, `input_dropout` (every dropout of the model). `users` are ignored.
     """
 
-    requires_training = True
+    kind = "neural"
     uses_users = False
 
     def __init__(self, cfg: ModelConfig, n_items: int, n_users: int, *,
@@ -138,6 +138,10 @@ class SASRec(nn.Module):
         """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""
         self._check(items)
         return self.scores(self.features(items)[:, -1])
+
+    def loss(self, items: Tensor, users: Tensor | None, target: Tensor) -> Tensor:
+        """Mean cross-entropy of the last-position logits against `target` `[B]` -> scalar."""
+        return F.cross_entropy(self(items, users).float(), target)
 
     def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits after every position (causal): `[B, T]` -> `[B, T, n_items]`."""

@@ -4,7 +4,7 @@ Each function returns a `matplotlib.figure.Figure` built with the object API: no
 global figure registry and no backend switch (saving to PNG/PDF uses the Agg renderer whatever
 the session's backend), so the notebook can show it inline and the report can save it. Axes
 carry metric names ("Recall@20") and legends readable model names: the thesis swapped labels
-(THESIS_PROTOCOL.md, defects 5 and 14). `table`, when given, is the experiment's table already
+(docs/protocol.md, defects 5 and 14). `table`, when given, is the experiment's table already
 computed from the same records (the report passes it so as not to compute it twice).
 """
 
@@ -70,10 +70,10 @@ def _style(models: list[str]) -> dict[str, tuple[str, str]]:
     return {m: (MARKERS[i % len(MARKERS)], colours[i]) for i, m in enumerate(models)}
 
 
-def figure_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS,
+def figure_exp1(records: list, metrics: tuple[str, ...] = METRICS,
                 table: pd.DataFrame | None = None) -> Figure:
     """Exp 1 scatter: x chunk, y metric (one panel per metric); marker per model, filled for
-    the first threshold group and hollow for the next."""
+    the first (highest) threshold and hollow for the next."""
     table = table_exp1(records, metrics) if table is None else table
     fig = _figure(5.5 * len(metrics), 4.2)
     if table.empty:
@@ -82,15 +82,14 @@ def figure_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS,
     chunks = [int(c.split()[1]) for c in chunk_cols]
     models = list(dict.fromkeys(table["Model"]))
     style = _style(models)
-    groups = list(dict.fromkeys(table["Group"]))
+    thresholds = list(dict.fromkeys(table["Threshold"]))
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
         for _, row in table[table["Metric"] == metric_label(metric)].iterrows():
             marker, colour = style[row["Model"]]
-            hollow = groups.index(row["Group"]) % 2 == 1
+            hollow = thresholds.index(row["Threshold"]) % 2 == 1
             y = row[chunk_cols].to_numpy(float)
-            thr = row["Threshold"]
-            thr_text = f"threshold {int(thr)}" if not math.isnan(thr) else str(row["Group"])
+            thr_text = f"threshold {int(row['Threshold'])}"
             ax.scatter(chunks, y, marker=marker, s=45, label=f"{row['Model']}, {thr_text}",
                        facecolors="none" if hollow else colour, edgecolors=colour)
         ax.set_xlabel("Chunk")
@@ -121,7 +120,7 @@ def _lines(ax, table, x_col: str, y_col: str, style, dodge: float = 0.0) -> None
                     marker=marker, color=colour, capsize=3, label=model)
 
 
-def figure_exp2(records: list[dict], metrics: tuple[str, ...] = METRICS,
+def figure_exp2(records: list, metrics: tuple[str, ...] = METRICS,
                 table: pd.DataFrame | None = None) -> Figure:
     """Exp 2: each metric against the training fraction; error bars = std over chunks/seeds."""
     table = table_exp2(records, metrics) if table is None else table
@@ -140,7 +139,7 @@ def figure_exp2(records: list[dict], metrics: tuple[str, ...] = METRICS,
     return fig
 
 
-def figure_exp3(records: list[dict], table: pd.DataFrame | None = None) -> Figure:
+def figure_exp3(records: list, table: pd.DataFrame | None = None) -> Figure:
     """Exp 3: best validation loss against embedding size on a log2 axis; one-hot is placed at
     the number of items and labelled "one-hot"."""
     table = table_exp3(records) if table is None else table
@@ -173,7 +172,7 @@ def figure_exp3(records: list[dict], table: pd.DataFrame | None = None) -> Figur
     return fig
 
 
-def figure_exp4(records: list[dict], metrics: tuple[str, ...] = METRICS,
+def figure_exp4(records: list, metrics: tuple[str, ...] = METRICS,
                 table: pd.DataFrame | None = None) -> Figure:
     """Exp 4: metrics against window length L; one column of panels per scope (overall and
     each popularity third), one row per metric; error bars = std over chunks and seeds."""
@@ -199,4 +198,3 @@ def figure_exp4(records: list[dict], metrics: tuple[str, ...] = METRICS,
     return fig
 
 
-FIGURES = {"exp1": figure_exp1, "exp2": figure_exp2, "exp3": figure_exp3, "exp4": figure_exp4}

@@ -1,13 +1,13 @@
-"""Run records in, one flat DataFrame out; readable names for models and metrics.
+"""Run records in, one flat DataFrame out; readable names for metrics.
 
-A run record is the JSON the trainer writes when a run ends (`<out>/runs/<run_id>/record.json`).
-Every number is read by its metric key (`"recall@20"`), never by position: the thesis notebook
-read the wrong columns of a positional metric list (THESIS_PROTOCOL.md, defects 5 and 14).
+A run record (`seqrec.record.RunRecord`) is what the runner writes when a run ends
+(`<out>/runs/<run_id>/record.json`). Every number is read by its metric key (`"recall@20"`),
+never by position: the thesis notebook read the wrong columns of a positional metric list
+(docs/protocol.md, defects 5 and 14). Model labels and their order come from the model registry.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -15,38 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from seqrec.io import read_json
+from seqrec.models.registry import model_label, model_order  # noqa: F401 - re-exported
+from seqrec.record import RECORD_FILE, RecordError, RunRecord, read_record
 
-# Order in which models appear in tables and legends; unknown models follow, sorted by key.
-MODEL_LABELS: dict[str, str] = {
-    "gru": "GRU",
-    "user_gru": "User-based GRU",
-    "dnc": "DNC",
-    "user_dnc": "User-based DNC",
-    "sasrec": "SASRec",
-    "pop": "POP",
-    "recent": "Recent",
-    "markov": "Markov",
-    "item_knn": "Item-KNN",
-}
 THIRD_LABELS = {"overall": "Overall", "popular": "Popular", "semi": "Semi-popular",
-                "unpopular": "Unpopular"}
-EXPERIMENTS = ("exp1", "exp2", "exp3", "exp4")
+               "unpopular": "Unpopular"}
 
-# Columns of `runs_frame` taken from the record's "spec" (absent keys become missing values).
+# Columns of `runs_frame` taken from the record's label (`RunLabel`).
 SPEC_COLUMNS = ("experiment", "group", "model", "chunk", "seed", "axis", "value", "profile")
-
-
-def model_label(model: str) -> str:
-    """Readable name of a model key: `"user_gru"` -> `"User-based GRU"`."""
-    return MODEL_LABELS.get(model, model)
-
-
-def model_order(models: Any) -> list[str]:
-    """Model keys in table order: the known ones as in `MODEL_LABELS`, then the rest sorted."""
-    present = {str(m) for m in models}
-    known = [m for m in MODEL_LABELS if m in present]
-    return known + sorted(present - set(known))
 
 
 def metric_label(key: str) -> str:
@@ -62,26 +38,23 @@ def third_column(third: str, metric: str) -> str:
     return metric if third == "overall" else f"{third}/{metric}"
 
 
-def load_records(out_dir: str | Path) -> list[dict]:
+def load_records(out_dir: str | Path) -> list[RunRecord]:
     """Every readable `<out_dir>/runs/*/record.json`, sorted by path.
 
-    A file that cannot be read or parsed, or is not a record (no "spec" object), is skipped with
-    a warning naming it, so one damaged file never hides the others. A missing `runs` folder
-    gives an empty list (nothing has run yet).
+    A file that cannot be read or parsed, or is not a run record, is skipped with a warning
+    naming it, so one damaged file never hides the others. A missing `runs` folder gives an
+    empty list (nothing has run yet).
     """
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"output folder {out} does not exist; pass the folder the runs "
                                 "were written to (the --out of the runner)")
     records = []
-    for path in sorted(out.glob("runs/*/record.json")):
+    for path in sorted(out.glob(f"runs/*/{RECORD_FILE}")):
         try:
-            record = read_json(path)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            warnings.warn(f"skipping unreadable run record {path}: {err}", stacklevel=2)
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("spec"), dict):
-            warnings.warn(f"skipping {path}: not a run record (no 'spec' object)", stacklevel=2)
+            record = read_record(path.parent)
+        except RecordError as err:
+            warnings.warn(f"skipping {err}", stacklevel=2)
             continue
         records.append(record)
     return records
@@ -102,58 +75,47 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per successful run (status "ok"): spec fields, sizes and every metric.
+def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per successful run (status "ok"): label fields, sizes and every metric.
 
     Columns: `run_id`, the `SPEC_COLUMNS`, `threshold`, `train_frac`, `train_start_frac`,
     `seq_len`, `embedding_size` (from the record's config), `n_items`, `train_windows`,
-    `best_val_loss`, one column per overall metric key (`recall@20`) and one per popularity
-    third (`popular/recall@20`, see `third_column`). Failed runs are left out: they have no
-    metrics (they are listed by `status_lists`).
+    `best_val_loss`, `data` (the data fingerprint), one column per overall metric key
+    (`recall@20`) and one per popularity third (`popular/recall@20`, see `third_column`).
+    Failed runs are left out: they have no metrics (they are listed by `status_lists`).
     """
     rows = []
     for r in records:
-        if r.get("status", "ok") != "ok":
+        if not r.ok:
             continue
-        spec = r.get("spec", {})
-        row: dict[str, Any] = {"run_id": r.get("run_id")}
+        row: dict[str, Any] = {"run_id": r.run_id}
         for key in SPEC_COLUMNS:
-            row[key] = spec.get(key)
-        data = _get(r, "config", "data") or {}
+            row[key] = getattr(r.spec, key)
+        data = _get(r.config, "data") or {}
         for key in ("threshold", "train_frac", "train_start_frac", "seq_len"):
             row[key] = _number(data.get(key))
-        row["embedding_size"] = _number(_get(r, "config", "model", "embedding_size"))
-        n_items = r.get("n_items", _get(r, "split", "n_items"))
-        row["n_items"] = _number(n_items)
-        row["train_windows"] = _number(_get(r, "split", "windows", "train"))
-        row["best_val_loss"] = _number(r.get("best_val_loss"))
-        for key, value in (r.get("metrics") or {}).items():
+        row["embedding_size"] = _number(_get(r.config, "model", "embedding_size"))
+        row["n_items"] = _number(r.n_items if r.n_items is not None else r.split.get("n_items"))
+        row["train_windows"] = _number(_get(r.split, "windows", "train"))
+        row["best_val_loss"] = _number(r.best_val_loss)
+        row["data"] = r.data.get("fingerprint")
+        for key, value in (r.metrics or {}).items():
             row[key] = _number(value)
-        for third, values in (r.get("metrics_by_popularity") or {}).items():
+        for third, values in (r.metrics_by_popularity or {}).items():
             for key, value in (values or {}).items():
                 row[third_column(third, key)] = _number(value)
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=None if rows else ["run_id", *SPEC_COLUMNS])
-    return frame
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", *SPEC_COLUMNS])
 
 
-def status_lists(records: list[dict], expected: list[dict] | None) -> tuple[list[dict], list[dict]]:
-    """(failed, missing): failed runs `{"run_id", "spec", "reason"}` and expected runs with no
-    record at all `{"run_id", "spec"}`.
+def status_lists(records: list[RunRecord], expected: list | None
+                 ) -> tuple[list[RunRecord], list]:
+    """(failed, missing): failed records, and the expected `RunSpec`s with no record at all.
 
     A failed run that also has an "ok" record (it was rerun) is not listed as failed.
-    `expected` entries are `{"run_id": ..., "spec": {...}}` or a flat spec dict with a
-    "run_id" key; both are accepted.
     """
-    ok_ids = {r.get("run_id") for r in records if r.get("status", "ok") == "ok"}
-    seen_ids = {r.get("run_id") for r in records}
-    failed = [{"run_id": r.get("run_id"), "spec": r.get("spec", {}),
-               "reason": r.get("reason") or "no reason given"}
-              for r in records if r.get("status", "ok") != "ok" and r.get("run_id") not in ok_ids]
-    missing = []
-    for e in expected or []:
-        run_id = e.get("run_id")
-        if run_id not in seen_ids:
-            spec = e.get("spec") if isinstance(e.get("spec"), dict) else e
-            missing.append({"run_id": run_id, "spec": spec})
+    ok_ids = {r.run_id for r in records if r.ok}
+    seen_ids = {r.run_id for r in records}
+    failed = [r for r in records if not r.ok and r.run_id not in ok_ids]
+    missing = [e for e in expected or [] if e.run_id not in seen_ids]
     return failed, missing

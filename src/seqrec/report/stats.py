@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from seqrec.models.registry import TWINS
 from seqrec.report.records import runs_frame
-
-# (vanilla, user-based) pairs compared wherever both are present.
-TWINS = (("gru", "user_gru"), ("dnc", "user_dnc"))
 
 # The Wilcoxon signed-rank test needs no normality assumption, but with n pairs its smallest
 # possible two-sided p-value is 2 / 2**n: 0.0625 for n = 5, so below 6 pairs it can never reach
@@ -99,7 +97,19 @@ def _pairs(runs: pd.DataFrame, a: str, b: str, metric: str,
     return both[f"{metric}_a"].to_numpy(float), both[f"{metric}_b"].to_numpy(float)
 
 
-def twin_tests(records: list[dict], experiment: str,
+def twin_comparisons(records: list, experiment: str,
+                     metrics: tuple[str, ...] = ("recall@20", "recall@1"),
+                     higher_is_better: bool = True) -> tuple[list[str], pd.DataFrame]:
+    """An experiment's tested comparisons for the report: the pooled conclusions (setting
+    "all") as sentences, and every test as a table (`twin_tests` without its sentences)."""
+    tests = twin_tests(records, experiment, metrics, higher_is_better)
+    pooled = tests[tests["Setting"] == "all"]
+    sentences = [f"{g}: {s}" for g, s in zip(pooled["Group"], pooled["Conclusion"],
+                                             strict=True)]
+    return sentences, tests.drop(columns=["Conclusion"]).rename(columns={"p": "p-value"})
+
+
+def twin_tests(records: list, experiment: str,
                metrics: tuple[str, ...] = ("recall@20", "recall@1"),
                higher_is_better: bool = True) -> pd.DataFrame:
     """Paired tests of each user-based model against its vanilla twin in one experiment.

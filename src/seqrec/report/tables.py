@@ -1,4 +1,4 @@
-"""The four experiments' result tables as numeric DataFrames (THESIS_PROTOCOL.md "Experiments").
+"""The experiments' result tables as numeric DataFrames (docs/protocol.md, "Experiments").
 
 Every value is looked up by its metric key and labelled with that metric's name; models are
 labelled by their readable names (`model_label`). A table holds whatever runs exist: missing
@@ -28,7 +28,7 @@ METRICS = ("recall@20", "recall@1")
 ONE_HOT = -1  # embedding_size value meaning one-hot input (exp 3)
 
 
-def experiment_runs(records: list[dict], experiment: str) -> pd.DataFrame:
+def experiment_runs(records: list, experiment: str) -> pd.DataFrame:
     """`runs_frame` rows of one experiment (possibly empty)."""
     runs = runs_frame(records)
     if runs.empty:
@@ -48,15 +48,6 @@ def _col(part: pd.DataFrame, column: str) -> pd.Series:
     return part[column] if column in part.columns else pd.Series(np.nan, index=part.index)
 
 
-def _group_threshold(part: pd.DataFrame) -> float:
-    """The filter threshold of a group: from the configs, else from a threshold-axis spec."""
-    t = _col(part, "threshold").dropna()
-    if len(t):
-        return float(t.iloc[0])
-    by_axis = part.loc[part["axis"] == "threshold", "value"].dropna()
-    return float(by_axis.iloc[0]) if len(by_axis) else math.nan
-
-
 def _int_or_none(value: object) -> int | None:
     try:
         return None if value is None or math.isnan(float(value)) else int(float(value))
@@ -64,27 +55,27 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
-def table_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
-    """Exp 1: each metric per chunk, for every model and threshold group (exp1.1 / exp1.2).
+def table_exp1(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+    """Exp 1: each metric per chunk, for every threshold (highest first: 20 is the thesis'
+    exp 1.1, 2 its exp 1.2) and model.
 
-    Columns: Group, Threshold, Model, Metric, `Chunk c` for each chunk present (mean over
-    seeds), Mean and Mean std (mean and sample std of the chunk columns, so every chunk weighs
-    the same however many seeds it has), Runs.
+    Columns: Threshold, Model, Metric, `Chunk c` for each chunk present (mean over seeds), Mean
+    and Mean std (mean and sample std of the chunk columns, so every chunk weighs the same
+    however many seeds it has), Runs.
     """
     runs = experiment_runs(records, "exp1")
-    base = ["Group", "Threshold", "Model", "Metric"]
+    base = ["Threshold", "Model", "Metric"]
     if runs.empty:
         return pd.DataFrame(columns=[*base, "Mean", "Mean" + STD_SUFFIX, "Runs"])
     chunks = sorted({c for c in (_int_or_none(v) for v in runs["chunk"]) if c is not None})
     runs = runs.assign(chunk=[_int_or_none(v) for v in runs["chunk"]])
     rows = []
-    for group in sorted(runs["group"].dropna().unique(), key=str):
-        part = runs[runs["group"] == group]
-        threshold = _group_threshold(part)
+    for threshold in sorted(runs["threshold"].dropna().unique(), reverse=True):
+        part = runs[runs["threshold"] == threshold]
         for model in model_order(part["model"].dropna()):
             mine = part[part["model"] == model]
             for metric in metrics:
-                row = {"Group": group, "Threshold": threshold, "Model": model_label(model),
+                row = {"Threshold": float(threshold), "Model": model_label(model),
                        "Metric": metric_label(metric)}
                 values = _col(mine, metric)
                 for c in chunks:
@@ -97,7 +88,7 @@ def table_exp1(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.Da
                                        "Mean" + STD_SUFFIX, "Runs"])
 
 
-def table_exp2(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+def table_exp2(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """Exp 2: metrics against training-set size, mean and std over chunks and seeds.
 
     Training starts at `p * n` of each user's `n` events (axis `train_start_frac`) and ends at
@@ -135,7 +126,7 @@ def embedding_text(size: float) -> str:
     return "one-hot" if int(size) == ONE_HOT else str(int(size))
 
 
-def table_exp3(records: list[dict], metric: str = "best_val_loss") -> pd.DataFrame:
+def table_exp3(records: list, metric: str = "best_val_loss") -> pd.DataFrame:
     """Exp 3: best validation loss against embedding size (value -1 shown as "one-hot").
 
     Columns: Model, Embedding (text), Embedding size (number; the item count for one-hot),
@@ -162,7 +153,7 @@ def table_exp3(records: list[dict], metric: str = "best_val_loss") -> pd.DataFra
     return pd.DataFrame(rows, columns=columns)
 
 
-def table_exp4(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+def table_exp4(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """Exp 4: metrics against window length L, overall and per popularity third.
 
     Columns: Scope (Overall, Popular, Semi-popular, Unpopular), Model, Window length, then per
@@ -192,7 +183,7 @@ def table_exp4(records: list[dict], metrics: tuple[str, ...] = METRICS) -> pd.Da
     return pd.DataFrame(rows, columns=columns)
 
 
-def table_other(records: list[dict], experiment: str,
+def table_other(records: list, experiment: str,
                 metrics: tuple[str, ...] = ("recall@20", "recall@1", "mrr@20")) -> pd.DataFrame:
     """Any other experiment (e.g. "validate"): one row per run, its metrics by name."""
     runs = experiment_runs(records, experiment)
@@ -202,4 +193,3 @@ def table_other(records: list[dict], experiment: str,
     return pd.DataFrame(rows, columns=columns)
 
 
-TABLES = {"exp1": table_exp1, "exp2": table_exp2, "exp3": table_exp3, "exp4": table_exp4}

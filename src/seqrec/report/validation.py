@@ -19,9 +19,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from seqrec.io import atomic_write, atomic_write_text
+from seqrec.models.registry import TWINS
 from seqrec.report.records import metric_label, model_label, model_order, runs_frame
 from seqrec.report.render import STD_SUFFIX, to_markdown
-from seqrec.report.stats import ALPHA, TWINS, paired_test
+from seqrec.report.stats import ALPHA, paired_test
 
 EXPERIMENT = "validate"
 METRIC = "recall@20"
@@ -31,7 +32,7 @@ CHECK_COLUMNS = ["Scenario", "Comparison", "Window length", "Expected", "Pairs",
                  "Mean difference", "p", "Test", "Effect", "Verdict"]
 
 
-def validation_runs(records: list[dict]) -> pd.DataFrame:
+def validation_runs(records: list) -> pd.DataFrame:
     """`runs_frame` rows of the validation experiment, with `scenario` and `L` columns."""
     runs = runs_frame(records)
     if runs.empty or "experiment" not in runs.columns:
@@ -48,7 +49,7 @@ def _scenarios(runs: pd.DataFrame) -> list[str]:
     return [s for s in order if s in present] + sorted(present - set(order))
 
 
-def validation_table(records: list[dict], metric: str = METRIC) -> pd.DataFrame:
+def validation_table(records: list, metric: str = METRIC) -> pd.DataFrame:
     """Mean and sample std over seeds of `metric` per scenario x model x window length.
 
     Columns: Scenario, Model, Window length, `<Metric>`, `<Metric> std`, Runs.
@@ -102,7 +103,7 @@ def _check(scenario: str, a: str, b: str, length: str, expected: str, x: np.ndar
             "Effect": effect, "Verdict": verdict}
 
 
-def validation_checks(records: list[dict], metric: str = METRIC) -> pd.DataFrame:
+def validation_checks(records: list, metric: str = METRIC) -> pd.DataFrame:
     """The planted-effect checks, one row per comparison (columns `CHECK_COLUMNS`).
 
     - user-based vs vanilla twin at every window length, in every scenario: expected better in
@@ -176,10 +177,17 @@ def validation_sentences(checks: pd.DataFrame, metric: str = METRIC) -> list[str
     return out
 
 
-def figure_validation(records: list[dict], metric: str = METRIC) -> Figure:
+def validation_comparisons(records: list) -> tuple[list[str], pd.DataFrame]:
+    """The planted-effect checks for the report: one sentence per check, and the checks."""
+    checks = validation_checks(records)
+    return validation_sentences(checks), checks.drop(columns=["Effect"])
+
+
+def figure_validation(records: list, table: pd.DataFrame | None = None,
+                      metric: str = METRIC) -> Figure:
     """Bars of `metric` (mean, std over seeds as error bars) by model and window length, one
-    panel per scenario."""
-    table = validation_table(records, metric)
+    panel per scenario. `table`: `validation_table(records, metric)` when already computed."""
+    table = validation_table(records, metric) if table is None else table
     label = metric_label(metric)
     scenarios = list(dict.fromkeys(table["Scenario"]))
     fig = Figure(figsize=(4.2 * max(len(scenarios), 1), 3.6))
@@ -210,7 +218,7 @@ def figure_validation(records: list[dict], metric: str = METRIC) -> Figure:
     return fig
 
 
-def validation_markdown(records: list[dict], description: str = "",
+def validation_markdown(records: list, description: str = "",
                         figure_name: str = "validation.png") -> str:
     """The summary as Markdown: description, table, checks, sentences and the figure."""
     checks = validation_checks(records)
@@ -230,7 +238,7 @@ def validation_markdown(records: list[dict], description: str = "",
     return "\n".join(lines)
 
 
-def write_validation_report(out_dir: str | Path, records: list[dict],
+def write_validation_report(out_dir: str | Path, records: list,
                             description: str = "") -> Path:
     """Write OUT/report/validation.md and validation.png (atomically); return the .md path."""
     folder = Path(out_dir) / "report"

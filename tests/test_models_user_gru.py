@@ -23,7 +23,7 @@ B, T, E, H, N_ITEMS, N_USERS = 3, 5, 4, 6, 11, 4
 
 
 def plain_user_gru(m: UserGRU, items, users, mask_i=None, mask_u=None):
-    """THESIS_PROTOCOL.md's cell, literally: concatenations and matmuls per step."""
+    """docs/protocol.md's cell, literally: concatenations and matmuls per step."""
     inp = m.input
     x_all = inp.item_embedding(items)  # [B, T, E]
     u_all = inp.user_embedding(users)

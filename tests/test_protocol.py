@@ -151,7 +151,7 @@ def test_user_order_is_stable_for_wide_ids():
 
 
 # ---------------------------------------------------------------------------------------------
-# A plain per-user reference, written from THESIS_PROTOCOL.md with loops, on generated logs.
+# A plain per-user reference, written from docs/protocol.md with loops, on generated logs.
 
 def reference_split(users, items, cfg: DataConfig, chunk: int, fixed_eval: bool = False):
     """The protocol step by step with Python lists; None where a part would have no window."""

@@ -257,3 +257,32 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(log, tmp_path):
     assert resumed.metrics == uninterrupted.metrics
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"]
                                                          for h in uninterrupted.history]
+
+
+def test_a_fifth_experiment_is_one_registry_entry(log, tmp_path, monkeypatch, capsys):
+    # An experiment defined here, as it would be in seqrec/experiments.py (with a generic
+    # table): the CLI, the runner, the report and the notebook session take it from there.
+    from functools import partial
+
+    from seqrec.experiment import Experiment
+    from seqrec.experiments import EXPERIMENTS
+    from seqrec.notebook import Session
+    from seqrec.report.build import build_report
+    from seqrec.report.tables import table_other
+
+    exp5 = Experiment(
+        name="exp5", title="Exp 5: hidden size", description="GRU width against accuracy.",
+        axis="hidden_size", axis_label="Hidden size", points={"smoke": (8, 16)},
+        chunks={"smoke": (0,)}, models=("gru",), baselines=("pop",),
+        settings={"smoke": {"epochs": 1, "embedding_size": 8, "batch_size": 512,
+                            "start_frac": 0.5, "chunks": 1}},
+        table=partial(table_other, experiment="exp5"), thesis=False)
+    monkeypatch.setitem(EXPERIMENTS, "exp5", exp5)
+    assert main(["run", "--experiment", "exp5", "--data", str(log), "--out", str(tmp_path),
+                 "--dry-run"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[1].split("-")[3] for line in listed[:-1]] == [
+        "hidden_size8", "hidden_size8", "hidden_size16", "hidden_size16"]
+    Session(str(tmp_path), data=str(log), profile="smoke", device="cpu").run_all(["exp5"])
+    md = build_report(tmp_path).read_text()
+    assert "## Exp 5: hidden size" in md and "4 finished (seeds 0), 0 failed, 0 missing" in md

@@ -3,7 +3,7 @@
 File layout: 8 magic bytes `SEQRECK1`, the 32-byte SHA-256 of the payload, then the payload, the
 bytes of `torch.save(dict)`. One file carries its own checksum, so the pair can never disagree
 after a kill. The payload holds only tensors, dicts, lists and primitives, so it is read with
-`torch.load(weights_only=True)`: a tampered file cannot run code (DESIGN.md, "Nothing is lost").
+`torch.load(weights_only=True)`: a tampered file cannot run code (docs/design.md, "Files").
 
 Each save first renames the current checkpoint to `<name>.prev.pt` (kept as the fall-back), then
 writes the new one atomically (`seqrec.io.atomic_write`). `load_latest` tries the newest file,

@@ -11,19 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from seqrec.experiments import CHOICES as EXPERIMENT_CHOICES
 from seqrec.experiments import EXPERIMENTS
 from seqrec.models.registry import MODEL_NAMES
 
-_AXES = ", ".join(f"{e.name}: {e.axis}" for e in EXPERIMENTS.values())
-
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
+    axes = ", ".join(f"{e.name}: {e.axis}" for e in EXPERIMENTS.values())
     p.add_argument("--profile", default="smoke",
                    help="settings profile: smoke (tiny, CPU) or thesis (the thesis' sizes)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set lr=0.01 (repeatable). The setting an "
-                        f"experiment varies ({_AXES}) takes a comma list of the values to run, "
+                        f"experiment varies ({axes}) takes a comma list of the values to run, "
                         "e.g. --set seq_len=10,20 for exp4; every run is labelled with the "
                         "value it trains with")
 
@@ -36,6 +34,8 @@ def _add_data_out(p: argparse.ArgumentParser, data_required: bool = False) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser; experiment choices are read from the registry (seqrec/experiments.py)."""
+    experiment_choices = (*EXPERIMENTS, "all")
     parser = argparse.ArgumentParser(
         prog="python -m seqrec",
         description="Long- and short-term dependencies for sequential recommendation: "
@@ -50,13 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="read, cache and prepare an experiment's splits")
     _add_data_out(p)
-    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES)
+    p.add_argument("--experiment", required=True, choices=experiment_choices)
     _add_profile(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("train", help="train and evaluate one run of an experiment's protocol")
     _add_data_out(p)
-    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES)
+    p.add_argument("--experiment", required=True, choices=experiment_choices)
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
     _add_profile(p)
     p.add_argument("--chunk", type=int, default=0)
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run an experiment's grid (resumable, shardable)")
     _add_data_out(p)
-    p.add_argument("--experiment", required=True, choices=EXPERIMENT_CHOICES)
+    p.add_argument("--experiment", required=True, choices=experiment_choices)
     _add_profile(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--only", action="append", default=None, metavar="PATTERN",

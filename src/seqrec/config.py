@@ -1,6 +1,6 @@
 """Configuration: frozen dataclasses, profiles, overrides and a stable hash.
 
-One source of defaults: the field defaults below are the thesis' settings (THESIS_PROTOCOL.md),
+One source of defaults: the field defaults below are the thesis' settings (docs/protocol.md),
 except where the thesis' notebook had a defect (item identity: see `DataConfig.item_key`).
 A profile is a `RunConfig` with some fields replaced; `--set KEY=VALUE` replaces more. Every
 cache and run id is keyed by `config_hash` of the settings that made it, so a changed setting
@@ -26,7 +26,7 @@ USER_INTEGRATIONS = ("attentional",)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How raw events become a split (THESIS_PROTOCOL.md, "Preprocessing").
+    """How raw events become a split (docs/protocol.md, "Preprocessing").
 
     The rows of the time-sorted log in `[start_frac, end_frac)` are cut into `chunks` equal
     consecutive chunks (as `numpy.array_split`). Inside a chunk, the rows are cut again into
@@ -68,7 +68,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Model sizes and switches (THESIS_PROTOCOL.md, "Models")."""
+    """Model sizes and switches (docs/protocol.md, "Models")."""
 
     name: str = "gru"
     embedding_size: int = 1000  # -1: one-hot input (exp 3), size = number of items
@@ -108,7 +108,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and the two-stage protocol (THESIS_PROTOCOL.md, "Training and evaluation")."""
+    """Optimisation and the two-stage protocol (docs/protocol.md, "Training and evaluation")."""
 
     lr: float = 1e-3
     batch_size: int = 1000
@@ -142,7 +142,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Metrics: cut-offs and the tie policy (DESIGN.md, "Evaluation you can trust")."""
+    """Metrics: cut-offs and the tie policy (docs/design.md, "Evaluation you can trust")."""
 
     ks: tuple[int, ...] = (1, 5, 10, 20)
     ties: str = "conservative"

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-
 _UMASK_LOCK = threading.Lock()
 
 

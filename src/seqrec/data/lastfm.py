@@ -1,6 +1,6 @@
 """Read a raw listening log into `Events`: LastFM-1K's TSV, or a plain `user, item, time` log.
 
-LastFM-1K (THESIS_PROTOCOL.md, "Data"): no header, six tab-separated fields (user id, ISO-8601
+LastFM-1K (docs/protocol.md, "Data"): no header, six tab-separated fields (user id, ISO-8601
 UTC time such as `2009-05-04T23:08:57Z`, artist MBID or empty, artist name, track MBID or empty,
 track name), newest first within a user. Stray `"` characters occur, so quoting is off. A
 damaged line (wrong number of fields, bytes that are not UTF-8, an unparsable time, an empty

@@ -1,6 +1,6 @@
 """The thesis preprocessing protocol: time chunks -> min-count filter -> per-user split -> windows.
 
-This module implements THESIS_PROTOCOL.md, "Preprocessing", for one chunk of a time-sorted event
+This module implements docs/protocol.md, "Preprocessing", for one chunk of a time-sorted event
 log, vectorised over all users at once (a stable radix sort by user, `bincount` tables, masks and
 per-user run lengths expanded with `np.repeat`; no per-user Python loop). Input is two aligned
 arrays, `users int32[N]` and `items int32[N]`, whose rows are already in a total, stable time
@@ -16,7 +16,7 @@ Where rows are cut (all settings are `DataConfig` fields):
 * Filter parts: each chunk cut the same way into `filter_parts` consecutive parts; each part is
   filtered on its own play counts, then the parts are merged back in time order (exp 2).
 
-Decisions (THESIS_PROTOCOL.md's order of steps decides all but the `fixed_eval` option, which
+Decisions (docs/protocol.md's order of steps decides all but the `fixed_eval` option, which
 is ours, for exp 2):
 
 * The `n` of step 3 counts a user's events AFTER the threshold filter: the per-user split is
@@ -190,7 +190,7 @@ def _window_starts(sizes: np.ndarray, seq_len: int) -> np.ndarray:
 # The protocol
 
 def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: int) -> Split:
-    """The thesis protocol (THESIS_PROTOCOL.md, "Preprocessing") on chunk `chunk` of a log.
+    """The thesis protocol (docs/protocol.md, "Preprocessing") on chunk `chunk` of a log.
 
     `users`, `items`: int[N] dense non-negative ids, rows in time order. Steps, on the rows of
     `chunk_rows(N, cfg)[chunk]`:

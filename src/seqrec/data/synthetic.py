@@ -1,7 +1,7 @@
 """Generated listening logs in exactly the LastFM-1K format, with known, tunable structure.
 
 The file has the layout of `userid-timestamp-artid-artname-traid-traname.tsv`
-(THESIS_PROTOCOL.md, "Data"): no header, six tab-separated fields, `user_000001` ids, ISO-8601
+(docs/protocol.md, "Data"): no header, six tab-separated fields, `user_000001` ids, ISO-8601
 UTC times, UUID-like MBIDs (some empty), newest first within each user. The same `SynthConfig`
 (seed included) always gives the same bytes.
 

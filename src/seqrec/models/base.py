@@ -2,8 +2,8 @@
 
 Every neural model maps `items [B, T]` (and `users [B, T]`) to per-step features `[B, T, D]`
 through a recurrence with explicit state; `RecurrentRecommender` turns those into logits over all
-items and fixes the interface that training and evaluation code against (DESIGN.md, "One model
-interface"; THESIS_PROTOCOL.md, "Models").
+items and fixes the interface that training and evaluation code against (models/contract.py;
+docs/protocol.md, "Models").
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ class RecurrentRecommender(nn.Module):
 
     def param_groups(self, weight_decay: float, user_weight_decay: float) -> list[dict]:
         """Parameter groups for Adam: W_u -> user_weight_decay; biases, embeddings -> 0; rest ->
-        weight_decay (THESIS_PROTOCOL.md: L2 0.01 on the user layer only). Empty groups dropped.
+        weight_decay (docs/protocol.md: L2 0.01 on the user layer only). Empty groups dropped.
         """
         groups: dict[str, list[nn.Parameter]] = {"weights": [], "user": [], "none": []}
         for name, p in self.named_parameters():

@@ -1,4 +1,4 @@
-"""Vanilla GRU recommender (THESIS_PROTOCOL.md, "Models": GRU).
+"""Vanilla GRU recommender (docs/protocol.md, "Models": GRU).
 
 Cell (Cho et al. 2014, PyTorch's gate order r, z, n), with `gi = W_i x + b_i`, `gh = W_h h + b_h`:
     r = sigmoid(gi_r + gh_r);  z = sigmoid(gi_z + gh_z);  n = tanh(gi_n + r * gh_n)

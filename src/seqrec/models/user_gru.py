@@ -1,5 +1,5 @@
 """User-based GRU (Donkers, Loepp and Ziegler, "Sequential User-based Recurrent Neural Network
-Recommendations", RecSys 2017), attentional user integration, as THESIS_PROTOCOL.md states it.
+Recommendations", RecSys 2017), attentional user integration, as docs/protocol.md states it.
 
 Per step, with item vector x `[B, E]`, user vector u `[B, E]` and previous state h `[B, H]`:
     a = sigmoid(W_a [h; x; u] + b_a)                      attention, one scalar per sample

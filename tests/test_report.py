@@ -424,3 +424,25 @@ def test_report_of_failed_runs_only(tmp_path):
     assert (tmp_path / "report" / "report.pdf").stat().st_size > 0
     with pytest.raises(ValueError, match="experiments"):
         build_report(tmp_path, experiments=["exp9"])
+
+
+def test_a_neural_model_that_does_not_beat_pop_is_called_out(tmp_path):
+    # gru at 0.30 + ..., pop at 0.05 + ...: beats POP; a copy of gru scored below POP is not.
+    records, expected = grid()
+    from dataclasses import replace
+
+    from seqrec.report.baselines import baseline_check, baseline_sentences
+    check = baseline_check(records, "exp1")
+    gru = check[check["Model"] == "GRU"].iloc[0]
+    assert gru["Verdict"] == "beats every baseline" and gru["Best baseline"] == "POP"
+    assert gru["x POP"] == pytest.approx(gru["Model mean"] / gru["POP mean"])
+    weak = [replace(r, metrics={**r.metrics, "recall@20": r.metrics["recall@20"] / 10})
+            if r.spec.model == "user_gru" else r for r in records]
+    check = baseline_check(weak, "exp1")
+    user = check[check["Model"] == "User-based GRU"].iloc[0]
+    assert user["Verdict"] == "below POP" and user["x POP"] < 1
+    (warning,) = baseline_sentences(check)
+    assert warning.startswith("WARNING: User-based GRU scores no better than POP")
+    write_records(tmp_path, weak)
+    chapter = Chapter("Runs 1", [], load_records(tmp_path), expected, names=["exp1"])
+    assert warning in render_report(tmp_path, [chapter]).read_text()

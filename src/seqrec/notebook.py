@@ -99,6 +99,10 @@ class Session:
             return
         table = exp.table(ok)
         _display(table)
+        from seqrec.report.baselines import baseline_check, baseline_sentences
+
+        for sentence in baseline_sentences(baseline_check(ok, experiment)):
+            print(sentence)
         if exp.figure is not None:
             fig = exp.figure(ok, table=table)
             _display(fig)

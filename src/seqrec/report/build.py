@@ -25,7 +25,8 @@ from seqrec.experiment import GridRequest, build_grid, split_axis
 from seqrec.experiments import EXPERIMENTS
 from seqrec.io import atomic_write, atomic_write_text
 from seqrec.record import RunLabel, RunRecord
-from seqrec.report.records import load_records, status_lists
+from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
+from seqrec.report.records import load_records, metric_label, status_lists
 from seqrec.report.render import to_latex, to_markdown, to_text
 from seqrec.report.stats import MIN_WILCOXON_PAIRS
 from seqrec.report.tables import table_other
@@ -80,6 +81,16 @@ def _experiment_section(name: str, records: list[RunRecord], folder: Path,
         _save_figure(fig, folder / f"{stem}.png")
         section.md += [f"![{section.title}]({stem}.png)", ""]
         section.pdf.append((section.title, fig, 0))
+    check = baseline_check(ok, name)
+    if not check.empty:
+        warnings = baseline_sentences(check)
+        section.md += ["### Against the count baselines", "",
+                       f"Mean {metric_label(METRIC)} of each neural model and of the count "
+                       "baselines on the same runs (axis value, chunk, seed).", ""]
+        section.md += [f"- {w}" for w in warnings] + ([""] if warnings else [])
+        section.md += [to_markdown(check)]
+        section.pdf.append((f"{section.title}: against the count baselines",
+                            [*warnings, "", *to_text(check)], 0))
     if exp is not None and exp.comparisons is not None:
         sentences, tests = exp.comparisons(ok)
         if not tests.empty:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -99,7 +100,8 @@ def test_train_prints_its_record_and_does_not_train_twice(log, tmp_path, capsys)
 
 
 def quiet(**kwargs) -> dict:
-    return dict(progress=False, log=lambda *a: None, **kwargs)
+    return dict(options=runner.RunOptions(progress=False, tensorboard=False),
+                log=lambda *a: None, **kwargs)
 
 
 def test_run_skips_finished_runs_and_builds_a_report(log, tmp_path, monkeypatch, capsys):
@@ -286,3 +288,67 @@ def test_a_fifth_experiment_is_one_registry_entry(log, tmp_path, monkeypatch, ca
     Session(str(tmp_path), data=str(log), profile="smoke", device="cpu").run_all(["exp5"])
     md = build_report(tmp_path).read_text()
     assert "## Exp 5: hidden size" in md and "4 finished (seeds 0), 0 failed, 0 missing" in md
+
+
+def test_tensorboard_event_files_hold_each_epoch_and_the_final_metrics(log, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = grid("exp4", "smoke", [*TINY, "epochs=3", "patience=3"], data=DataRef.file(log),
+                models=("gru",), baselines=())[0]
+    lines: list[str] = []
+    (rec,) = runner.run_specs([spec], tmp_path, runner.RunOptions(progress=False),
+                              log=lines.append)
+    acc = EventAccumulator(str(tmp_path / "tensorboard" / spec.run_id))
+    acc.Reload()
+
+    def values(tag):
+        return [e.value for e in acc.Scalars(tag)]
+
+    stage_a = [h for h in rec.history if h["stage"] == "a"]
+    stage_b = [h for h in rec.history if h["stage"] == "b"]
+    assert len(stage_a) == 3 and stage_b
+    assert values("loss/train_a") == pytest.approx([h["train_loss"] for h in stage_a], rel=1e-6)
+    assert values("loss/val") == pytest.approx([h["val_loss"] for h in stage_a], rel=1e-6)
+    assert values("loss/train_b") == pytest.approx([h["train_loss"] for h in stage_b], rel=1e-6)
+    assert values("test/recall@20") == pytest.approx([rec.metrics["recall@20"]], rel=1e-6)
+    assert values("test_popular/recall@20") == pytest.approx(
+        [rec.metrics_by_popularity["popular"]["recall@20"]], rel=1e-6)
+    # One line per finished epoch stays in the log: losses, improvement, time.
+    epochs = [line for line in lines if " epoch " in line and "train loss" in line]
+    assert len(epochs) == len(rec.history)
+    assert f"val loss {stage_a[0]['val_loss']:.4f} (improved)" in epochs[0]
+    assert lines[-1] == "1 of 1 runs done (0 before, 1 now)"
+    runner.run_specs([spec], tmp_path, runner.RunOptions(progress=False), log=lines.append)
+    assert lines[-1] == "1 of 1 runs done (1 before, 0 now)"
+
+
+def test_checkpoints_can_live_outside_the_output_folder(log, tmp_path, monkeypatch):
+    import seqrec.train.stages as stages
+
+    real = stages.train_epoch
+    calls = [0]
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("the machine went away")
+        return real(*args, **kwargs)
+
+    spec = grid("exp4", "smoke", [*TINY, "epochs=3", "patience=3"], data=DataRef.file(log),
+                models=("gru",), baselines=())[0]
+    local = tmp_path / "local"
+    options = runner.RunOptions(progress=False, tensorboard=False, checkpoint_dir=str(local))
+    monkeypatch.setattr(stages, "train_epoch", dies_in_epoch_two)
+    (failed,) = runner.run_specs([spec], tmp_path / "out", options, log=lambda *a: None)
+    monkeypatch.undo()
+    assert not failed.ok and "went away" in failed.reason
+    assert (local / spec.run_id / "ckpt.pt").exists()
+    assert not list((tmp_path / "out" / "runs" / spec.run_id).glob("*.pt"))
+    retry = dataclasses.replace(options, retry_failed=True)
+    (rec,) = runner.run_specs([spec], tmp_path / "out", retry, log=lambda *a: None)
+    assert rec.ok and rec.resumed_from["stage"] == "a" and rec.resumed_from["epoch"] == 0
+    assert not (local / spec.run_id).exists()  # removed with the finished run's checkpoints
+    (plain,) = runner.run_specs([spec], tmp_path / "plain",
+                                runner.RunOptions(progress=False, tensorboard=False),
+                                log=lambda *a: None)
+    assert rec.metrics == plain.metrics

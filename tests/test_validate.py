@@ -22,7 +22,7 @@ from seqrec.report.validation import (
     validation_table,
     write_validation_report,
 )
-from seqrec.runner import run_specs
+from seqrec.runner import RunOptions, run_specs
 from seqrec.validate import SCENARIOS, SIZES, scenario_of, scenario_synth, validation_size
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +218,8 @@ def test_planted_effects_are_found_and_absent_ones_are_not(tmp_path):
     specs = [s for s in grid("validate", "smoke", TEST_SETTINGS, models=("gru", "user_gru"),
                              baselines=("markov",))
              if (scenario_of(s.group), s.model, s.value) in WANTED]
-    records = run_specs(specs, tmp_path, device="cpu", progress=False, log=lambda *a: None)
+    records = run_specs(specs, tmp_path, RunOptions(device="cpu", progress=False,
+                                                    tensorboard=False), log=lambda *a: None)
     assert all(r.ok for r in records)
     r20 = {(scenario_of(r.spec.group), r.spec.model, r.spec.value): r.metrics["recall@20"]
            for r in records}

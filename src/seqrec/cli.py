@@ -61,15 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.add_argument("--chunk", type=int, default=0)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", action="store_true", help="print the run record as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(p, retry=False)
 
     p = sub.add_parser("run", help="run an experiment's grid (resumable, shardable)")
     _add_data_out(p)
     p.add_argument("--experiment", required=True, choices=experiment_choices)
     _add_profile(p)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--only", action="append", default=None, metavar="PATTERN",
                    help="run only run ids matching this glob or substring (repeatable)")
     p.add_argument("--shard", default=None, metavar="I/N",
@@ -80,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of count baselines to add (default: the experiment's own; "
                         "'' for none)")
     p.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
-    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(p)
     p.add_argument("--no-report", action="store_true", help="do not rebuild the report after")
 
     p = sub.add_parser("report", help="build tables, figures, report.md and report.pdf from "
@@ -96,13 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run setting (lr=0.01), a generator knob (synth.n_rows=5000)"
                         " or the experiment's own (validate.short_len=4) (repeatable)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--models", default=None,
                    help="comma list of neural models (default: gru,user_gru,dnc)")
     p.add_argument("--baselines", default=None,
                    help="comma list of count baselines (default: pop,recent,markov; '' for none)")
-    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(p)
 
     p = sub.add_parser("demo", help="execute the notebook headlessly on generated data (smoke)")
     p.add_argument("--out", default="demo_out", help="output folder")
@@ -171,8 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not specs:
         raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
                          f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
-    (record,) = run_specs(specs[:1], args.out, device=args.device, progress=not args.quiet,
-                          log=_log_stderr)
+    (record,) = run_specs(specs[:1], args.out, _options(args), log=_log_stderr)
     if args.json:
         print(json.dumps(record.to_json()))
     else:
@@ -189,6 +183,29 @@ def _print_record(record) -> None:  # noqa: ANN001 - RunRecord
     print(f"{record.run_id}: {record.status}" + ("" if record.ok else f" ({record.reason})"))
     for k, v in sorted(record.metrics.items()):
         print(f"  {k:>12s} {v:.4f}")
+
+
+def _add_run_options(p: argparse.ArgumentParser, retry: bool = True) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    if retry:
+        p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="write no TensorBoard event files (default: OUT/tensorboard/<run id>)")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="keep checkpoints of running runs here instead of in OUT/runs (e.g. a "
+                        "local disk on Colab; a run resumes only while DIR survives)")
+    p.add_argument("--keep-model", action="store_true",
+                   help="write each finished run's final weights to OUT/runs/<id>/model.pt")
+
+
+def _options(args: argparse.Namespace):  # noqa: ANN202 - seqrec.runner.RunOptions
+    from seqrec.runner import RunOptions
+
+    return RunOptions(device=args.device, progress=not args.quiet,
+                      retry_failed=getattr(args, "retry_failed", False),
+                      tensorboard=not args.no_tensorboard, checkpoint_dir=args.checkpoint_dir,
+                      keep_model=args.keep_model)
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -210,8 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{state:8s} {spec.run_id}")
         print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing selected")
         return 0
-    records = run_specs(specs, args.out, device=args.device, progress=not args.quiet,
-                        retry_failed=args.retry_failed)
+    records = run_specs(specs, args.out, _options(args))
     failed = failed_count(records)
     print(f"{len(records)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
     if not args.no_report:
@@ -259,8 +275,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_writable(args.out)
     specs = grid_specs("validate", None, args.profile, args.overrides,
                        models=_names(args.models), baselines=_names(args.baselines))
-    records = run_specs(specs, args.out, device=args.device, progress=not args.quiet,
-                        retry_failed=args.retry_failed)
+    records = run_specs(specs, args.out, _options(args))
     path = write_validation_report(args.out, records, describe_size(size))
     for sentence in validation_sentences(validation_checks(records)):
         print(sentence)

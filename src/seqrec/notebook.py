@@ -67,10 +67,10 @@ class Session:
             retry_failed: bool = False) -> list:
         """Run (or continue) one experiment's grid; finished runs are skipped, failed ones
         too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N"."""
-        from seqrec.runner import run_specs
+        from seqrec.runner import RunOptions, run_specs
 
         records = run_specs(self.specs(experiment, only, shard), self.out_dir,
-                            device=self.device, retry_failed=retry_failed)
+                            RunOptions(device=self.device, retry_failed=retry_failed))
         failed = sum(not r.ok for r in records)
         if failed:
             print(f"{failed} of {len(records)} runs of {experiment} failed (reasons below and "

@@ -49,13 +49,15 @@ def default_factory(cfg: RunConfig) -> ModelFactory:
 
 def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device, *,
               label: RunLabel, progress: bool = True, model_factory: ModelFactory | None = None,
-              keep_model: bool = False, on_epoch: EpochCallback | None = None) -> RunRecord:
+              keep_model: bool = False, on_epoch: EpochCallback | None = None,
+              checkpoint: Path | None = None) -> RunRecord:
     """Train (both stages, or one count fit) and evaluate on test; return the run's record.
 
-    Resumes from `run_dir/ckpt.pt` (or `ckpt.prev.pt`) when present. A run that fails for its
-    own reason (NaN/inf loss, out of memory, a RuntimeError while training or evaluating) gets a
-    record with status "failed", its reason and the epochs it finished; bad settings raise
-    ValueError. `keep_model` writes the final weights to `run_dir/model.pt` (a state dict).
+    Resumes from `checkpoint` (default `run_dir/ckpt.pt`; or its `.prev.pt`) when present. A
+    run that fails for its own reason (NaN/inf loss, out of memory, a RuntimeError while
+    training or evaluating) gets a record with status "failed", its reason and the epochs it
+    finished; bad settings raise ValueError. `keep_model` writes the final weights to
+    `run_dir/model.pt` (a state dict).
     `model_factory(n_items, n_users)` replaces the model registry (tests, custom models); the
     model it builds says by its `kind` whether it is trained or counted (models/contract.py).
     `on_epoch(row)` is called after every finished epoch with its history row.
@@ -71,8 +73,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
     try:
         model = new_model(factory, split, cfg.train.seed, device)
         if model.kind == "neural":
-            fit = Fit(split, cfg, device, factory, run_dir / CHECKPOINT_FILE, label.run_id,
-                      progress, on_epoch)
+            fit = Fit(split, cfg, device, factory, checkpoint or run_dir / CHECKPOINT_FILE,
+                      label.run_id, progress, on_epoch)
             trained = fit_neural(fit, model)
         else:
             trained = fit_counts(split, cfg, device, model, factory)

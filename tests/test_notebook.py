@@ -51,3 +51,75 @@ def test_notebook_runs_all_experiments_and_continues_after_a_restart(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in records}
     run_notebook(out, profile="smoke", data=str(log), overrides=TINY, timeout=600)
     assert {p: p.stat().st_mtime_ns for p in records} == stamps
+
+
+def _cell(marker: str) -> str:
+    nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
+    (source,) = [c.source for c in nb.cells if c.cell_type == "code" and marker in c.source]
+    return source
+
+
+def test_the_notebook_names_its_version_and_one_repository():
+    import re
+
+    import seqrec
+
+    nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
+    assert f'SEQREC_VERSION = "{seqrec.__version__}"' in _cell("SEQREC_VERSION =")
+    badge = re.search(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/", nb.cells[0].source)
+    source = re.search(r'SEQREC_SOURCE = "git\+https://github\.com/([\w.-]+/[\w.-]+)\.git"',
+                       _cell("SEQREC_SOURCE ="))
+    assert badge and source and badge.group(1) == source.group(1)
+    assert "item_key=title" in _cell("SEQREC_SOURCE =")
+
+
+def test_setup_cell_installs_seqrec_into_a_fresh_environment(tmp_path):
+    # A fresh virtual environment that sees this environment's packages (torch, numpy, ...)
+    # but not seqrec; a folder named seqrec in the working directory, as a clone on Colab
+    # leaves one (before: find_spec found it as a namespace package, the install was skipped
+    # and the next line failed with "No module named 'seqrec.notebook'").
+    import site
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    inner = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    # This environment's packages without seqrec: links to every entry but seqrec's own (its
+    # editable install and metadata), added by a plain path line (whose folder's .pth files
+    # Python does not process).
+    view = tmp_path / "packages"
+    view.mkdir()
+    outer = Path(site.getsitepackages()[0])
+    for entry in outer.iterdir():
+        if "seqrec" not in entry.name:
+            (view / entry.name).symlink_to(entry)
+    (Path(inner) / "outer.pth").write_text(f"{view}\n")
+    work = tmp_path / "content"
+    (work / "seqrec").mkdir(parents=True)
+    probe = subprocess.run([str(python), "-c", "import seqrec.notebook"], cwd=work,
+                           capture_output=True, text=True)
+    assert probe.returncode != 0 and "seqrec.notebook" in probe.stderr
+    config = (f"DATA_PATH = None\nOUT_DIR = {str(tmp_path / 'out')!r}\nPROFILE = 'smoke'\n"
+              f"EXPERIMENTS = ['exp2']\nDEVICE = 'cpu'\nOVERRIDES = {TINY!r}\n"
+              f"CHECKPOINT_DIR = None\nTENSORBOARD = False\nSEQREC_SOURCE = {str(ROOT)!r}\n")
+    setup = _cell("SEQREC_VERSION =").replace("plan = session.describe(EXPERIMENTS)",
+                                             "print('session ready:', session.profile)")
+    ran = subprocess.run([str(python), "-c", config + setup], cwd=work, capture_output=True,
+                         text=True, timeout=600)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "installing seqrec" in ran.stdout and "session ready: smoke" in ran.stdout
+    # Run again: installed now, nothing to install.
+    again = subprocess.run([str(python), "-c", config + setup], cwd=work, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0 and "installing" not in again.stdout, again.stderr
+    # A bad source shows pip's own words and one sentence saying what to set.
+    broken = config.replace(f"SEQREC_SOURCE = {str(ROOT)!r}",
+                            f"SEQREC_SOURCE = {str(tmp_path / 'no-such-folder')!r}")
+    bad = subprocess.run([str(python), "-c", broken + setup.replace(
+        "installed = seqrec.__version__", "installed = None")], cwd=work,
+        capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0
+    assert "no-such-folder" in bad.stdout and "set SEQREC_SOURCE in the config cell" in bad.stderr

@@ -166,15 +166,21 @@ def test_dry_run_shows_status(log, tmp_path, capsys):
             "--dry-run"]
     for o in TINY:
         args += ["--set", o]
-    assert main(args) == 0
+    assert main([*args, "--no-estimate"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"ok       {spec.run_id}"
     assert lines[-1] == f"1 ok, {len(lines) - 2} todo"
+    # With the estimate (the default): the plan per experiment, and how it was made.
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    n = len(grid("exp1", "smoke", TINY))
+    assert f"exp1: {n} runs: 1 done, {n - 1} to do, 0 failed; at most " in out
+    assert "timing gru (threshold=5" in out and "as if no run stopped early" in out
     # A record.json that holds valid JSON but no record object: the run is redone, with a
     # warning (before: --dry-run crashed on it).
     (runner.run_dir(tmp_path, spec) / "record.json").write_text("[1, 2]")
     with pytest.warns(RuntimeWarning, match="holds a JSON list"):
-        assert main(args) == 0
+        assert main([*args, "--no-estimate"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"todo     {spec.run_id}"
 
 
@@ -281,7 +287,7 @@ def test_a_fifth_experiment_is_one_registry_entry(log, tmp_path, monkeypatch, ca
         table=partial(table_other, experiment="exp5"), thesis=False)
     monkeypatch.setitem(EXPERIMENTS, "exp5", exp5)
     assert main(["run", "--experiment", "exp5", "--data", str(log), "--out", str(tmp_path),
-                 "--dry-run"]) == 0
+                 "--dry-run", "--no-estimate"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[1].split("-")[3] for line in listed[:-1]] == [
         "hidden_size8", "hidden_size8", "hidden_size16", "hidden_size16"]

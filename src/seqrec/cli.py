@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of count baselines to add (default: the experiment's own; "
                         "'' for none)")
     p.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="with --dry-run: list the runs only; by default the plan follows, with "
+                        "the time left estimated by timing a few training steps of each model "
+                        "size on this device")
     _add_run_options(p)
     p.add_argument("--no-report", action="store_true", help="do not rebuild the report after")
 
@@ -221,11 +225,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, args.only,
                        args.shard, _names(args.models), _names(args.baselines))
     if args.dry_run:
+        from seqrec.device import resolve_device
+        from seqrec.plan import make_plan, plan_lines
+
         counts: dict[str, int] = {}
-        for spec, state in plan(specs, args.out):
+        for spec, state in plan(specs, args.out, _options(args)):
             counts[state] = counts.get(state, 0) + 1
             print(f"{state:8s} {spec.run_id}")
         print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing selected")
+        if not args.no_estimate and specs:
+            plans = make_plan(specs, Path(args.out), _options(args))
+            for line in plan_lines(plans, args.profile, resolve_device(args.device)):
+                print(line)
         return 0
     records = run_specs(specs, args.out, _options(args))
     failed = failed_count(records)

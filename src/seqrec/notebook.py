@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqrec.runner import RunOptions
+
 NOTEBOOK = "thesis_experiments.ipynb"
 
 
@@ -39,6 +41,14 @@ class Session:
     overrides: list[str] = field(default_factory=list)
     models: tuple[str, ...] | None = None
     baselines: tuple[str, ...] | None = None
+    tensorboard: bool = True  # event files under OUT_DIR/tensorboard
+    checkpoint_dir: str | None = None  # None: beside the records (see RunOptions)
+    keep_model: bool = False
+
+    def options(self, retry_failed: bool = False) -> RunOptions:
+        return RunOptions(device=self.device, retry_failed=retry_failed,
+                          tensorboard=self.tensorboard, checkpoint_dir=self.checkpoint_dir,
+                          keep_model=self.keep_model)
 
     @staticmethod
     def experiments() -> list[str]:
@@ -46,15 +56,26 @@ class Session:
 
         return list(THESIS_EXPERIMENTS)
 
-    def describe(self) -> None:
+    def describe(self, experiments: list[str] | None = None, steps: int = 3) -> list:
+        """Print the device, the data, and the plan: per experiment the runs done, to do and
+        failed, and an estimate of the time left on this device (seqrec/plan.py says how it is
+        made); warn when the thesis profile would run on a CPU or the plan outlasts a Colab
+        session. Returns the `ExperimentPlan`s."""
         import torch
 
         from seqrec.device import resolve_device
+        from seqrec.plan import make_plan, plan_lines
 
         dev = resolve_device(self.device)
-        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
-        print(f"seqrec: profile {self.profile!r} on {name}; data: "
+        name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                else f"CPU ({torch.get_num_threads()} threads)")
+        print(f"seqrec {_version()}: profile {self.profile!r} on {name}; data: "
               f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
+        specs = [s for name in experiments or self.experiments() for s in self.specs(name)]
+        plans = make_plan(specs, Path(self.out_dir), self.options(), steps)
+        for line in plan_lines(plans, self.profile, dev):
+            print(line)
+        return plans
 
     def specs(self, experiment: str, only: list[str] | None = None, shard: str | None = None):
         """The run specs of one experiment (or `all`) with this session's settings."""
@@ -67,16 +88,29 @@ class Session:
             retry_failed: bool = False) -> list:
         """Run (or continue) one experiment's grid; finished runs are skipped, failed ones
         too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N"."""
-        from seqrec.runner import RunOptions, run_specs
+        from seqrec.runner import run_specs
 
         records = run_specs(self.specs(experiment, only, shard), self.out_dir,
-                            RunOptions(device=self.device, retry_failed=retry_failed))
+                            self.options(retry_failed))
         failed = sum(not r.ok for r in records)
         if failed:
             print(f"{failed} of {len(records)} runs of {experiment} failed (reasons below and "
                   f"in the report); to retry them: session.run({experiment!r}, "
                   f"retry_failed=True)")
         return records
+
+    def results(self, experiment: str):  # noqa: ANN201 - a pandas DataFrame
+        """One row per run of the experiment's grid with this session's settings: its status
+        (ok, failed with its reason, partial, missing), label and main metrics."""
+        from seqrec.report import load_records
+        from seqrec.report.records import results_frame
+        from seqrec.runner import status
+
+        specs = self.specs(experiment)
+        states = {s.run_id: status(self.out_dir, s, self.options()) for s in specs}
+        wanted = set(states)
+        records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
+        return results_frame([s.label() for s in specs], records, states)
 
     def show(self, experiment: str, heading: bool = True) -> None:
         """Display the experiment's title, table, figure and failed runs from the records of
@@ -85,20 +119,22 @@ class Session:
         from seqrec.report import load_records
 
         exp = lookup(experiment)
-        wanted = {s.run_id for s in self.specs(experiment)}
+        results = self.results(experiment)
+        wanted = set(results["run_id"])
         records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
         if heading:
             _display_markdown(f"### {exp.title}\n\n{exp.description}")
         ok = [r for r in records if r.ok]
-        for r in records:
-            if not r.ok:
-                print(f"failed: {r.run_id}: {r.reason}")
+        not_ok = results[results["status"] != "ok"]
+        if len(not_ok):
+            print(f"{len(not_ok)} of {len(results)} runs are not finished (failed ones with "
+                  "their reasons; session.results(...) lists every run):")
+            _display_whole(not_ok[["run_id", "status", "reason"]])
         if not ok:
-            print(f"{experiment}: no finished runs yet ({len(records)} of {len(wanted)} "
-                  "recorded)")
+            print(f"{experiment}: no finished runs yet")
             return
         table = exp.table(ok)
-        _display(table)
+        _display_whole(table)
         from seqrec.report.baselines import baseline_check, baseline_sentences
 
         for sentence in baseline_sentences(baseline_check(ok, experiment)):
@@ -125,6 +161,22 @@ class Session:
         print(f"report: {path} and {path.with_suffix('.pdf')}" if path else
               "no run records yet; no report written")
         return path
+
+
+def _display_whole(frame) -> None:  # noqa: ANN001 - a pandas DataFrame
+    """Display a table with every row and column (exp 4's has 64 rows in smoke, 128 in thesis;
+    pandas would cut it to 10 with an ellipsis)."""
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                           "display.width", 250):
+        _display(frame)
+
+
+def _version() -> str:
+    from seqrec import __version__
+
+    return __version__
 
 
 def _display_markdown(text: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from seqrec.models.registry import model_label, model_order  # noqa: F401 - re-exported
-from seqrec.record import RECORD_FILE, RecordError, RunRecord, read_record
+from seqrec.record import RECORD_FILE, RecordError, RunLabel, RunRecord, read_record
 
 THIRD_LABELS = {"overall": "Overall", "popular": "Popular", "semi": "Semi-popular",
                "unpopular": "Unpopular"}
@@ -119,3 +119,33 @@ def status_lists(records: list[RunRecord], expected: list | None
     failed = [r for r in records if not r.ok and r.run_id not in ok_ids]
     missing = [e for e in expected or [] if e.run_id not in seen_ids]
     return failed, missing
+
+
+RESULT_METRICS = ("recall@20", "recall@1", "mrr@20", "ndcg@20")
+
+
+def results_frame(expected: list[RunLabel], records: list[RunRecord],
+                  states: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per expected run, in grid order: its label, status, reason and main metrics.
+
+    Status is the record's ("ok" or "failed", with its reason), else `states[run_id]` (e.g.
+    "partial" for a run with only a checkpoint) or "missing". Columns: run_id, status, reason,
+    the label fields, `RESULT_METRICS`, best_val_loss, epochs_kept.
+    """
+    by_id = {r.run_id: r for r in records}
+    rows = []
+    for label in expected:
+        r = by_id.get(label.run_id)
+        row: dict[str, Any] = {"run_id": label.run_id,
+                               "status": r.status if r else (states or {}).get(label.run_id,
+                                                                               "missing"),
+                               "reason": r.reason if r and not r.ok else None}
+        row.update({k: getattr(label, k) for k in SPEC_COLUMNS})
+        for key in RESULT_METRICS:
+            row[key] = _number(r.metrics.get(key)) if r else math.nan
+        row["best_val_loss"] = _number(r.best_val_loss) if r else math.nan
+        row["epochs_kept"] = _number(r.epochs_kept) if r else math.nan
+        rows.append(row)
+    columns = ["run_id", "status", "reason", *SPEC_COLUMNS, *RESULT_METRICS, "best_val_loss",
+               "epochs_kept"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,308 @@
+"""Command line: `python -m seqrec synth | prepare | train | run | report | validate | demo`.
+
+Every command is a thin wrapper over a package function; bad input ends with one sentence on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from seqrec.experiments import EXPERIMENTS
+from seqrec.models.registry import MODEL_NAMES
+
+
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    axes = ", ".join(f"{e.name}: {e.axis}" for e in EXPERIMENTS.values())
+    p.add_argument("--profile", default="smoke",
+                   help="settings profile: smoke (tiny, CPU) or thesis (the thesis' sizes)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set lr=0.01 (repeatable). The setting an "
+                        f"experiment varies ({axes}) takes a comma list of the values to run, "
+                        "e.g. --set seq_len=10,20 for exp4; every run is labelled with the "
+                        "value it trains with")
+
+
+def _add_data_out(p: argparse.ArgumentParser, data_required: bool = False) -> None:
+    p.add_argument("--data", required=data_required, default=None,
+                   help="raw log: the LastFM-1K TSV or a user,item,timestamp CSV/TSV "
+                        "(default: the built-in generated data)")
+    p.add_argument("--out", required=True, help="output folder (caches, runs, report)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; experiment choices are read from the registry (seqrec/experiments.py)."""
+    experiment_choices = (*EXPERIMENTS, "all")
+    parser = argparse.ArgumentParser(
+        prog="python -m seqrec",
+        description="Long- and short-term dependencies for sequential recommendation: "
+                    "the thesis' experiments on LastFM-1K or generated data.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a generated log in the LastFM-1K format")
+    p.add_argument("--out", required=True, help="path of the TSV file to write")
+    p.add_argument("--rows", type=int, default=None, help="number of rows")
+    p.add_argument("--users", type=int, default=None, help="number of users")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("prepare", help="read, cache and prepare an experiment's splits")
+    _add_data_out(p)
+    p.add_argument("--experiment", required=True, choices=experiment_choices)
+    _add_profile(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("train", help="train and evaluate one run of an experiment's protocol")
+    _add_data_out(p)
+    p.add_argument("--experiment", required=True, choices=experiment_choices)
+    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    _add_profile(p)
+    p.add_argument("--chunk", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the run record as JSON")
+    _add_run_options(p, retry=False)
+
+    p = sub.add_parser("run", help="run an experiment's grid (resumable, shardable)")
+    _add_data_out(p)
+    p.add_argument("--experiment", required=True, choices=experiment_choices)
+    _add_profile(p)
+    p.add_argument("--only", action="append", default=None, metavar="PATTERN",
+                   help="run only run ids matching this glob or substring (repeatable)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run every N-th spec starting at I (machines sharing one --out)")
+    p.add_argument("--models", default=None,
+                   help="comma list of neural models (default: the experiment's own)")
+    p.add_argument("--baselines", default=None,
+                   help="comma list of count baselines to add (default: the experiment's own; "
+                        "'' for none)")
+    p.add_argument("--dry-run", action="store_true", help="list what is done and what would run")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="with --dry-run: list the runs only; by default the plan follows, with "
+                        "the time left estimated by timing a few training steps of each model "
+                        "size on this device")
+    _add_run_options(p)
+    p.add_argument("--no-report", action="store_true", help="do not rebuild the report after")
+
+    p = sub.add_parser("report", help="build tables, figures, report.md and report.pdf from "
+                                      "the run records in a folder")
+    p.add_argument("--out", required=True, help="output folder of the runs")
+
+    p = sub.add_parser("validate", help="validation experiment: generated data with planted "
+                                        "taste / long-range structure switched on and off")
+    p.add_argument("--out", required=True, help="output folder (data, runs, report)")
+    p.add_argument("--profile", default="smoke",
+                   help="size: smoke (CPU, minutes) or thesis (bigger, a GPU job)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run setting (lr=0.01), a generator knob (synth.n_rows=5000)"
+                        " or the experiment's own (validate.short_len=4) (repeatable)")
+    p.add_argument("--models", default=None,
+                   help="comma list of neural models (default: gru,user_gru,dnc)")
+    p.add_argument("--baselines", default=None,
+                   help="comma list of count baselines (default: pop,recent,markov; '' for none)")
+    _add_run_options(p)
+
+    p = sub.add_parser("demo", help="execute the notebook headlessly on generated data (smoke)")
+    p.add_argument("--out", default="demo_out", help="output folder")
+    p.add_argument("--profile", default="smoke")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
+    return parser
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from seqrec.data.synthetic import SynthConfig, write_synthetic
+
+    cfg = SynthConfig(seed=args.seed)
+    if args.rows is not None:
+        cfg = replace(cfg, n_rows=args.rows)
+    if args.users is not None:
+        cfg = replace(cfg, n_users=args.users)
+    path = write_synthetic(Path(args.out), cfg)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from seqrec.runner import Sources, check_writable, grid_specs
+
+    out = check_writable(args.out)
+    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, baselines=())
+    sources = Sources(out)
+    first = sources(specs[0].data)
+    ev = first.events(specs[0].config.data.item_key)  # one item identity for the grid
+    summary: dict = {"data": str(first.path), "fingerprint": first.ref.fingerprint,
+                     "experiment": args.experiment, "rows_read": ev.report.rows_read,
+                     "lines_skipped": ev.report.lines_skipped,
+                     "skipped_examples": ev.report.examples, "users": int(len(ev.user_names)),
+                     "items": int(len(ev.item_names)), "splits": []}
+    seen = set()
+    for spec in specs:
+        key = (spec.data, spec.config.data, spec.chunk)
+        if key in seen:
+            continue
+        seen.add(key)
+        split = sources(spec.data).split(spec.config.data, spec.chunk)
+        summary["splits"].append({"group": spec.group, "axis": spec.axis, "value": spec.value,
+                                  "chunk": spec.chunk, **split.summary()})
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(f"{summary['data']}: {summary['rows_read']:,} rows read, "
+              f"{summary['lines_skipped']:,} damaged lines skipped, {summary['users']:,} users, "
+              f"{summary['items']:,} items")
+        for s in summary["splits"]:
+            w, d = s["windows"], s["dropped_unseen"]
+            print(f"  {s['group']} {s['axis']}={s['value']} chunk {s['chunk']}: "
+                  f"{s['n_items']:,} items; windows train {w['train']:,} val {w['val']:,} "
+                  f"test {w['test']:,}; dropped unseen val {d['val']:,} test {d['test']:,}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from seqrec.runner import grid_specs, run_specs
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    specs = grid_specs(args.experiment, args.data, args.profile, overrides, baselines=(),
+                       models=(args.model,), chunks=(args.chunk,))
+    if not specs:
+        raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
+                         f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
+    (record,) = run_specs(specs[:1], args.out, _options(args), log=_log_stderr)
+    if args.json:
+        print(json.dumps(record.to_json()))
+    else:
+        _print_record(record)
+    return 0 if record.ok else 1
+
+
+def _log_stderr(*parts) -> None:
+    # with --json, stdout holds the record alone; progress lines go to stderr
+    print(*parts, file=sys.stderr)
+
+
+def _print_record(record) -> None:  # noqa: ANN001 - RunRecord
+    print(f"{record.run_id}: {record.status}" + ("" if record.ok else f" ({record.reason})"))
+    for k, v in sorted(record.metrics.items()):
+        print(f"  {k:>12s} {v:.4f}")
+
+
+def _add_run_options(p: argparse.ArgumentParser, retry: bool = True) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    if retry:
+        p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="write no TensorBoard event files (default: OUT/tensorboard/<run id>)")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="keep checkpoints of running runs here instead of in OUT/runs (e.g. a "
+                        "local disk on Colab; a run resumes only while DIR survives)")
+    p.add_argument("--keep-model", action="store_true",
+                   help="write each finished run's final weights to OUT/runs/<id>/model.pt")
+
+
+def _options(args: argparse.Namespace):  # noqa: ANN202 - seqrec.runner.RunOptions
+    from seqrec.runner import RunOptions
+
+    return RunOptions(device=args.device, progress=not args.quiet,
+                      retry_failed=getattr(args, "retry_failed", False),
+                      tensorboard=not args.no_tensorboard, checkpoint_dir=args.checkpoint_dir,
+                      keep_model=args.keep_model)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(b for b in text.replace(" ", "").split(",") if b)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from seqrec.runner import check_writable, failed_count, grid_specs, plan, run_specs
+
+    check_writable(args.out)
+    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, args.only,
+                       args.shard, _names(args.models), _names(args.baselines))
+    if args.dry_run:
+        from seqrec.device import resolve_device
+        from seqrec.plan import make_plan, plan_lines
+
+        counts: dict[str, int] = {}
+        for spec, state in plan(specs, args.out, _options(args)):
+            counts[state] = counts.get(state, 0) + 1
+            print(f"{state:8s} {spec.run_id}")
+        print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing selected")
+        if not args.no_estimate and specs:
+            plans = make_plan(specs, Path(args.out), _options(args))
+            for line in plan_lines(plans, args.profile, resolve_device(args.device)):
+                print(line)
+        return 0
+    records = run_specs(specs, args.out, _options(args))
+    failed = failed_count(records)
+    print(f"{len(records)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
+    if not args.no_report:
+        _report(args.out)
+    if failed:
+        print(f"error: {failed} of {len(records)} runs failed (their reasons are in the report"
+              f" and their records); after fixing the cause, run again with --retry-failed",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(out) -> Path | None:  # noqa: ANN001
+    from seqrec.report import build_report
+
+    path = build_report(Path(out))
+    print(f"report: {path}" if path else f"no run records under {Path(out) / 'runs'}; no "
+          "report written")
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if not Path(args.out).is_dir():
+        raise ValueError(f"output folder {args.out!r} does not exist; run an experiment first")
+    return 0 if _report(args.out) is not None else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from seqrec.notebook import run_notebook
+
+    run_notebook(Path(args.out), profile=args.profile, timeout=args.timeout)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from seqrec.report.validation import (
+        validation_checks,
+        validation_sentences,
+        write_validation_report,
+    )
+    from seqrec.runner import check_writable, failed_count, grid_specs, run_specs
+    from seqrec.validate import describe_size, validation_size
+
+    size, _ = validation_size(args.profile, args.overrides)  # bad settings stop here
+    check_writable(args.out)
+    specs = grid_specs("validate", None, args.profile, args.overrides,
+                       models=_names(args.models), baselines=_names(args.baselines))
+    records = run_specs(specs, args.out, _options(args))
+    path = write_validation_report(args.out, records, describe_size(size))
+    for sentence in validation_sentences(validation_checks(records)):
+        print(sentence)
+    failed = failed_count(records)
+    print(f"{len(records)} runs, {failed} failed; summary: {path}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "train": cmd_train, "run": cmd_run,
+            "report": cmd_report, "demo": cmd_demo, "validate": cmd_validate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

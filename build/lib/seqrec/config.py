@@ -1,0 +1,333 @@
+"""Configuration: frozen dataclasses, profiles, overrides and a stable hash.
+
+One source of defaults: the field defaults below are the thesis' settings (docs/protocol.md),
+except where the thesis' notebook had a defect (item identity: see `DataConfig.item_key`).
+A profile is a `RunConfig` with some fields replaced; `--set KEY=VALUE` replaces more. Every
+cache and run id is keyed by `config_hash` of the settings that made it, so a changed setting
+can never pick up a stale file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from seqrec.models.registry import MODEL_NAMES
+
+ITEM_KEYS = ("title", "artist_title", "mbid")
+TIE_POLICIES = ("conservative", "optimistic", "expected")
+USER_INTEGRATIONS = ("attentional",)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How raw events become a split (docs/protocol.md, "Preprocessing").
+
+    The rows of the time-sorted log in `[start_frac, end_frac)` are cut into `chunks` equal
+    consecutive chunks (as `numpy.array_split`). Inside a chunk, the rows are cut again into
+    `filter_parts` consecutive parts, each filtered on its own (exp 2 filters two halves), and
+    merged. Per user with `n` events, train is `[int(train_start_frac * n), int(train_frac * n))`,
+    val the next `int((n - int(train_frac * n)) / 2)` events, test the rest.
+    """
+
+    # Item identity (data/lastfm.py). The thesis used `title` (track name alone), which merges
+    # different tracks of the same name (defect 7); `--set item_key=title` reproduces it.
+    item_key: str = "artist_title"
+    start_frac: float = 0.0
+    end_frac: float = 1.0
+    chunks: int = 10
+    filter_parts: int = 1
+    threshold: int = 20  # drop items with play count <= threshold in the (part of the) chunk
+    train_frac: float = 0.9
+    train_start_frac: float = 0.0
+    seq_len: int = 20  # window length L: L - 1 inputs and one target
+    # Unseen-item drop (step 4) against the uncut train part [0, train_frac n) rather than the
+    # (possibly shrunk) [train_start_frac n, train_frac n): exp 2 then evaluates every training
+    # size on the same val and test events (see data/protocol.py).
+    fixed_eval: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.item_key in ITEM_KEYS,
+               f"item_key must be one of {ITEM_KEYS}, got {self.item_key!r}")
+        _check(0.0 <= self.start_frac < self.end_frac <= 1.0,
+               f"need 0 <= start_frac < end_frac <= 1, got {self.start_frac} and {self.end_frac}")
+        _check(self.chunks >= 1, f"chunks must be >= 1, got {self.chunks}")
+        _check(self.filter_parts >= 1, f"filter_parts must be >= 1, got {self.filter_parts}")
+        _check(self.threshold >= 0, f"threshold must be >= 0, got {self.threshold}")
+        _check(0.0 < self.train_frac < 1.0, f"train_frac must be in (0, 1), got {self.train_frac}")
+        _check(0.0 <= self.train_start_frac < self.train_frac,
+               f"train_start_frac must be in [0, train_frac), got {self.train_start_frac}")
+        _check(self.seq_len >= 2,
+               f"seq_len must be >= 2 (inputs plus a target), got {self.seq_len}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model sizes and switches (docs/protocol.md, "Models")."""
+
+    name: str = "gru"
+    embedding_size: int = 1000  # -1: one-hot input (exp 3), size = number of items
+    hidden_size: int = 1000
+    input_dropout: float = 0.2
+    user_dropout: float = 0.5
+    user_integration: str = "attentional"
+    # DNC (Graves et al. 2016) with the Csordas and Schmidhuber (2019) switches.
+    memory_cells: int = 128
+    word_size: int = 64
+    read_heads: int = 1
+    masked_lookup: bool = True
+    dealloc_content: bool = True
+    link_sharpness: bool = True
+    controller_clip: float = 5.0  # 0 disables; the thesis intended 5.0 but never applied it
+    # SASRec (Kang and McAuley 2018) baseline.
+    attention_heads: int = 2
+    attention_layers: int = 2
+
+    def __post_init__(self) -> None:
+        _check(self.name in MODEL_NAMES, f"model must be one of {MODEL_NAMES}, got {self.name!r}")
+        _check(self.embedding_size == -1 or self.embedding_size >= 1,
+               f"embedding_size must be >= 1 or -1 (one-hot), got {self.embedding_size}")
+        _check(self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}")
+        for name in ("memory_cells", "word_size", "read_heads", "attention_heads",
+                     "attention_layers"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("input_dropout", "user_dropout"):
+            _check(0.0 <= getattr(self, name) < 1.0,
+                   f"{name} must be in [0, 1), got {getattr(self, name)}")
+        _check(self.controller_clip >= 0,
+               f"controller_clip must be >= 0 (0 disables it), got {self.controller_clip}")
+        _check(self.user_integration in USER_INTEGRATIONS,
+               f"user_integration must be one of {USER_INTEGRATIONS}, "
+               f"got {self.user_integration!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and the two-stage protocol (docs/protocol.md, "Training and evaluation")."""
+
+    lr: float = 1e-3
+    batch_size: int = 1000
+    epochs: int = 25
+    patience: int = 1
+    weight_decay: float = 0.0
+    user_weight_decay: float = 0.01  # L2 on the user layer W_u of the user-based GRU only
+    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    retrain: bool = True  # stage (b): fresh model on train + val for the kept epochs
+    eval_batch_size: int = 1000
+    amp: bool = False  # autocast on CUDA only
+    compile: bool = False
+    seed: int = 0
+    seeds: int = 1  # experiments run seeds seed, seed + 1, ..., seed + seeds - 1
+
+    def __post_init__(self) -> None:
+        _check(0 < self.lr < float("inf"), f"lr must be a finite number > 0, got {self.lr}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.user_weight_decay >= 0,
+               f"user_weight_decay must be >= 0, got {self.user_weight_decay}")
+        _check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables it), got "
+               f"{self.grad_clip}")
+        _check(self.eval_batch_size >= 1,
+               f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Metrics: cut-offs and the tie policy (docs/design.md, "Evaluation you can trust")."""
+
+    ks: tuple[int, ...] = (1, 5, 10, 20)
+    ties: str = "conservative"
+
+    def __post_init__(self) -> None:
+        _check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), f"ks must be >= 1, got {self.ks}")
+        _check(self.ties in TIE_POLICIES, f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one run's result."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+
+def _smoke() -> RunConfig:
+    """Tiny sizes: all four experiments on the generated data on a CPU in minutes."""
+    return RunConfig(
+        data=DataConfig(chunks=2, threshold=2, seq_len=10),
+        model=ModelConfig(embedding_size=16, hidden_size=16, memory_cells=8, word_size=8),
+        # lr 0.01: tiny models learn visibly in two epochs (the thesis: 1e-3 over up to 25)
+        train=TrainConfig(lr=0.01, batch_size=256, epochs=2, eval_batch_size=1024),
+    )
+
+
+PROFILES = {"thesis": RunConfig, "smoke": _smoke}
+
+
+def profile(name: str) -> RunConfig:
+    """The `RunConfig` of a named profile."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]()
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides: `--set KEY=VALUE`, flat keys (unique across sections) or dotted (`model.name`)
+
+_SECTIONS = ("data", "model", "train", "eval")
+
+
+def valid_keys() -> list[str]:
+    """Every key `--set` accepts (flat names)."""
+    return sorted(f.name for s in _SECTIONS for f in fields(_section_type(s)))
+
+
+def _section_type(section: str) -> type:
+    sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+                "eval": EvalConfig}
+    return sections[section]
+
+
+def _find_key(key: str) -> tuple[str, str]:
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in _SECTIONS and name in {f.name for f in fields(_section_type(section))}:
+            return section, name
+    else:
+        for section in _SECTIONS:
+            if key in {f.name for f in fields(_section_type(section))}:
+                return section, key
+    raise ValueError(f"unknown setting {key!r}; valid keys: {', '.join(valid_keys())}")
+
+
+def setting_key(key: str) -> str:
+    """The flat name of a flat or dotted `--set` key (`model.name` -> `name`); unknown keys
+    raise, listing the valid ones."""
+    return _find_key(key)[1]
+
+
+def get_setting(cfg: RunConfig, key: str) -> Any:
+    """The value of a setting by flat or dotted key: `get_setting(cfg, "seq_len")`."""
+    section, name = _find_key(key)
+    return getattr(getattr(cfg, section), name)
+
+
+def parse_setting_value(key: str, text: str) -> Any:
+    """`text` parsed by the type of the setting `key` (flat or dotted)."""
+    section, name = _find_key(key)
+    return parse_setting(_section_type(section), name, text, key)
+
+
+def _parse_value(text: str, annotation: Any, key: str) -> Any:
+    hint = annotation
+    if isinstance(hint, str):
+        hint = eval(hint, {"tuple": tuple, "int": int, "float": float, "str": str, "bool": bool})  # noqa: S307
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if hint is str:
+            return text
+        if origin is tuple:
+            (elem,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+            return tuple(elem(x) for x in text.replace(" ", "").split(",") if x)
+        if origin in (typing.Union, types.UnionType):
+            for arg in typing.get_args(hint):
+                if arg is type(None):
+                    if text.lower() in ("none", "null"):
+                        return None
+                    continue
+                return _parse_value(text, arg, key)
+    except ValueError:
+        pass
+    raise ValueError(f"setting {key}={text!r}: expected a value of type {hint}")
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`["KEY=VALUE", ...]` -> `{KEY: VALUE}` (strings; see `parse_setting` for the types)."""
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def parse_setting(cls: type, name: str, text: str, key: str | None = None) -> Any:
+    """`text` parsed by the type of dataclass `cls`'s field `name` (tuples as comma lists)."""
+    return _parse_value(text, typing.get_type_hints(cls)[name], key or name)
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> RunConfig:
+    """Replace settings by flat or dotted key.
+
+    `overrides` is a dict of values, or a list of `KEY=VALUE` strings (values parsed by the
+    field's type; tuples as comma lists). Unknown keys raise, listing the valid keys.
+    """
+    if isinstance(overrides, list):
+        overrides = parse_assignments(overrides)
+    by_section: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, name = _find_key(key)
+        if isinstance(value, str):
+            value = parse_setting(_section_type(section), name, value, key)
+        by_section.setdefault(section, {})[name] = value
+    return replace(cfg, **{s: replace(getattr(cfg, s), **v) for s, v in by_section.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Serialisation and hashing
+
+def to_dict(obj: Any) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+def from_dict(d: dict) -> RunConfig:
+    """Rebuild a `RunConfig` from `to_dict` output (e.g. a checkpoint or a run record)."""
+    def build(cls: type, values: dict) -> Any:
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in fields(cls):
+            if f.name in values:
+                v = values[f.name]
+                kwargs[f.name] = tuple(v) if typing.get_origin(hints[f.name]) is tuple else v
+        return cls(**kwargs)
+
+    return RunConfig(**{s: build(_section_type(s), d.get(s, {})) for s in _SECTIONS})
+
+
+def config_hash(obj: Any, length: int = 12) -> str:
+    """Stable hex digest of a config dataclass or a JSON-able value (sorted keys)."""
+    value = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -1,0 +1,152 @@
+"""Where a run's events come from (`DataRef`), and the reading of them for a grid (`DataSource`).
+
+A `DataRef` is a value: a log file (its path and a fingerprint of its identity) or the built-in
+generator (its `SynthConfig`). Its fingerprint is part of every run id, so a grid run on one log
+and then on another into the same output folder trains both and never returns the first one's
+records for the second (docs/design.md, "A run's identity"). The fingerprint of a file is cheap
+(its resolved path, size and modification time, no parse); that of generated data is the hash of
+the generator's settings, so it does not depend on when or where the file was written.
+
+A `DataSource` binds a `DataRef` to an output folder: it generates the built-in log under
+`OUT/data` when needed, reads events once per item identity (through the Parquet cache under
+`OUT/cache`) and keeps the last split, since a grid trains several models on one split in a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqrec.config import DataConfig, config_hash
+from seqrec.data.synthetic import SynthConfig, generate
+
+# The built-in generated log per profile: smoke data is small enough for every experiment of
+# the smoke grid to train on a CPU in minutes, and large enough that exp 4's last 30% in three
+# chunks still leaves every user val and test windows.
+BUILTIN_DATA: dict[str, dict] = {"smoke": {"n_rows": 100_000, "n_users": 40}, "thesis": {}}
+
+
+def builtin_synth(profile: str) -> SynthConfig:
+    """The generator settings of a profile's built-in log."""
+    if profile not in BUILTIN_DATA:
+        raise ValueError(f"no built-in data for profile {profile!r}; choose one of "
+                         f"{sorted(BUILTIN_DATA)} or give a data file")
+    return SynthConfig(seed=0, **BUILTIN_DATA[profile])
+
+
+def _file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    ident = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return "file-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_data_file(path: Path) -> Path:
+    """`path` if it is a readable file, else a ValueError saying what it is instead."""
+    if path.is_dir():
+        raise ValueError(f"data path {str(path)!r} is a folder; give the log file inside it "
+                         "(e.g. userid-timestamp-artid-artname-traid-traname.tsv)")
+    if not path.is_file():
+        raise ValueError(f"data file {str(path)!r} does not exist; give the path of the "
+                         "LastFM-1K TSV (userid-timestamp-artid-artname-traid-traname.tsv) or "
+                         "of a user,item,timestamp log, or leave --data out for built-in data")
+    return path
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """The events of a run: a log file (`path`) or the generator (`synth`), and a fingerprint.
+
+    Build with `DataRef.file(path)` or `DataRef.generated(synth)`; `to_json` / `from_json` keep
+    the fingerprint as computed when the grid was planned (a record names the data it used).
+    """
+
+    kind: str  # "file" | "generated"
+    fingerprint: str
+    path: str = ""
+    synth: SynthConfig | None = None
+
+    @classmethod
+    def file(cls, path: str | Path) -> DataRef:
+        p = check_data_file(Path(path))
+        return cls("file", _file_fingerprint(p), path=str(p.resolve()))
+
+    @classmethod
+    def generated(cls, synth: SynthConfig) -> DataRef:
+        return cls("generated", f"synth-{config_hash(synth)}", synth=synth)
+
+    @classmethod
+    def of(cls, data: str | Path | None, profile: str) -> DataRef:
+        """A file given by path, or the profile's built-in log when `data` is None."""
+        return cls.generated(builtin_synth(profile)) if data is None else cls.file(data)
+
+    def describe(self) -> str:
+        """One line for logs and report headers."""
+        if self.kind == "file":
+            return f"{self.path} ({self.fingerprint})"
+        s = self.synth
+        return (f"built-in generated log ({s.n_rows:,} plays, {s.n_users} users, seed {s.seed};"
+                f" {self.fingerprint})")
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "fingerprint": self.fingerprint, "path": self.path,
+                "synth": asdict(self.synth) if self.synth is not None else None}
+
+    @classmethod
+    def from_json(cls, d: dict) -> DataRef:
+        synth = d.get("synth")
+        return cls(kind=str(d["kind"]), fingerprint=str(d["fingerprint"]),
+                   path=str(d.get("path") or ""),
+                   synth=SynthConfig(**synth) if isinstance(synth, dict) else None)
+
+
+@dataclass
+class DataSource:
+    """A `DataRef` bound to an output folder: the file, its events and its splits."""
+
+    ref: DataRef
+    out_dir: Path
+    _path: Path | None = None
+    _events: dict = field(default_factory=dict)
+    _last_split: tuple = ()  # (data config, chunk, split)
+
+    @property
+    def path(self) -> Path:
+        """The log file (generated under OUT/data on first use for built-in data)."""
+        if self._path is None:
+            if self.ref.kind == "generated":
+                self._path = generate(self.ref.synth, self.out_dir / "data")
+            else:
+                self._path = check_data_file(Path(self.ref.path))
+        return self._path
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.out_dir / "cache"
+
+    def events(self, item_key: str):  # noqa: ANN201 - seqrec.data.events.Events
+        if item_key not in self._events:
+            from seqrec.data.lastfm import read_events
+
+            self._events[item_key] = read_events(self.path, item_key=item_key,
+                                                 cache_dir=self.cache_dir)
+        return self._events[item_key]
+
+    def split(self, data: DataConfig, chunk: int):  # noqa: ANN201 - seqrec.data.windows.Split
+        from seqrec.data.protocol import load_or_prepare_split
+
+        if self._last_split[:2] == (data, chunk):
+            return self._last_split[2]
+        ev = self.events(data.item_key)
+        split = load_or_prepare_split(ev.key, ev.users, ev.items, data, chunk, self.cache_dir)
+        self._last_split = (data, chunk, split)
+        return split
+
+    def summary(self, item_key: str) -> dict[str, Any]:
+        """What a run record says of its data: the reference, the file, its size and rows."""
+        path = self.path
+        report = self.events(item_key).report
+        return {**self.ref.to_json(), "file": str(path), "size_bytes": path.stat().st_size,
+                "rows_read": report.rows_read, "lines_skipped": report.lines_skipped}

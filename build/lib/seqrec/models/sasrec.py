@@ -1,0 +1,161 @@
+"""SASRec: self-attentive sequential recommendation (Kang and McAuley, ICDM 2018).
+
+Per window of item ids x_0..x_{T-1} (Kang and McAuley, Sec. III):
+    E_t = e(x_t) [W_p] + P_t                     item embedding (projected to the hidden size
+                                                 when embedding_size != hidden_size) plus a
+                                                 learned position embedding; dropout
+    F <- F + Dropout(SA(LN(F)))                  causal multi-head self-attention (Sec. III-B)
+    F <- F + Dropout(FFN(LN(F)))                 FFN(y) = W_2 Dropout(ReLU(W_1 y + b_1)) + b_2
+    ...                                          `attention_layers` blocks, then a final LN
+    r_{t, j} = F_t . M_j + b_j                   scores with the shared (tied) item embedding,
+                                                 M = e W_p^T (Sec. III-D), plus an item bias
+
+Differences from the paper, on purpose: it is trained like every model of this package, with
+cross-entropy over ALL items at the last position (full softmax), not the paper's binary
+cross-entropy against one sampled negative per step; the item bias b (not in the paper) lets
+that softmax learn popularity directly. Windows are always full length, so there is no padding
+and no padding mask; the causal mask alone makes position t see inputs 0..t only.
+Embeddings start uniform(-0.1, 0.1) like the thesis' models; linear layers use PyTorch's
+default initialisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from seqrec.config import ModelConfig
+from seqrec.models.base import INIT_SCALE, check_ids, check_sizes, param_kind
+
+MAX_LEN = 200  # learned positions available; windows longer than this are refused
+
+
+class AttentionBlock(nn.Module):
+    """One pre-norm transformer block: causal self-attention, then a point-wise FFN.
+
+    Shapes: `[B, T, H]` -> `[B, T, H]`. Dropout `dropout` on the attention weights and on both
+    residual branches (Kang and McAuley, Sec. III-C "Stacking Self-Attention Blocks").
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.attn_norm = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.attn_out = nn.Linear(hidden, hidden)
+        self.ffn_norm = nn.LayerNorm(hidden)
+        self.ffn_in = nn.Linear(hidden, hidden)
+        self.ffn_out = nn.Linear(hidden, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, steps, hidden = x.shape
+        p = self.dropout if self.training else 0.0
+        qkv = self.qkv(self.attn_norm(x)).view(batch, steps, 3, self.heads, hidden // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, T, H / heads]
+        # is_causal: position t attends to positions <= t only (no look at later items).
+        a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        a = a.transpose(1, 2).reshape(batch, steps, hidden)  # [B, T, H]
+        x = x + F.dropout(self.attn_out(a), p, self.training)
+        y = F.dropout(F.relu(self.ffn_in(self.ffn_norm(x))), p, self.training)
+        return x + F.dropout(self.ffn_out(y), p, self.training)
+
+
+class SASRec(nn.Module):
+    """SASRec with a full-softmax output (see the module docstring).
+
+    Sizes from `cfg`: `embedding_size` (item embedding; -1, one-hot, is not supported),
+    `hidden_size` (model width; a multiple of `attention_heads`), `attention_heads`,
+    `attention_layers`, `input_dropout` (every dropout of the model). `users` are ignored.
+    """
+
+    kind = "neural"
+    uses_users = False
+
+    def __init__(self, cfg: ModelConfig, n_items: int, n_users: int, *,
+                 max_len: int = MAX_LEN) -> None:
+        super().__init__()
+        check_sizes(n_items, n_users)
+        if cfg.embedding_size == -1:
+            raise ValueError("sasrec does not take one-hot input (model.embedding_size=-1); "
+                             "set model.embedding_size to a positive size")
+        if cfg.attention_layers < 1 or cfg.attention_heads < 1:
+            raise ValueError(f"sasrec needs model.attention_layers >= 1 and "
+                             f"model.attention_heads >= 1, got {cfg.attention_layers} and "
+                             f"{cfg.attention_heads}")
+        if cfg.hidden_size % cfg.attention_heads:
+            raise ValueError(f"model.hidden_size ({cfg.hidden_size}) must be a multiple of "
+                             f"model.attention_heads ({cfg.attention_heads}) for sasrec")
+        self.n_items = n_items
+        self.n_users = n_users
+        self.max_len = max_len
+        self.dropout = cfg.input_dropout
+        hidden = cfg.hidden_size
+        self.item_embedding = nn.Embedding(n_items, cfg.embedding_size)
+        self.pos_embedding = nn.Embedding(max_len, hidden)
+        # W_p maps embeddings to the hidden size; the output reuses it (tied item embedding).
+        self.input_proj = (nn.Linear(cfg.embedding_size, hidden, bias=False)
+                           if cfg.embedding_size != hidden else None)
+        self.blocks = nn.ModuleList(AttentionBlock(hidden, cfg.attention_heads, cfg.input_dropout)
+                                    for _ in range(cfg.attention_layers))
+        self.final_norm = nn.LayerNorm(hidden)
+        self.output_bias = nn.Parameter(torch.zeros(n_items))
+        for emb in (self.item_embedding, self.pos_embedding):
+            nn.init.uniform_(emb.weight, -INIT_SCALE, INIT_SCALE)
+
+    def _check(self, items: Tensor) -> None:
+        if items.dim() != 2 or items.shape[1] < 1:
+            raise ValueError(f"items must be a [batch, time] tensor with time >= 1, got shape "
+                             f"{tuple(items.shape)}")
+        if items.shape[1] > self.max_len:
+            raise ValueError(f"sasrec was built for windows of at most {self.max_len} inputs, "
+                             f"got {items.shape[1]}; lower data.seq_len")
+        check_ids(items, self.n_items, "item")
+
+    def features(self, items: Tensor) -> Tensor:
+        """Per-position outputs F after the last block and norm: `[B, T]` -> `[B, T, H]`."""
+        x = self.item_embedding(items)  # [B, T, E]
+        if self.input_proj is not None:
+            x = self.input_proj(x)  # [B, T, H]
+        x = x + self.pos_embedding.weight[: items.shape[1]]  # positions 0..T-1 from the start
+        x = F.dropout(x, self.dropout, self.training)
+        for block in self.blocks:
+            x = block(x)
+        return self.final_norm(x)
+
+    def scores(self, features: Tensor) -> Tensor:
+        """`[..., H]` -> `[..., n_items]`: dot products with the (projected) item embeddings.
+
+        With a projection, `F . (e_j W_p^T) = (F W_p) . e_j`: projecting F (O(H E) per row)
+        rather than the whole item table (O(n_items H E) per call).
+        """
+        if self.input_proj is not None:
+            features = features @ self.input_proj.weight  # [..., E]
+        return F.linear(features, self.item_embedding.weight, self.output_bias)
+
+    def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""
+        self._check(items)
+        return self.scores(self.features(items)[:, -1])
+
+    def loss(self, items: Tensor, users: Tensor | None, target: Tensor) -> Tensor:
+        """Mean cross-entropy of the last-position logits against `target` `[B]` -> scalar."""
+        return F.cross_entropy(self(items, users).float(), target)
+
+    def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
+        """Logits after every position (causal): `[B, T]` -> `[B, T, n_items]`."""
+        self._check(items)
+        return self.scores(self.features(items))
+
+    def param_groups(self, weight_decay: float, user_weight_decay: float) -> list[dict]:
+        """Adam groups: weight matrices -> `weight_decay`; biases, layer norms, embeddings -> 0.
+
+        There is no user layer, so `user_weight_decay` is unused. Empty groups are dropped.
+        """
+        groups: dict[str, list[nn.Parameter]] = {"weights": [], "none": []}
+        for name, p in self.named_parameters():
+            groups["none" if param_kind(name, p) == "none" else "weights"].append(p)
+        decay = {"weights": weight_decay, "none": 0.0}
+        return [{"params": ps, "weight_decay": decay[k], "name": k}
+                for k, ps in groups.items() if ps]

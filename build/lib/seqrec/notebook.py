@@ -1,0 +1,243 @@
+"""What the Colab notebook calls, and the headless runner behind `make demo`.
+
+The notebook `thesis_experiments.ipynb` holds no logic: a config cell (tagged `parameters`),
+a set-up cell, then per experiment `session.run(...)` and `session.show(...)`. `run_notebook`
+executes it with nbclient, injecting parameters after the tagged cell (the papermill
+convention), so the demo and the tests run exactly what a Colab user runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqrec.runner import RunOptions
+
+NOTEBOOK = "thesis_experiments.ipynb"
+
+
+def _display(obj) -> None:
+    try:
+        from IPython.display import display
+    except ImportError:  # outside IPython: print what a notebook would show
+        print(obj)
+        return
+    display(obj)
+
+
+@dataclass
+class Session:
+    """The notebook's settings and calls: run an experiment, show its table and figure.
+
+    Every call reads the experiment registry (`seqrec.experiments`); `experiments()` lists the
+    thesis' experiments in order, which the notebook loops over.
+    """
+
+    out_dir: str
+    data: str | None = None
+    profile: str = "thesis"
+    device: str = "auto"
+    overrides: list[str] = field(default_factory=list)
+    models: tuple[str, ...] | None = None
+    baselines: tuple[str, ...] | None = None
+    tensorboard: bool = True  # event files under OUT_DIR/tensorboard
+    checkpoint_dir: str | None = None  # None: beside the records (see RunOptions)
+    keep_model: bool = False
+
+    def options(self, retry_failed: bool = False) -> RunOptions:
+        return RunOptions(device=self.device, retry_failed=retry_failed,
+                          tensorboard=self.tensorboard, checkpoint_dir=self.checkpoint_dir,
+                          keep_model=self.keep_model)
+
+    @staticmethod
+    def experiments() -> list[str]:
+        from seqrec.experiments import THESIS_EXPERIMENTS
+
+        return list(THESIS_EXPERIMENTS)
+
+    def describe(self, experiments: list[str] | None = None, steps: int = 3) -> list:
+        """Print the device, the data, and the plan: per experiment the runs done, to do and
+        failed, and an estimate of the time left on this device (seqrec/plan.py says how it is
+        made); warn when the thesis profile would run on a CPU or the plan outlasts a Colab
+        session. Returns the `ExperimentPlan`s."""
+        import torch
+
+        from seqrec.device import resolve_device
+        from seqrec.plan import make_plan, plan_lines
+
+        dev = resolve_device(self.device)
+        name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                else f"CPU ({torch.get_num_threads()} threads)")
+        print(f"seqrec {_version()}: profile {self.profile!r} on {name}; data: "
+              f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
+        specs = [s for name in experiments or self.experiments() for s in self.specs(name)]
+        plans = make_plan(specs, Path(self.out_dir), self.options(), steps)
+        for line in plan_lines(plans, self.profile, dev):
+            print(line)
+        return plans
+
+    def specs(self, experiment: str, only: list[str] | None = None, shard: str | None = None):
+        """The run specs of one experiment (or `all`) with this session's settings."""
+        from seqrec.runner import grid_specs
+
+        return grid_specs(experiment, self.data, self.profile, self.overrides, only, shard,
+                          self.models, self.baselines)
+
+    def run(self, experiment: str, only: list[str] | None = None, shard: str | None = None,
+            retry_failed: bool = False) -> list:
+        """Run (or continue) one experiment's grid; finished runs are skipped, failed ones
+        too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N"."""
+        from seqrec.runner import run_specs
+
+        records = run_specs(self.specs(experiment, only, shard), self.out_dir,
+                            self.options(retry_failed))
+        failed = sum(not r.ok for r in records)
+        if failed:
+            print(f"{failed} of {len(records)} runs of {experiment} failed (reasons below and "
+                  f"in the report); to retry them: session.run({experiment!r}, "
+                  f"retry_failed=True)")
+        return records
+
+    def results(self, experiment: str):  # noqa: ANN201 - a pandas DataFrame
+        """One row per run of the experiment's grid with this session's settings: its status
+        (ok, failed with its reason, partial, missing), label and main metrics."""
+        from seqrec.report import load_records
+        from seqrec.report.records import results_frame
+        from seqrec.runner import status
+
+        specs = self.specs(experiment)
+        states = {s.run_id: status(self.out_dir, s, self.options()) for s in specs}
+        wanted = set(states)
+        records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
+        return results_frame([s.label() for s in specs], records, states)
+
+    def show(self, experiment: str, heading: bool = True) -> None:
+        """Display the experiment's title, table, figure and failed runs from the records of
+        this session's grid on disk."""
+        from seqrec.experiments import experiment as lookup
+        from seqrec.report import load_records
+
+        exp = lookup(experiment)
+        results = self.results(experiment)
+        wanted = set(results["run_id"])
+        records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
+        if heading:
+            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+        ok = [r for r in records if r.ok]
+        not_ok = results[results["status"] != "ok"]
+        if len(not_ok):
+            print(f"{len(not_ok)} of {len(results)} runs are not finished (failed ones with "
+                  "their reasons; session.results(...) lists every run):")
+            _display_whole(not_ok[["run_id", "status", "reason"]])
+        if not ok:
+            print(f"{experiment}: no finished runs yet")
+            return
+        table = exp.table(ok)
+        _display_whole(table)
+        from seqrec.report.baselines import baseline_check, baseline_sentences
+
+        for sentence in baseline_sentences(baseline_check(ok, experiment)):
+            print(sentence)
+        if exp.figure is not None:
+            fig = exp.figure(ok, table=table)
+            _display(fig)
+
+    def run_all(self, experiments: list[str] | None = None) -> None:
+        """Run and show each experiment in turn (default: the thesis' four, in order)."""
+        from seqrec.experiments import experiment as lookup
+
+        for name in experiments or self.experiments():
+            exp = lookup(name)
+            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+            self.run(name)
+            self.show(name, heading=False)
+
+    def report(self) -> Path | None:
+        """Build report.md and report.pdf from every record in the output folder."""
+        from seqrec.report import build_report
+
+        path = build_report(Path(self.out_dir))
+        print(f"report: {path} and {path.with_suffix('.pdf')}" if path else
+              "no run records yet; no report written")
+        return path
+
+
+def _display_whole(frame) -> None:  # noqa: ANN001 - a pandas DataFrame
+    """Display a table with every row and column (exp 4's has 64 rows in smoke, 128 in thesis;
+    pandas would cut it to 10 with an ellipsis)."""
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                           "display.width", 250):
+        _display(frame)
+
+
+def _version() -> str:
+    from seqrec import __version__
+
+    return __version__
+
+
+def _display_markdown(text: str) -> None:
+    try:
+        from IPython.display import Markdown
+    except ImportError:
+        print(text)
+        return
+    _display(Markdown(text))
+
+
+def _find_notebook() -> Path:
+    # src/seqrec/notebook.py -> repository root (editable install or source checkout)
+    path = Path(__file__).resolve().parents[2] / NOTEBOOK
+    if not path.exists():
+        raise FileNotFoundError(f"{NOTEBOOK} not found next to the package ({path}); run the "
+                                "demo from a source checkout")
+    return path
+
+
+def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
+                 overrides: list[str] | None = None, experiments: list[str] | None = None,
+                 notebook: Path | None = None, timeout: int = 3600) -> Path:
+    """Execute the notebook headlessly with the given parameters; save it executed in out_dir.
+
+    Returns the path of the executed notebook. The notebook's own config cell is kept; a cell
+    inserted after it sets OUT_DIR, DATA_PATH, PROFILE, DEVICE (cpu), OVERRIDES and EXPERIMENTS.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    from seqrec.runner import check_writable
+
+    out = check_writable(out_dir).resolve()
+    src = notebook or _find_notebook()
+    nb = nbformat.read(src, as_version=4)
+    params = {
+        "OUT_DIR": str(out),
+        "DATA_PATH": data,
+        "PROFILE": profile,
+        "DEVICE": "cpu",
+        "OVERRIDES": list(overrides or []),
+    }
+    if experiments is not None:
+        params["EXPERIMENTS"] = list(experiments)
+    source = "# Parameters injected by seqrec.notebook.run_notebook\n" + "\n".join(
+        f"{k} = {v!r}" for k, v in params.items())
+    index = next((i for i, c in enumerate(nb.cells)
+                  if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if index is None:
+        raise ValueError(f"{src} has no cell tagged 'parameters'")
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected"]}))
+    t0 = time.time()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(out)}})
+    executed = out / NOTEBOOK
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, executed)
+    print(f"executed {src.name} in {time.time() - t0:.0f}s -> {executed}")
+    print(f"records: {out / 'runs'}; report: {out / 'report' / 'report.md'} "
+          f"and {out / 'report' / 'report.pdf'}")
+    return executed

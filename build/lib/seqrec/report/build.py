@@ -1,0 +1,355 @@
+"""Assemble the report: tables, figures and tests into `<out>/report/` (Markdown + PDF).
+
+The report takes everything it tabulates from the run records in the folder: each record names
+the grid request that planned it (experiment, profile, overrides, models, data), so the grid is
+rebuilt from the records themselves and the runs it still lacks are listed as missing. Records
+of different requests (another data file, other settings, another profile) are never pooled:
+each request context gets its own chapter, headed by its data source and settings, with the
+experiments in registry order. Failed runs are listed with their reasons. Every file is written
+atomically (seqrec.io), and a folder without records never overwrites a report.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import matplotlib
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from seqrec.config import config_hash
+from seqrec.experiment import GridRequest, build_grid, split_axis
+from seqrec.experiments import EXPERIMENTS
+from seqrec.io import atomic_write, atomic_write_text
+from seqrec.record import RunLabel, RunRecord
+from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
+from seqrec.report.records import load_records, metric_label, status_lists
+from seqrec.report.render import to_latex, to_markdown, to_text
+from seqrec.report.stats import MIN_WILCOXON_PAIRS
+from seqrec.report.tables import table_other
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _save_figure(fig: Figure, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+
+
+class _Section:
+    """What one experiment contributes: Markdown lines, PDF text pages and figures."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.md: list[str] = [f"## {title}", ""]
+        # (page title, text lines or a figure, header lines to repeat on continuation pages)
+        self.pdf: list[tuple[str, list[str] | Figure, int]] = []
+
+
+def _experiment_section(name: str, records: list[RunRecord], folder: Path,
+                        suffix: str = "") -> _Section:
+    exp = EXPERIMENTS.get(name)
+    section = _Section(exp.title if exp else f"Other runs: {name}")
+    mine = [r for r in records if r.experiment == name]
+    ok = [r for r in mine if r.ok]
+    if not ok:
+        section.md += ["no runs yet" + (f" ({len(mine)} failed, listed below)" if mine else ""),
+                       ""]
+        return section
+    stem = f"{name}{suffix}"
+    table = exp.table(ok) if exp else table_other(ok, name)
+    if name == "validate" and (folder / "validation.md").exists():
+        # written by `seqrec validate` with the planted-effect checks; point readers at it
+        section.md += ["The checks of the validation experiment (planted effects found or not) "
+                       "are in [validation.md](validation.md).", ""]
+    atomic_write_text(folder / f"{stem}.md", to_markdown(table))
+    atomic_write_text(folder / f"{stem}.tex", to_latex(table, caption=section.title,
+                                                       label=f"tab:{stem}"))
+    atomic_write_text(folder / f"{stem}.csv", table.to_csv(index=False))
+    section.md += [f"{_count(len(ok), 'finished run')}. Table files: [{stem}.md]({stem}.md), "
+                   f"[{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv).", "",
+                   to_markdown(table)]
+    section.pdf.append((f"{section.title}: table", to_text(table), 2))
+    if exp is not None and exp.figure is not None:
+        fig = exp.figure(ok, table=table)
+        _save_figure(fig, folder / f"{stem}.png")
+        section.md += [f"![{section.title}]({stem}.png)", ""]
+        section.pdf.append((section.title, fig, 0))
+    check = baseline_check(ok, name)
+    if not check.empty:
+        warnings = baseline_sentences(check)
+        section.md += ["### Against the count baselines", "",
+                       f"Mean {metric_label(METRIC)} of each neural model and of the count "
+                       "baselines on the same runs (axis value, chunk, seed).", ""]
+        section.md += [f"- {w}" for w in warnings] + ([""] if warnings else [])
+        section.md += [to_markdown(check)]
+        section.pdf.append((f"{section.title}: against the count baselines",
+                            [*warnings, "", *to_text(check)], 0))
+    if exp is not None and exp.comparisons is not None:
+        sentences, tests = exp.comparisons(ok)
+        if not tests.empty:
+            atomic_write_text(folder / f"{stem}_tests.md", to_markdown(tests))
+            section.md += ["### Tested comparisons", "",
+                           f"Pairs are runs on the same (chunk, seed); Wilcoxon signed-rank from "
+                           f"{MIN_WILCOXON_PAIRS} pairs, paired t-test below that (under "
+                           f"{MIN_WILCOXON_PAIRS} pairs Wilcoxon cannot reach p < 0.05).", ""]
+            section.md += [f"- {s}" for s in sentences]
+            section.md += ["", to_markdown(tests)]
+            section.pdf.append((f"{section.title}: tested comparisons",
+                                [*sentences, "", *to_text(tests)], 0))
+    return section
+
+
+def _label_text(label: RunLabel) -> str:
+    keys = ("experiment", "group", "model", "chunk", "seed", "axis", "value")
+    return ", ".join(f"{k}={getattr(label, k)}" for k in keys if getattr(label, k) is not None)
+
+
+def _status_section(failed: list[RunRecord], missing: list[RunLabel] | None,
+                    n_expected: int | None) -> _Section:
+    section = _Section("Failed and missing runs")
+    lines = [f"Failed runs: {len(failed)}"]
+    lines += [f"- `{f.run_id}` ({_label_text(f.spec)}): {f.reason or 'no reason given'}"
+              for f in failed]
+    lines.append("")
+    if missing is None:
+        lines.append("Missing runs: unknown (these records name no grid request)")
+    else:
+        lines.append(f"Missing runs: {len(missing)} of {n_expected} expected")
+        lines += [f"- `{m.run_id}` ({_label_text(m)})" for m in missing]
+    section.md += [*lines, ""]
+    section.pdf.append((section.title, [line.replace("`", "") for line in lines], 0))
+    return section
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapters: one per request context
+
+@dataclass
+class Chapter:
+    """The runs of one request context: one data source, profile and set of settings.
+
+    `expected` holds the labels of every run its grids plan (None when the records name no
+    request, e.g. records of an older seqrec); `suffix` keeps its table files apart from other
+    chapters'; `names` are its experiments.
+    """
+
+    title: str
+    context: list[str]
+    records: list[RunRecord]
+    expected: list[RunLabel] | None
+    names: list[str] = field(default_factory=list)
+    suffix: str = ""
+
+
+def _other_settings(req: GridRequest) -> tuple[str, ...]:
+    """A request's overrides without its experiment's own axis values."""
+    exp = EXPERIMENTS.get(req.experiment)
+    return split_axis(req.overrides, exp.axis)[1] if exp else req.overrides
+
+
+def _context_key(req: GridRequest) -> tuple:
+    """What a chapter shares: everything of a request but the experiment and its axis values
+    (the grids of several experiments run together, e.g. `--experiment all`, share one)."""
+    data = req.data.fingerprint if req.data is not None else None
+    return (req.profile, tuple(sorted(_other_settings(req))), data, req.models, req.baselines)
+
+
+def _data_line(d: dict) -> str:
+    if d.get("kind") == "file":
+        return (f"Data: `{d.get('file') or d.get('path')}` ({d.get('size_bytes', 0):,} bytes, "
+                f"{d.get('rows_read', 0):,} rows read, {d.get('lines_skipped', 0):,} damaged "
+                f"lines skipped; fingerprint {d.get('fingerprint')})")
+    synth = d.get("synth") or {}
+    return (f"Data: built-in generated log ({synth.get('n_rows', 0):,} plays, "
+            f"{synth.get('n_users', 0)} users, seed {synth.get('seed')}; "
+            f"{d.get('rows_read', 0):,} rows read; fingerprint {d.get('fingerprint')})")
+
+
+def _context_lines(req: GridRequest, records: list[RunRecord]) -> list[str]:
+    sources = {r.data.get("fingerprint"): r.data for r in records if r.data}
+    lines = [_data_line(d) for d in sources.values()]
+    settings = ", ".join(_other_settings(req)) or "the profile as is"
+    lines.append(f"Profile: {req.profile}; settings: {settings}"
+                 + ("" if req.models is None else f"; models {', '.join(req.models)}")
+                 + ("" if req.baselines is None
+                    else f"; baselines {', '.join(req.baselines) or 'none'}"))
+    return lines
+
+
+def _subsumed(ids: list[set], i: int) -> bool:
+    """Whether grid `i`'s runs all belong to another (larger, or equal and earlier) grid."""
+    return any(j != i and ids[i] <= ids[j] and (ids[i] != ids[j] or j < i)
+               for j in range(len(ids)))
+
+
+def _grids(records: list[RunRecord]) -> tuple[list[tuple[GridRequest, list[RunLabel]]],
+                                              list[RunRecord]]:
+    """The distinct grids the records' requests plan (a grid inside another dropped), and the
+    records no grid plans."""
+    requests: dict[str, GridRequest] = {}
+    unplanned = []
+    for r in records:
+        try:
+            req = GridRequest.from_json(r.request) if r.request is not None else None
+        except (KeyError, TypeError, ValueError):
+            req = None
+        if req is None:
+            unplanned.append(r)
+        else:
+            requests.setdefault(config_hash(req.to_json()), req)
+    grids = []
+    for req in requests.values():
+        try:
+            labels = [s.label() for s in build_grid(EXPERIMENTS[req.experiment], req)]
+        except (KeyError, ValueError):  # an experiment or a setting this version lacks
+            continue
+        grids.append((req, labels))
+    ids = [{label.run_id for label in labels} for _, labels in grids]
+    grids = [g for i, g in enumerate(grids) if not _subsumed(ids, i)]
+    planned = {label.run_id for _, labels in grids for label in labels}
+    unplanned += [r for r in records if r not in unplanned and r.run_id not in planned]
+    return grids, unplanned
+
+
+def chapters(records: list[RunRecord]) -> list[Chapter]:
+    """Partition records by the grid requests that planned them (see the module docstring)."""
+    grids, unplanned = _grids(records)
+    by_context: dict[tuple, list[tuple[GridRequest, list[RunLabel]]]] = {}
+    for req, labels in grids:
+        by_context.setdefault(_context_key(req), []).append((req, labels))
+    out = []
+    for n, members in enumerate(by_context.values(), 1):
+        labels = [label for _, ls in members for label in ls]
+        wanted = {label.run_id for label in labels}
+        mine = [r for r in records if r.run_id in wanted]
+        out.append(Chapter(f"Runs {n}", _context_lines(members[0][0], mine), mine, labels,
+                           names=list(dict.fromkeys(req.experiment for req, _ in members))))
+    if unplanned:
+        out.append(Chapter(
+            "Records without a grid request",
+            ["Records written by an older seqrec, or whose grid this version cannot rebuild; "
+             "shown as they are."], unplanned, None,
+            names=list(dict.fromkeys(r.experiment for r in unplanned))))
+    if len(out) > 1:
+        for c in out:
+            c.suffix = "-" + config_hash(c.context, 6)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+def _summary(records: list[RunRecord], expected: list[RunLabel] | None,
+             failed: list[RunRecord], missing: list[RunLabel], names: list[str]) -> list[str]:
+    ok = [r for r in records if r.ok]
+    lines = [f"{_count(len(records), 'run record')}: {len(ok)} finished, {len(failed)} failed"
+             + ("" if expected is None else f"; {len(missing)} of {len(expected)} expected "
+                "runs missing") + "."]
+    for name in names:
+        mine = [r for r in ok if r.experiment == name]
+        n_fail = sum(f.experiment == name for f in failed)
+        n_miss = "an unknown number of" if expected is None else sum(
+            m.experiment == name for m in missing)
+        seeds = sorted({r.spec.seed for r in mine})
+        seed_text = f" (seeds {', '.join(map(str, seeds))})" if seeds else ""
+        title = EXPERIMENTS[name].title if name in EXPERIMENTS else name
+        lines.append(f"- {title}: {len(mine)} finished{seed_text}, {n_fail} failed, "
+                     f"{n_miss} missing")
+    return lines
+
+
+def _text_pages(pdf: PdfPages, title: str, lines: list[str], repeat: int = 0) -> None:
+    """Monospace text pages; the font shrinks to fit the widest line, long lists paginate and
+    the first `repeat` lines (a table's header) are repeated on every continuation page."""
+    wrapped = [part for line in lines
+               for part in (textwrap.wrap(line, 160, subsequent_indent="    ") or [""])]
+    head, body = wrapped[:repeat], wrapped[repeat:]
+    widest = max([len(line) for line in wrapped] + [40])
+    size = min(9.0, PAGE[0] * 72 * 0.9 / (0.6 * widest))
+    per_page = max(10, int(PAGE[1] * 72 * 0.82 / (size * 1.3)) - len(head))
+    for page, start in enumerate(range(0, max(len(body), 1), per_page)):
+        fig = Figure(figsize=PAGE)
+        fig.text(0.04, 0.95, title + (" (continued)" if page else ""), fontsize=13,
+                 family="Helvetica", weight="bold", va="top")
+        fig.text(0.04, 0.90, "\n".join(head + body[start:start + per_page]),
+                 family="Courier", weight="medium", fontsize=size, va="top", linespacing=1.3)
+        # The PDF's built-in Courier and Helvetica (WinAnsi: "±" included) need no embedded
+        # glyphs: ten times faster than DejaVu for pages of text. Scoped to this save only.
+        with matplotlib.rc_context({"pdf.use14corefonts": True}):
+            pdf.savefig(fig)
+
+
+def _write_pdf(f: IO[bytes], summary: list[str], sections: list[_Section]) -> None:
+    with PdfPages(f, metadata={"Title": "seqrec report"}) as pdf:
+        _text_pages(pdf, "seqrec report", summary)
+        for section in sections:
+            for title, content, repeat in section.pdf:
+                if isinstance(content, Figure):
+                    pdf.savefig(content)
+                else:
+                    _text_pages(pdf, title, content, repeat)
+
+
+def _ordered(names: list[str]) -> list[str]:
+    """Registry order first (exp1 ... exp4, validate), then any other name sorted."""
+    return [n for n in EXPERIMENTS if n in names] + sorted(set(names) - set(EXPERIMENTS))
+
+
+def render_report(out_dir: str | Path, parts: list[Chapter],
+                  experiments: list[str] | None = None) -> Path:
+    """Write the chapters' tables, figures, `report.md` and `report.pdf`; return report.md."""
+    folder = Path(out_dir) / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    md = ["# seqrec report", "", f"Run records from `{Path(out_dir)}`. Every number is named by "
+          "its metric (e.g. Recall@20); means and standard deviations (sample, ddof = 1) pool "
+          "chunks and seeds. Records of other data or settings are never pooled: each request "
+          "context has its own chapter.", ""]
+    summary: list[str] = []
+    sections: list[_Section] = []
+    for chapter in parts:
+        names = _ordered([n for n in chapter.names if experiments is None or n in experiments])
+        if not names:
+            continue
+        records = [r for r in chapter.records if r.experiment in names]
+        expected = None if chapter.expected is None else [
+            e for e in chapter.expected if e.experiment in names]
+        failed, missing = status_lists(records, expected)
+        head = [*chapter.context, *_summary(records, expected, failed, missing, names)]
+        if len(parts) > 1:
+            md += [f"# {chapter.title}", ""]
+        md += [*(f"{line}  " for line in head), ""]  # two spaces: a Markdown line break
+        summary += [chapter.title, *head, ""]
+        mine = [_experiment_section(n, records, folder, chapter.suffix) for n in names]
+        mine.append(_status_section(failed, None if expected is None else missing,
+                                    None if expected is None else len(expected)))
+        for section in mine:
+            md += section.md
+        sections += mine
+    atomic_write_text(folder / "report.md", "\n".join(md).rstrip() + "\n")
+    atomic_write(folder / "report.pdf", lambda f: _write_pdf(f, summary, sections))
+    return folder / "report.md"
+
+
+def build_report(out_dir: str | Path, experiments: list[str] | None = None) -> Path | None:
+    """Write the report of every record under `<out_dir>/runs` into `<out_dir>/report/`.
+
+    `experiments`: names to include (default: every experiment present). Returns the path of
+    `report.md`, or None when the folder has no run records (an existing report is then left
+    as it is: a report with runs is never replaced by an empty one).
+    """
+    if experiments is not None:
+        unknown = [e for e in experiments if e not in EXPERIMENTS]
+        if unknown:
+            raise ValueError(f"experiments: unknown name(s) {unknown}; choose from "
+                             f"{sorted(EXPERIMENTS)}")
+    records = load_records(out_dir)
+    if not records:
+        return None
+    return render_report(out_dir, chapters(records), experiments)

@@ -19,8 +19,8 @@ Two clippings, of two different quantities:
 - `interface_clip` (default 0, off) clamps the raw interface vector, before its activations,
   as Csordas and Schmidhuber's implementation does (`clip_controller`, default 20, on the
   memory controls). It bounds the strengths and sharpness (oneplus(20) ~ 21) and stops the
-  gradient of saturated gates. Off by default: the thesis clipped no interface, and the
-  memory step's tests reproduce that implementation without it.
+  gradient of controls beyond the bound. Off by default: the thesis clipped no interface;
+  `interface_clip=20` gives the authors' DNC.
 
 Fast path: the item projections of every step (W_i x, and for the user-based cell all x and u
 terms) are computed in one matmul before the loop; the loop does the read-vector part of the

@@ -173,7 +173,7 @@ class RefDNC(nn.Module):
             one = lambda v: 1 + F.softplus(v)  # noqa: E731
             fg = torch.sigmoid(i["fg"])
             psi = torch.prod(1 - fg.unsqueeze(-1) * rw, 1)
-            usage = (usage + ww - usage * ww) * psi
+            usage = (usage + ww.detach() * (1 - usage)) * psi  # no gradient through ww
             su, order = torch.sort(1e-6 + (1 - 1e-6) * usage, 1)
             cp = torch.cumprod(torch.cat([torch.ones_like(su[:, :1]), su[:, :-1]], 1), 1)
             alloc = torch.zeros_like(su).scatter(1, order, (1 - su) * cp)
@@ -189,10 +189,13 @@ class RefDNC(nn.Module):
             prec = (1 - ww.sum(1, keepdim=True)) * prec + ww
             fwd, bwd = rw @ link.transpose(1, 2), rw @ link
             sf, sb = one(i["sf"]).unsqueeze(-1), one(i["sb"]).unsqueeze(-1)
-            fwd = fwd.clamp_min(1e-20) ** sf
-            fwd = fwd / (fwd.sum(-1, keepdim=True) + 1e-6)
-            bwd = bwd.clamp_min(1e-20) ** sb
-            bwd = bwd / (bwd.sum(-1, keepdim=True) + 1e-6)
+            # (d + eps)^s / sum (d + eps)^s, with d + eps scaled to a row maximum of 1 first
+            fwd = fwd + 1e-6
+            fwd = (fwd / fwd.amax(-1, keepdim=True)) ** sf
+            fwd = fwd / fwd.sum(-1, keepdim=True)
+            bwd = bwd + 1e-6
+            bwd = (bwd / bwd.amax(-1, keepdim=True)) ** sb
+            bwd = bwd / bwd.sum(-1, keepdim=True)
             c = self.content(mem, i["rk"].view(b, HEADS, WORD), one(i["rs"]),
                              torch.sigmoid(i["rmask"]).view(b, HEADS, WORD))
             pi = torch.softmax(i["rm"].view(b, HEADS, 3), -1)

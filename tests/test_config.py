@@ -45,6 +45,8 @@ def test_bad_values_are_clear_errors():
         apply_overrides(RunConfig(), ["input_dropout=1.0"])
     with pytest.raises(ValueError, match="controller_clip"):
         apply_overrides(RunConfig(), ["controller_clip=-1"])
+    with pytest.raises(ValueError, match="interface_clip"):
+        apply_overrides(RunConfig(), ["interface_clip=-0.5"])
 
 
 def test_flat_keys_are_unique_across_sections():

@@ -87,9 +87,31 @@ def test_link_and_precedence_hand_computed():
 def test_sharpen_hand_computed():
     d = torch.tensor([[[0.2, 0.6, 0.0]]], dtype=D)
     got = sharpen(d, torch.tensor([[2.0]], dtype=D))
-    torch.testing.assert_close(got, torch.tensor([[[0.1, 0.9, 0.0]]], dtype=D), atol=1e-5,
+    # (d + EPS)^2 normalised: 0.04 / 0.4 and 0.36 / 0.4, and EPS^2 / 0.4 for the zero read
+    torch.testing.assert_close(got, torch.tensor([[[0.1, 0.9, 2.5e-12]]], dtype=D), atol=1e-6,
                                rtol=0)
-    assert sharpen(torch.zeros(1, 1, 4, dtype=D), torch.ones(1, 1, dtype=D)).sum() < 1e-6
+
+
+def sharpen_both():
+    from seqrec.models.dnc_kernels import Sharpen
+
+    return {"plain": sharpen, "fast": Sharpen.apply}
+
+
+@pytest.mark.parametrize("which", ["plain", "fast"])
+@pytest.mark.parametrize("dtype", [torch.float32, D])
+def test_sharpened_reads_sum_to_one_and_an_empty_link_reads_uniform(which, dtype):
+    """S(d, s) = (d + EPS)^s / sum (d + EPS)^s (Csordas and Schmidhuber's implementation) is a
+    distribution for any d >= 0; d = 0 gives 1/N, in float32 too at a large sharpness, where
+    EPS^s itself underflows."""
+    fn = sharpen_both()[which]
+    g = torch.Generator().manual_seed(4)
+    d = (torch.rand(3, 2, N, generator=g, dtype=D) / N).to(dtype)
+    s = (1 + 4 * torch.rand(3, 2, generator=g, dtype=D)).to(dtype)
+    torch.testing.assert_close(fn(d, s).sum(-1), torch.ones(3, 2, dtype=dtype))
+    empty = fn(torch.zeros(2, 1, N, dtype=dtype), torch.tensor([[1.0], [30.0]], dtype=dtype))
+    torch.testing.assert_close(empty, torch.full((2, 1, N), 1 / N, dtype=dtype), rtol=0,
+                               atol=1e-7)
 
 
 def test_fast_sharpen_equals_plain_sharpen():
@@ -97,11 +119,12 @@ def test_fast_sharpen_equals_plain_sharpen():
 
     g = torch.Generator().manual_seed(13)
     d = torch.rand(2, 3, 2, N, generator=g, dtype=D) / N  # (f, b) pairs, as memory_step has
-    d[0, 1, 0, 2] = 0.0  # a zero link read: clamped, no gradient
+    d[0, 1, 0, 2] = 0.0  # a zero link read: d + EPS, so a finite gradient there too
     s = 1 + 3 * torch.rand(2, 3, 2, generator=g, dtype=D)
     args = [x.clone().requires_grad_() for x in (d, s)]
     assert_same_values_and_grads([Sharpen.apply(*args)], [sharpen(*args)], args, g,
                                  tol=(1e-12, 1e-14), grad_tol=(1e-10, 1e-12))
+    # gradcheck's finite differences step 1e-6 to either side: keep d - 1e-6 + EPS > 0
     away = [(d + (d == 0) * 0.1).requires_grad_(), s.clone().requires_grad_()]
     assert torch.autograd.gradcheck(Sharpen.apply, away)
 
@@ -137,6 +160,14 @@ def random_interface(b, opts, seed=1, scale=2.0, dtype=D):
     return split_interface(raw, W, R, opts)
 
 
+def differentiable_leaves(state: MemoryState) -> list[torch.Tensor]:
+    """Copies of the state as gradcheck inputs; the previous write weights without a gradient:
+    usage takes them detached (a stop-gradient), so finite differences in them would not match
+    the analytical gradient 0 by design."""
+    return [x.clone().requires_grad_(name != "write_weights")
+            for name, x in zip(MemoryState._fields, state, strict=True)]
+
+
 ALL_OPTS = [MemoryOptions(*flags) for flags in itertools.product([False, True], repeat=3)]
 
 
@@ -150,6 +181,8 @@ def test_invariants_over_a_long_random_run(opts):
         assert (state.usage >= 0).all() and (state.usage <= 1 + 1e-9).all()
         for w in (state.read_weights, state.write_weights):
             assert (w >= 0).all() and (w.sum(-1) <= 1 + 1e-9).all()
+        if opts.link_sharpness:  # sharpened link reads, content weights and modes sum to 1
+            torch.testing.assert_close(state.read_weights.sum(-1), torch.ones(4, R, dtype=D))
         assert (torch.diagonal(state.link, dim1=1, dim2=2) == 0).all()
         assert (state.link >= 0).all()
         assert (state.link.sum(1) <= 1 + 1e-9).all() and (state.link.sum(2) <= 1 + 1e-9).all()
@@ -183,12 +216,89 @@ def test_free_gate_wipes_a_cell_only_with_dealloc_content():
     torch.testing.assert_close(on.memory[0, [0, 1, 3, 4]], state.memory[0, [0, 1, 3, 4]])
 
 
+def both_steps():
+    from seqrec.models.dnc_memory import memory_step_reference
+
+    return {"fast": memory_step, "plain": memory_step_reference}
+
+
+@pytest.mark.parametrize("which", ["fast", "plain"])
+def test_usage_takes_no_gradient_through_the_previous_write_weights(which):
+    """u_t = (u + sg(w^w) (1 - u)) psi: the previous write weights reach no output
+    differentiably (DeepMind's and Csordas and Schmidhuber's implementations), while the
+    previous usage and the free gates (through psi) still do."""
+    opts = MemoryOptions()
+    state = MemoryState(*(x.clone().requires_grad_() for x in random_state(b=2)))
+    raw = torch.randn(2, interface_size(W, R, opts), generator=torch.Generator().manual_seed(2),
+                      dtype=D).requires_grad_()
+    reads, new = both_steps()[which](state, split_interface(raw, W, R, opts), opts)
+    loss = sum(x.sum() for x in (reads, *new))
+    d_write, d_usage, d_raw = torch.autograd.grad(loss, [state.write_weights, state.usage, raw],
+                                                  allow_unused=True)
+    assert d_write is None or (d_write == 0).all()
+    assert d_usage.abs().max() > 1e-3
+    free = slice(R * W + R + 3 * W + 1, R * W + 2 * R + 3 * W + 1)  # the free gates' columns
+    assert d_raw[:, free].abs().max() > 1e-3
+    # The value still uses them: usage moves with the previous write weights.
+    _, moved = both_steps()[which](state._replace(write_weights=state.write_weights * 0.5),
+                                   split_interface(raw, W, R, opts), opts)
+    assert (moved.usage - new.usage).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("which", ["fast", "plain"])
+def test_sharpened_reads_from_the_empty_memory_are_uniform(which):
+    """From the empty memory the link matrix is 0, so with sharpness each link read is 1/N
+    (S(0, s) = 1/N): a read weighting's link part is (pi_b + pi_f) / N and it sums to 1."""
+    from seqrec.models.dnc_memory import content_weights_reference
+
+    opts = MemoryOptions()
+    empty = MemoryState(*(torch.zeros_like(x) for x in random_state(b=3)))
+    iface = random_interface(3, opts, seed=7)
+    _, new = both_steps()[which](empty, iface, opts)
+    modes = iface.read_modes
+    content = content_weights_reference(new.memory, iface.read_keys, iface.read_strengths,
+                                        iface.read_masks)
+    link_part = new.read_weights - modes[..., 1:2] * content
+    expected = ((modes[..., 0] + modes[..., 2]) / N).unsqueeze(-1).expand(3, R, N)
+    torch.testing.assert_close(link_part, expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(new.read_weights.sum(-1), torch.ones(3, R, dtype=D), rtol=0,
+                               atol=1e-14)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_gradient_at_an_empty_cell_is_the_dot_products_over_eps(masked):
+    """At an all-zero cell cos = 0 / (|k m| 0 + EPS) = 0 and the norm's gradient is taken as 0
+    (torch's convention, as in Csordas and Schmidhuber's implementation), so the cell's gradient
+    is that of beta (M[n] . k m^2) / EPS alone: sum_k dz_k beta_k k_k m_k^2 / EPS, with
+    dz = c (dc - sum_n dc c) the softmax's backward. Both lookups, fast and plain."""
+    from seqrec.models.dnc_kernels import EPS
+    from seqrec.models.dnc_memory import content_weights_reference
+
+    g = torch.Generator().manual_seed(9)
+    memory = torch.randn(2, N, W, generator=g, dtype=D)
+    memory[1, 3] = 0.0
+    keys = torch.randn(2, R, W, generator=g, dtype=D)
+    strengths = 1 + torch.rand(2, R, generator=g, dtype=D)
+    masks = torch.rand(2, R, W, generator=g, dtype=D) if masked else torch.ones(2, R, W, dtype=D)
+    dc = torch.randn(2, R, N, generator=g, dtype=D)
+    fns = [content_weights, content_weights_reference]
+    for fn in fns:
+        mem = memory.clone().requires_grad_()
+        c = fn(mem, keys, strengths, masks if masked else None)
+        (d_mem,) = torch.autograd.grad((c * dc).sum(), [mem])
+        c = c.detach()
+        dz = c * (dc - (dc * c).sum(-1, keepdim=True))  # [2, R, N]
+        expected = (dz[1, :, 3, None] * strengths[1, :, None] * keys[1] * masks[1] ** 2).sum(0)
+        torch.testing.assert_close(d_mem[1, 3], expected / EPS, rtol=1e-12, atol=0)
+        assert expected.abs().max() / EPS > 1e3  # the 1/EPS scale: not a vanishing check
+
+
 @pytest.mark.parametrize("opts", [MemoryOptions(), MemoryOptions(False, False, False)])
 def test_gradcheck_memory_step(opts):
     state = random_state(b=2)
     g = torch.Generator().manual_seed(3)
     raw = torch.randn(2, interface_size(W, R, opts), generator=g, dtype=D).requires_grad_()
-    leaves = [x.clone().requires_grad_() for x in state]
+    leaves = differentiable_leaves(state)
 
     def step(raw, *tensors):
         reads, new = memory_step(MemoryState(*tensors), split_interface(raw, W, R, opts), opts)
@@ -207,7 +317,7 @@ def dnc_cfg(name="dnc", **kw):
     return ModelConfig(**base)
 
 
-def plain_dnc(m: DNC, items, clip):
+def plain_dnc(m: DNC, items, clip, interface_clip=0.0):
     """Reference: GRU controller on the concatenated input [x; r] with one weight matrix."""
     x_all = m.input.embedding(items)
     w_in = torch.cat([m.input.proj.weight, m.weight_ir], 1)  # [3H, E + R W]
@@ -222,20 +332,41 @@ def plain_dnc(m: DNC, items, clip):
         n = torch.tanh(gi[:, 2 * hsz:] + r * gh[:, 2 * hsz:])
         h = (1 - z) * n + z * h
         o = torch.clamp(h, -clip, clip) if clip > 0 else h
-        iface = split_interface(o @ m.interface.weight.T + m.interface.bias, W, R, m.opts)
+        raw = o @ m.interface.weight.T + m.interface.bias
+        if interface_clip > 0:
+            raw = torch.clamp(raw, -interface_clip, interface_clip)
+        iface = split_interface(raw, W, R, m.opts)
         reads, mem = memory_step(mem, iface, m.opts)
         y = o @ m.out_controller.weight.T + m.out_controller.bias \
             + reads.reshape(b, -1) @ m.out_read.weight.T
     return m.output(y)
 
 
-@pytest.mark.parametrize("clip", [0.0, 0.3])
-def test_dnc_equals_plain_reference(clip):
+@pytest.mark.parametrize("clip, interface_clip", [(0.0, 0.0), (0.3, 0.0), (0.0, 1.5)])
+def test_dnc_equals_plain_reference(clip, interface_clip):
     torch.manual_seed(0)
-    m = DNC(dnc_cfg(controller_clip=clip), 13, 3).double().eval()
+    m = DNC(dnc_cfg(controller_clip=clip, interface_clip=interface_clip), 13, 3).double().eval()
     items = torch.randint(0, 13, (3, 8), generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(m(items, None), plain_dnc(m, items, clip), rtol=1e-10,
-                               atol=1e-12)
+    torch.testing.assert_close(m(items, None), plain_dnc(m, items, clip, interface_clip),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_interface_clip_is_applied():
+    """interface_clip clamps the raw interface vector (Csordas and Schmidhuber's +-20): it
+    acts once the interface leaves the range, and changes nothing inside it."""
+    torch.manual_seed(0)
+    m = DNC(dnc_cfg(), 13, 3).double().eval()
+    with torch.no_grad():  # raw interface values well beyond +-20 (the bias), varying with h
+        g = torch.Generator().manual_seed(3)
+        m.interface.bias.copy_(40 * torch.randn(m.interface.bias.shape, generator=g, dtype=D))
+        m.interface.weight.mul_(100)
+    items = torch.randint(0, 13, (3, 8), generator=torch.Generator().manual_seed(1))
+    assert m.interface_clip == 0.0  # off by default
+    off = m(items)
+    m.interface_clip = 20.0
+    assert (m(items) - off).abs().max() > 1e-3
+    m.interface_clip = 1e6  # never reached: the same function
+    torch.testing.assert_close(m(items), off, rtol=0, atol=0)
 
 
 def test_controller_clip_is_applied():
@@ -311,7 +442,7 @@ def test_gradcheck_one_dnc_step():
     g = torch.Generator().manual_seed(5)
     reads = torch.randn(2, R, W, generator=g, dtype=D).requires_grad_()
     h = (0.5 * torch.randn(2, 3, generator=g, dtype=D)).requires_grad_()
-    leaves = [x.clone().requires_grad_() for x in base]
+    leaves = differentiable_leaves(base)
 
     def step(reads, h, *mem):
         y, new = m.step(pre, 0, DNCState(MemoryState(*mem), reads, GRUState(h)))
@@ -368,9 +499,10 @@ def assert_same_values_and_grads(fast, ref, inputs, g, tol, grad_tol):
         torch.testing.assert_close(a, b, rtol=tol[0], atol=tol[1])
     weights = [torch.randn(x.shape, generator=g, dtype=D) for x in fast]
 
-    def pull(outs):
-        return torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, outs, strict=True)),
-                                   inputs)
+    def pull(outs):  # an input that no output depends on differentiably gets a zero gradient
+        grads = torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, outs, strict=True)),
+                                    inputs, allow_unused=True)
+        return [torch.zeros_like(x) if d is None else d for x, d in zip(inputs, grads, strict=True)]
 
     for a, b in zip(pull(fast), pull(ref), strict=True):
         torch.testing.assert_close(a, b, rtol=grad_tol[0], atol=grad_tol[1])

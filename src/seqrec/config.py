@@ -84,6 +84,7 @@ class ModelConfig:
     dealloc_content: bool = True
     link_sharpness: bool = True
     controller_clip: float = 5.0  # 0 disables; the thesis intended 5.0 but never applied it
+    interface_clip: float = 0.0  # clamp of the raw interface vector (xdever/dnc: 20); 0 = off
     # SASRec (Kang and McAuley 2018) baseline.
     attention_heads: int = 2
     attention_layers: int = 2
@@ -101,6 +102,8 @@ class ModelConfig:
                    f"{name} must be in [0, 1), got {getattr(self, name)}")
         _check(self.controller_clip >= 0,
                f"controller_clip must be >= 0 (0 disables it), got {self.controller_clip}")
+        _check(self.interface_clip >= 0,
+               f"interface_clip must be >= 0 (0 disables it), got {self.interface_clip}")
         _check(self.user_integration in USER_INTEGRATIONS,
                f"user_integration must be one of {USER_INTEGRATIONS}, "
                f"got {self.user_integration!r}")

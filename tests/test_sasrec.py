@@ -92,7 +92,9 @@ def test_learns_next_is_last_plus_one():
 def test_clear_errors():
     model = make(max_len=6)
     with pytest.raises(ValueError, match="item ids"):
-        model(torch.tensor([[0, N_ITEMS]]))
+        model(torch.tensor([[0, N_ITEMS + 1]]))
+    with pytest.raises(ValueError, match="padding .* may only precede"):
+        model(torch.tensor([[0, N_ITEMS]]))  # N_ITEMS pads, and never as the last input
     with pytest.raises(ValueError, match="item ids"):
         model(torch.tensor([[-1, 0]]))
     with pytest.raises(ValueError, match="seq_len"):

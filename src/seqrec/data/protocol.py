@@ -1,4 +1,7 @@
-"""The thesis preprocessing protocol: time chunks -> min-count filter -> per-user split -> windows.
+"""The evaluation protocols: time chunks -> min-count filter -> split -> windows.
+
+`DataConfig.split` chooses the protocol (docs/protocols.md): `thesis` (the default, below),
+`leave_one_out` or `global_time` (the section "The padded protocols" at the end).
 
 This module implements THESIS_PROTOCOL.md, "Preprocessing", for one chunk of a time-sorted event
 log, vectorised over all users at once (a stable radix sort by user, `bincount` tables, masks and
@@ -38,6 +41,25 @@ is ours, for exp 2):
   keep their index, so a few indices below `n_items` may have zero train plays.
   `n_users` = largest user index among the split's events + 1: users keep their global ids, so
   every window's user indexes an embedding of that size.
+
+The padded protocols (`split=leave_one_out`, `split=global_time`) keep steps 1, 2, 4 and 6 and
+change two:
+
+* Step 3, the parts. `leave_one_out`: per user, the last event is test, the one before it
+  val, the rest train (Kang and McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018,
+  Sec. IV-A; BERT4Rec; RecBole's `split: {'LS': 'valid_and_test'}`). `global_time`: the
+  chunk's rows (after the filter, in time order) are cut once for all users with the thesis'
+  fractions, so no training event is later than a test event (Ji et al., "A Critical Study on
+  Data Leakage in Recommender System Offline Evaluation", TOIS 2023; Sun et al., SIGIR 2023).
+  `train_start_frac` and `fixed_eval` (exp 2) are refused with them (DataConfig says so).
+* Step 5, the windows. Every event of a part that is not its user's first is a target,
+  predicted from the up to `L - 1` events of its user just before it, in whatever part they
+  are (a test target's history holds the val and train events before it): one window per
+  target, left-padded when the history is shorter (`seqrec.data.windows` stores the padding
+  as a count per window, the flat arrays hold events only). The unseen-item drop of step 4
+  comes first, so a dropped event is neither a target nor in any history.
+* `n_items` and `item_counts` count every train event, also those of a user with a single
+  train event (which is in no window, having no history and nothing after it in train).
 """
 
 from __future__ import annotations

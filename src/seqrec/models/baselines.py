@@ -10,6 +10,11 @@ never cross a user or a part, so neither do the counts; consecutive events of di
 are also never linked, as a second guard. Overlapping windows (stride 1) do not count an event
 twice.
 
+Padding (the padded protocols, docs/protocols.md). A padded window's padded slots are no
+events, so they are never counted (`training_events` starts each window at its first event),
+and when scoring they count for nothing: `recent` and `item_knn` number the positions from the
+history's first item, `markov` uses the last input, which is always an item.
+
 Ties. The metrics count ties against the model, so a baseline breaks ties wherever it has a real
 order: by training popularity (an item's play count) below its main signal. Equal popularity is
 a real tie and stays one. Scores are float64 so that the popularity tie-break survives large

@@ -166,3 +166,14 @@ def test_baselines_score_padded_histories_by_their_items_only():
     knn = fitted("item_knn")
     one = knn(items, users)[2]
     assert torch.equal(one, knn(torch.tensor([[9]]), None)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_padded_scores_equal_unpadded_scores_on_cuda(model):
+    # The same on the GPU (masked attention, gathers and scatters there), float64.
+    model = model.to("cuda")
+    items, users = (x.to("cuda") for x in padded_batch())
+    scores = model(items, users)
+    for i in range(len(HISTORIES)):
+        h, u = (x.to("cuda") for x in alone(i))
+        torch.testing.assert_close(scores[i], model(h, u)[0], rtol=1e-10, atol=1e-12)

@@ -3,7 +3,8 @@
 A part (train, val or test) is the events of all users laid end to end, `items int32[T]` and
 `users int32[T]`, plus `starts int64[N]`: window i is `items[starts[i] : starts[i] + L]`, its
 first `L - 1` items the input and its last item the target (THESIS_PROTOCOL.md, step 5). Memory
-is O(T + N) (16 bytes per window at most), never O(N x L); batches are gathered by index.
+is O(T + N) (16 bytes per window at most, 20 when padded), never O(N x L); batches are gathered
+by index.
 
 Padding (`split=leave_one_out` and `global_time`, docs/protocols.md). A target with fewer than
 `L - 1` earlier events gets a left-padded window: `pads int32[N]` says how many of window i's

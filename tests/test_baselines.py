@@ -188,8 +188,10 @@ def test_clear_errors():
     with pytest.raises(RuntimeError, match="fit"):
         model(torch.tensor([[0, 1]]), None)
     model.fit(hand_windows())
-    with pytest.raises(ValueError, match="item ids"):
-        model(torch.tensor([[0, N_ITEMS]]), None)
+    with pytest.raises(ValueError, match=r"item ids must lie in \[0, 6\) \(or be the padding"):
+        model(torch.tensor([[0, N_ITEMS + 1]]), None)
+    with pytest.raises(ValueError, match="padding .* may only precede a row's items"):
+        model(torch.tensor([[0, N_ITEMS]]), None)  # N_ITEMS is padding, never a last input
     with pytest.raises(ValueError, match=r"\[batch, time\]"):
         model(torch.tensor([0, 1]), None)
     small = MarkovBaseline(ModelConfig(name="markov"), 4, 3)

@@ -215,7 +215,13 @@ def test_out_of_range_ids_raise(name):
     m = build_model(small_cfg(name), N_ITEMS, N_USERS)
     items, users = batch()
     with pytest.raises(ValueError, match=r"item ids must lie in \[0, 23\)"):
-        m(items.clone().fill_(N_ITEMS), users)
+        m(items.clone().fill_(N_ITEMS + 1), users)
+    with pytest.raises(ValueError, match="padding .* each row's last input must be an item"):
+        m(items.clone().fill_(N_ITEMS), users)  # N_ITEMS is padding: a row of it only
+    after = items.clone()
+    after[:, 2] = N_ITEMS
+    with pytest.raises(ValueError, match=r"padding \(item id 23\) may only precede"):
+        m(after, users)
     with pytest.raises(ValueError, match="item ids"):
         m(items - 1, users)
     if m.uses_users:

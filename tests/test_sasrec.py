@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -92,7 +94,9 @@ def test_learns_next_is_last_plus_one():
 def test_clear_errors():
     model = make(max_len=6)
     with pytest.raises(ValueError, match="item ids"):
-        model(torch.tensor([[0, N_ITEMS]]))
+        model(torch.tensor([[0, N_ITEMS + 1]]))
+    with pytest.raises(ValueError, match="padding .* may only precede"):
+        model(torch.tensor([[0, N_ITEMS]]))  # N_ITEMS pads, and never as the last input
     with pytest.raises(ValueError, match="item ids"):
         model(torch.tensor([[-1, 0]]))
     with pytest.raises(ValueError, match="seq_len"):
@@ -103,3 +107,30 @@ def test_clear_errors():
         SASRec(ModelConfig(name="sasrec", hidden_size=15, attention_heads=2), N_ITEMS, 1)
     with pytest.raises(ValueError, match="one-hot"):
         SASRec(ModelConfig(name="sasrec", embedding_size=-1), N_ITEMS, 1)
+
+
+def test_feed_forward_width_and_activation_are_settings():
+    # Default: the hidden size and ReLU, the model of the code before the settings existed
+    # (these logits are from commit 7931b6e, same seed and sizes).
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="sasrec", embedding_size=8, hidden_size=16, attention_heads=2,
+                      attention_layers=2, input_dropout=0.0)
+    model = SASRec(cfg, N_ITEMS, 3).eval()
+    assert model.blocks[0].ffn_in.weight.shape == (16, 16)
+    items = torch.randint(0, N_ITEMS, (3, 6), generator=torch.Generator().manual_seed(5))
+    before = torch.tensor([[-0.036362484, -0.025267769, -0.011789897],
+                           [-0.021110537, -0.075924955, -0.045489073],
+                           [-0.033129070, -0.035779387, -0.026180979]])
+    torch.testing.assert_close(model(items)[:, :3], before, rtol=0, atol=1e-6)
+    # RecBole's defaults: 256 wide, GELU.
+    wide = SASRec(dataclasses.replace(cfg, sasrec_inner_size=256, sasrec_activation="gelu"),
+                  N_ITEMS, 3).eval()
+    assert wide.blocks[1].ffn_in.weight.shape == (256, 16)
+    assert wide.blocks[1].ffn_out.weight.shape == (16, 256)
+    y = torch.linspace(-2, 2, 9)
+    assert torch.equal(wide.blocks[0].activation(y), F.gelu(y))
+    assert torch.equal(model.blocks[0].activation(y), F.relu(y))
+    with pytest.raises(ValueError, match="sasrec_inner_size must be >= 0"):
+        ModelConfig(sasrec_inner_size=-1)
+    with pytest.raises(ValueError, match="sasrec_activation must be one of"):
+        ModelConfig(sasrec_activation="tanh")

@@ -35,7 +35,13 @@ import torch
 from torch import Tensor, nn
 
 from seqrec.config import ModelConfig
-from seqrec.models.base import InputProjection, RecurrentRecommender, uniform_init_
+from seqrec.models.base import (
+    InputProjection,
+    RecurrentRecommender,
+    carry_state,
+    pad_counts,
+    uniform_init_,
+)
 from seqrec.models.dnc_memory import (
     MemoryOptions,
     MemoryState,
@@ -136,16 +142,32 @@ class DNC(RecurrentRecommender):
         """y = W_c o + W_r r: out `[..., H]`, read_vectors `[..., R, W]` -> `[..., H]`."""
         return self.out_controller(out) + self.out_read(read_vectors.flatten(-2))
 
-    def run(self, items: Tensor, users: Tensor | None, state: DNCState) -> tuple[Tensor, DNCState]:
+    def run(self, items: Tensor, users: Tensor | None, state: DNCState,
+            pad: Tensor | None = None) -> tuple[Tensor, DNCState]:
         """items (and users) `[B, T]` -> (outputs `[B, T, H]`, last state).
 
         The outputs y_t do not feed the recurrence, so they are formed after the loop, for all
         steps in one product each (`[T B, H]`): fewer, larger matmuls than one pair per step.
+        Leading padding `pad [B, T]` (seqrec.models.base): at a padded step a row keeps its
+        state, memory and read vectors, and its controller output is zero (no item seen yet).
+        Steps where every row pads are skipped; up to the last padded step the new state is
+        merged with `carry_state`; after it the loop is as without padding.
         """
         pre = self._precompute(items, users)
+        skip = keep_until = 0
+        if pad is not None:
+            pads = pad_counts(pad)
+            skip, keep_until = int(pads.min()), int(pads.max())
+            out = torch.zeros_like(state.controller.h)
         outs, reads = [], []
         for t in range(items.shape[1]):
-            out, state = self._advance(pre, t, state)
+            if t >= skip:
+                new_out, new_state = self._advance(pre, t, state)
+                if t < keep_until:
+                    keep = pad[:, t]
+                    new_out = new_out.masked_fill(keep.unsqueeze(1), 0)
+                    new_state = carry_state(keep, state, new_state)
+                out, state = new_out, new_state
             outs.append(out)
             reads.append(state.read_vectors)
         y = self._output(torch.stack(outs), torch.stack(reads))  # [T, B, H]

@@ -358,3 +358,25 @@ def test_checkpoints_can_live_outside_the_output_folder(log, tmp_path, monkeypat
                                 runner.RunOptions(progress=False, tensorboard=False),
                                 log=lambda *a: None)
     assert rec.metrics == plain.metrics
+
+
+@pytest.mark.parametrize("split", ["leave_one_out", "global_time"])
+def test_other_protocols_work_through_prepare_train_and_run(log, tmp_path, capsys, split):
+    sets = [a for o in [*TINY, f"split={split}"] for a in ("--set", o)]
+    assert main(["prepare", "--data", str(log), "--out", str(tmp_path), "--experiment", "exp4",
+                 "--json", *sets]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {s["split"] for s in summary["splits"]} == {split}
+    assert all(s["windows"]["test"] > 0 for s in summary["splits"])
+    assert main(["train", "--data", str(log), "--out", str(tmp_path), "--experiment", "exp4",
+                 "--model", "user_dnc", "--quiet", "--json", *sets]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "ok" and record["split"]["split"] == split
+    assert main(["run", "--experiment", "exp4", "--data", str(log), "--out", str(tmp_path),
+                 "--only=-c0-", "--quiet", "--no-report", *sets]) == 0
+    out = capsys.readouterr().out
+    n = len([s for s in grid("exp4", "smoke", [*TINY, f"split={split}"]) if s.chunk == 0])
+    assert f"{n} runs, 0 failed" in out
+    # The protocol is part of every run's identity.
+    assert not {s.run_id for s in grid("exp4", "smoke", TINY)} & {
+        s.run_id for s in grid("exp4", "smoke", [*TINY, f"split={split}"])}

@@ -341,6 +341,7 @@ def padded_splits() -> dict[str, Split]:
 @pytest.mark.parametrize("split", ["leave_one_out", "global_time"])
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_one_epoch_of_every_model(name, split, padded_splits, tmp_path: Path):
+    from seqrec.record import RunLabel
     from seqrec.train import train_run
 
     s = padded_splits[split]
@@ -349,7 +350,8 @@ def test_one_epoch_of_every_model(name, split, padded_splits, tmp_path: Path):
         "name": name, "embedding_size": 8, "hidden_size": 8, "memory_cells": 4, "word_size": 4,
         "epochs": 1, "batch_size": 64, "eval_batch_size": 128, "seq_len": 6, "split": split,
         "threshold": 3, "chunks": 1})
-    rec = train_run(s, cfg, tmp_path / name, torch.device("cpu"), run_id=name, progress=False)
+    rec = train_run(s, cfg, tmp_path / name, torch.device("cpu"),
+                    label=RunLabel(name, "test"), progress=False).to_json()
     assert rec["status"] == "ok", rec["reason"]
     assert rec["n_test_windows"] == len(s.test)
     assert rec["split"]["split"] == split

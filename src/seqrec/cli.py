@@ -155,9 +155,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
               f"{summary['items']:,} items")
         for s in summary["splits"]:
             w, d = s["windows"], s["dropped_unseen"]
-            print(f"  {s['group']} {s['axis']}={s['value']} chunk {s['chunk']}: "
-                  f"{s['n_items']:,} items; windows train {w['train']:,} val {w['val']:,} "
-                  f"test {w['test']:,}; dropped unseen val {d['val']:,} test {d['test']:,}")
+            print(f"  {s['group']} {s['axis']}={s['value']} chunk {s['chunk']} "
+                  f"(split {s.get('split', 'thesis')}): {s['n_items']:,} items; windows train "
+                  f"{w['train']:,} val {w['val']:,} test {w['test']:,}; dropped unseen val "
+                  f"{d['val']:,} test {d['test']:,}")
     return 0
 
 

@@ -22,6 +22,8 @@ from seqrec.models.registry import MODEL_NAMES
 ITEM_KEYS = ("title", "artist_title", "mbid")
 TIE_POLICIES = ("conservative", "optimistic", "expected")
 USER_INTEGRATIONS = ("attentional",)
+SPLITS = ("thesis", "leave_one_out", "global_time")  # evaluation protocols, docs/protocols.md
+SASREC_ACTIVATIONS = ("relu", "gelu")
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,14 @@ class DataConfig:
     The rows of the time-sorted log in `[start_frac, end_frac)` are cut into `chunks` equal
     consecutive chunks (as `numpy.array_split`). Inside a chunk, the rows are cut again into
     `filter_parts` consecutive parts, each filtered on its own (exp 2 filters two halves), and
-    merged. Per user with `n` events, train is `[int(train_start_frac * n), int(train_frac * n))`,
-    val the next `int((n - int(train_frac * n)) / 2)` events, test the rest.
+    merged. `split` chooses the evaluation protocol (docs/protocols.md): `thesis`, per user with
+    `n` events, train is `[int(train_start_frac * n), int(train_frac * n))`, val the next
+    `int((n - int(train_frac * n)) / 2)` events, test the rest, windows inside each part;
+    `leave_one_out`, per user the last event is the test target, the one before it the
+    validation target, every earlier event after the first a training target (`train_frac`
+    unused); `global_time`, the chunk's rows cut by the same fractions in time order, once for
+    every user. Both of the latter predict each target from up to `seq_len - 1` preceding
+    events of its user, padded when fewer.
     """
 
     # Item identity (data/lastfm.py). The thesis used `title` (track name alone), which merges
@@ -50,8 +58,19 @@ class DataConfig:
     # (possibly shrunk) [train_start_frac n, train_frac n): exp 2 then evaluates every training
     # size on the same val and test events (see data/protocol.py).
     fixed_eval: bool = False
+    split: str = "thesis"  # evaluation protocol: one of SPLITS
 
     def __post_init__(self) -> None:
+        _check(self.split in SPLITS, f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.split != "thesis":
+            # Exp 2's axis cuts each user's own train part; the other protocols have no
+            # per-user train fraction to cut from.
+            _check(self.train_start_frac == 0.0,
+                   f"train_start_frac={self.train_start_frac} applies to split=thesis only "
+                   f"(exp 2's axis), not to split={self.split}; set train_start_frac=0")
+            _check(not self.fixed_eval,
+                   f"fixed_eval applies to split=thesis only (exp 2), not to "
+                   f"split={self.split}; set fixed_eval=false")
         _check(self.item_key in ITEM_KEYS,
                f"item_key must be one of {ITEM_KEYS}, got {self.item_key!r}")
         _check(0.0 <= self.start_frac < self.end_frac <= 1.0,
@@ -84,9 +103,14 @@ class ModelConfig:
     dealloc_content: bool = True
     link_sharpness: bool = True
     controller_clip: float = 5.0  # 0 disables; the thesis intended 5.0 but never applied it
+    interface_clip: float = 0.0  # clamp of the raw interface vector (xdever/dnc: 20); 0 = off
     # SASRec (Kang and McAuley 2018) baseline.
     attention_heads: int = 2
     attention_layers: int = 2
+    # Width of SASRec's point-wise feed-forward layer (0: hidden_size, as before) and its
+    # activation; RecBole's SASRec defaults to 256 and gelu.
+    sasrec_inner_size: int = 0
+    sasrec_activation: str = "relu"
 
     def __post_init__(self) -> None:
         _check(self.name in MODEL_NAMES, f"model must be one of {MODEL_NAMES}, got {self.name!r}")
@@ -101,6 +125,13 @@ class ModelConfig:
                    f"{name} must be in [0, 1), got {getattr(self, name)}")
         _check(self.controller_clip >= 0,
                f"controller_clip must be >= 0 (0 disables it), got {self.controller_clip}")
+        _check(self.interface_clip >= 0,
+               f"interface_clip must be >= 0 (0 disables it), got {self.interface_clip}")
+        _check(self.sasrec_inner_size >= 0,
+               f"sasrec_inner_size must be >= 0 (0: hidden_size), got {self.sasrec_inner_size}")
+        _check(self.sasrec_activation in SASREC_ACTIVATIONS,
+               f"sasrec_activation must be one of {SASREC_ACTIVATIONS}, "
+               f"got {self.sasrec_activation!r}")
         _check(self.user_integration in USER_INTEGRATIONS,
                f"user_integration must be one of {USER_INTEGRATIONS}, "
                f"got {self.user_integration!r}")

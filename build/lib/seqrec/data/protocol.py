@@ -1,4 +1,7 @@
-"""The thesis preprocessing protocol: time chunks -> min-count filter -> per-user split -> windows.
+"""The evaluation protocols: time chunks -> min-count filter -> split -> windows.
+
+`DataConfig.split` chooses the protocol (docs/protocols.md): `thesis` (the default, below),
+`leave_one_out` or `global_time` (the section "The padded protocols" at the end).
 
 This module implements docs/protocol.md, "Preprocessing", for one chunk of a time-sorted event
 log, vectorised over all users at once (a stable radix sort by user, `bincount` tables, masks and
@@ -38,6 +41,25 @@ is ours, for exp 2):
   keep their index, so a few indices below `n_items` may have zero train plays.
   `n_users` = largest user index among the split's events + 1: users keep their global ids, so
   every window's user indexes an embedding of that size.
+
+The padded protocols (`split=leave_one_out`, `split=global_time`) keep steps 1, 2, 4 and 6 and
+change two:
+
+* Step 3, the parts. `leave_one_out`: per user, the last event is test, the one before it
+  val, the rest train (Kang and McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018,
+  Sec. IV-A; BERT4Rec; RecBole's `split: {'LS': 'valid_and_test'}`). `global_time`: the
+  chunk's rows (after the filter, in time order) are cut once for all users with the thesis'
+  fractions, so no training event is later than a test event (Ji et al., "A Critical Study on
+  Data Leakage in Recommender System Offline Evaluation", TOIS 2023; Sun et al., SIGIR 2023).
+  `train_start_frac` and `fixed_eval` (exp 2) are refused with them (DataConfig says so).
+* Step 5, the windows. Every event of a part that is not its user's first is a target,
+  predicted from the up to `L - 1` events of its user just before it, in whatever part they
+  are (a test target's history holds the val and train events before it): one window per
+  target, left-padded when the history is shorter (`seqrec.data.windows` stores the padding
+  as a count per window, the flat arrays hold events only). The unseen-item drop of step 4
+  comes first, so a dropped event is neither a target nor in any history.
+* `n_items` and `item_counts` count every train event, also those of a user with a single
+  train event (which is in no window, having no history and nothing after it in train).
 """
 
 from __future__ import annotations
@@ -189,10 +211,71 @@ def _window_starts(sizes: np.ndarray, seq_len: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The protocol
 
-def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: int) -> Split:
-    """The thesis protocol (docs/protocol.md, "Preprocessing") on chunk `chunk` of a log.
+def _prefix_windows(users: np.ndarray, label: np.ndarray, code: int, counts: np.ndarray,
+                    seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded windows of part `code`: one per target, over the user's preceding events.
 
-    `users`, `items`: int[N] dense non-negative ids, rows in time order. Steps, on the rows of
+    `users` int32[n] and `label` int8[n]: rows grouped by user (time order inside a user),
+    `counts` int64[U] the rows per user. Every row with `label == code` that is not its user's
+    first row is a target, predicted from the up to `seq_len - 1` rows of its user before it,
+    whatever their part (Kang and McAuley, ICDM 2018, Sec. IV-A, for leave-one-out; every
+    preceding event for the global timeline of Sun et al., SIGIR 2023).
+
+    Per user with targets, the part holds one block of rows: from `seq_len - 1` rows before
+    its first target (or the user's first row) to its last target. Returns `rows int64[M]`
+    (the rows of the part, block after block), and per window (target, in row order)
+    `starts int64[N]` (window i is part positions `[starts[i], starts[i] + seq_len)`, the
+    target last) and `pads int32[N]` (how many leading slots have no event: `seq_len - 1`
+    minus the events before the target in its block, at least 0, at most `seq_len - 2`).
+    All vectorised: run lengths and `np.repeat`, as `_window_starts`.
+    """
+    first = np.cumsum(counts) - counts  # [U] row of each user's first event
+    position = np.arange(users.shape[0], dtype=np.int64) - first[users]  # [n] within the user
+    target = np.flatnonzero((label == code) & (position >= 1))  # [N] rows, grouped by user
+    owner_id = users[target]
+    # Runs of equal users in `target`: V users with targets, `run` [V] where each run begins.
+    run = np.flatnonzero(np.concatenate([[True], owner_id[1:] != owner_id[:-1]])[:target.size])
+    per_user = np.diff(np.append(run, target.size))  # [V] targets per user, > 0
+    head, tail = target[run], target[run + per_user - 1] + 1  # [V] first target, last + 1
+    block = np.maximum(first[users[head]], head - (seq_len - 1))  # [V] first row of each block
+    sizes = tail - block  # [V]
+    offset = np.cumsum(sizes) - sizes  # [V] part position of each block
+    rows = np.repeat(block - offset, sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
+    owner = np.repeat(np.arange(per_user.shape[0]), per_user)  # [N] block of each target
+    before = target - block[owner]  # [N] events of the block before the target, >= 1
+    starts = offset[owner] + before - (seq_len - 1)
+    pads = np.maximum(seq_len - 1 - before, 0).astype(np.int32)
+    return rows, starts.astype(np.int64), pads
+
+
+def _leave_one_out_labels(counts: np.ndarray) -> np.ndarray:
+    """int8[n] part of each row for `split=leave_one_out`: per user, its last event 2 (test),
+    the one before it 1 (val), the rest 0 (train). Rows grouped by user, `counts` int64[U]."""
+    from_end = np.repeat(np.cumsum(counts), counts) - 1 - np.arange(int(counts.sum()))
+    return np.clip(2 - from_end, 0, 2).astype(np.int8)
+
+
+def _global_time_labels(n: int, cfg: DataConfig) -> tuple[np.ndarray, int, int]:
+    """int8[n] part of each row in TIME order for `split=global_time`, and the two cut rows.
+
+    The chunk's `n` rows (after the filter) are cut once for all users, with the thesis'
+    fractions: train `[0, int(train_frac n))`, val the next `int((n - int(train_frac n)) / 2)`
+    rows, test the rest (Ji et al., TOIS 2023; Sun et al., SIGIR 2023: one global timeline, so
+    no training event is later than a test event). The rows are in a total time order, so
+    rows of equal timestamp on either side of a cut keep the log's order.
+    """
+    train_end = int(np.float64(cfg.train_frac) * n)
+    val_end = train_end + (n - train_end) // 2
+    label = np.repeat(np.array([0, 1, 2], dtype=np.int8), [train_end, val_end - train_end,
+                                                            n - val_end])
+    return label, train_end, val_end
+
+
+def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: int) -> Split:
+    """The protocol `cfg.split` (docs/protocols.md) on chunk `chunk` of a log.
+
+    `users`, `items`: int[N] dense non-negative ids, rows in time order. Steps of the thesis
+    protocol (`split=thesis`, docs/protocol.md, "Preprocessing"), on the rows of
     `chunk_rows(N, cfg)[chunk]`:
 
     1. drop every item played `<= cfg.threshold` times in the chunk (in its filter part when
@@ -207,6 +290,10 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
        test part, over the events left after step 4 (a window may span a dropped event's gap);
     6. `n_items` = largest train item + 1, `n_users` = largest user id in the split + 1,
        `item_counts` int64[n_items] = plays per item in train.
+
+    `split=leave_one_out` and `split=global_time` replace step 3 (`_leave_one_out_labels`,
+    `_global_time_labels`) and step 5 (`_prefix_windows`: one left-padded window per target
+    over its user's preceding events, in any part); steps 1, 2, 4 and 6 stay.
 
     The module docstring gives the reasons for each choice. Raises ValueError, naming the
     setting to change, for bad ids, a chunk out of range, no item above the threshold, or a
@@ -235,20 +322,58 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
 
     # Group rows by user, keeping time order inside a user. The sorted user column is runs of
     # equal ids, so it is rebuilt with np.repeat instead of gathered.
-    it = it[_user_order(u)]
+    order = _user_order(u)
+    it = it[order]
     counts = np.bincount(u)  # [U] events per user
     user_ids = np.arange(counts.shape[0], dtype=np.int32)
     u = np.repeat(user_ids, counts)
-    label = _part_labels(counts, cfg)
+    meta = {
+        "chunk": chunk,
+        "chunks": cfg.chunks,
+        "row_start": lo,
+        "row_end": hi,
+        "rows_in_chunk": hi - lo,
+        "rows_after_filter": int(it.shape[0]),
+        "cut_events": 0,
+        "threshold": cfg.threshold,
+        "filter_parts": cfg.filter_parts,
+        "seq_len": cfg.seq_len,
+        "train_start_frac": cfg.train_start_frac,
+        "settings_hash": config_hash(_settings(cfg)),
+        "protocol_version": PROTOCOL_VERSION,
+        "split": cfg.split,
+    }
+    if cfg.split == "thesis":
+        return _thesis_split(u, it, counts, _part_labels(counts, cfg), cfg, where, meta)
+    if cfg.split == "leave_one_out":
+        label = _leave_one_out_labels(counts)
+    else:
+        by_time, val_cut, test_cut = _global_time_labels(it.shape[0], cfg)
+        label = by_time[order]
+        meta = {**meta, "val_cut_row": val_cut, "test_cut_row": test_cut}
+    return _padded_split(u, it, counts, label, cfg, where, meta)
 
-    # Step 4: the items seen in training (or in the uncut train, for one evaluation set).
-    fixed_eval = cfg.fixed_eval
-    reference = label == 0 if not fixed_eval else label <= 0
+
+def _unseen(it: np.ndarray, label: np.ndarray, reference: np.ndarray
+            ) -> tuple[np.ndarray, dict[str, int]]:
+    """Step 4: bool[n] val/test rows whose item never occurs in the `reference` rows, and how
+    many of each part that drops."""
     seen = np.zeros(int(it.max()) + 1, dtype=bool)
     seen[it[reference]] = True
     unseen = (label >= 1) & ~seen[it]
     dropped = {"val": int(np.count_nonzero(unseen & (label == 1))),
                "test": int(np.count_nonzero(unseen & (label == 2)))}
+    return unseen, dropped
+
+
+def _thesis_split(u: np.ndarray, it: np.ndarray, counts: np.ndarray, label: np.ndarray,
+                  cfg: DataConfig, where: str, meta: dict) -> Split:
+    """Steps 4 to 6 of the thesis protocol on rows grouped by user with their `label`s."""
+    user_ids = np.arange(counts.shape[0], dtype=np.int32)
+    # Step 4: the items seen in training (or in the uncut train, for one evaluation set).
+    fixed_eval = cfg.fixed_eval
+    reference = label == 0 if not fixed_eval else label <= 0
+    unseen, dropped = _unseen(it, label, reference)
 
     parts = {}
     kept_per_user = np.zeros_like(counts)
@@ -267,26 +392,63 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
 
     train_items = parts["train"].items
     n_items = int((it[reference] if fixed_eval else train_items).max()) + 1
-    meta = {
-        "chunk": chunk,
-        "chunks": cfg.chunks,
-        "row_start": lo,
-        "row_end": hi,
-        "rows_in_chunk": hi - lo,
-        "rows_after_filter": int(it.shape[0]),
-        "cut_events": int(np.count_nonzero(label < 0)),
-        "threshold": cfg.threshold,
-        "filter_parts": cfg.filter_parts,
-        "seq_len": cfg.seq_len,
-        "train_start_frac": cfg.train_start_frac,
-        "settings_hash": config_hash(cfg),
-        "protocol_version": PROTOCOL_VERSION,
-    }
     return Split(
         **parts,
         n_items=n_items,
         n_users=int(np.flatnonzero(kept_per_user)[-1]) + 1,
         item_counts=np.bincount(train_items, minlength=n_items).astype(np.int64),
+        dropped_unseen=dropped,
+        meta={**meta, "cut_events": int(np.count_nonzero(label < 0))},
+    )
+
+
+# What a part needs under each padded protocol, for the error when it has no window.
+_NEEDS = {
+    "leave_one_out": {
+        "train": "a user with at least 4 events (2 in train)",
+        "val": "a user with at least 3 events",
+        "test": "a user with at least 2 events",
+    },
+    "global_time": {
+        "train": "a user with 2 events before the validation cut",
+        "val": "a user with an event before one of its events between the two cuts",
+        "test": "a user with an event before one of its events after the test cut",
+    },
+}
+
+
+def _padded_split(u: np.ndarray, it: np.ndarray, counts: np.ndarray, label: np.ndarray,
+                  cfg: DataConfig, where: str, meta: dict) -> Split:
+    """Steps 4 to 6 with one padded window per target (`_prefix_windows`).
+
+    The unseen val/test events are dropped before the windows are built, so they are neither
+    targets nor part of any history: a history skips them, as the thesis' windows span their
+    gap. `n_items` and `item_counts` cover every train row (also those of users with one train
+    event, which are in no window), so every kept id is below `n_items`.
+    """
+    reference = label == 0
+    if not reference.any():
+        raise ValueError(f"{where}: split={cfg.split} leaves no event in train; use a larger "
+                         f"chunk (fewer DataConfig.chunks) or a larger train_frac")
+    unseen, dropped = _unseen(it, label, reference)
+    n_items = int(it[reference].max()) + 1
+    keep = ~unseen
+    u, it, label = u[keep], it[keep], label[keep]
+    counts = np.bincount(u, minlength=counts.shape[0])  # [U] events per user after the drop
+    parts = {}
+    for code, name in enumerate(PARTS):
+        rows, starts, pads = _prefix_windows(u, label, code, counts, cfg.seq_len)
+        if starts.shape[0] == 0:
+            raise ValueError(f"{where}: the {name} part has no target under "
+                             f"split={cfg.split} (it needs {_NEEDS[cfg.split][name]}); use a "
+                             f"lower DataConfig.threshold or a larger chunk")
+        parts[name] = Windows(items=it[rows], users=u[rows], starts=starts, seq_len=cfg.seq_len,
+                              pads=pads, pad_id=n_items)
+    return Split(
+        **parts,
+        n_items=n_items,
+        n_users=int(np.flatnonzero(counts)[-1]) + 1,
+        item_counts=np.bincount(it[label == 0], minlength=n_items).astype(np.int64),
         dropped_unseen=dropped,
         meta=meta,
     )
@@ -295,11 +457,20 @@ def prepare_split(users: np.ndarray, items: np.ndarray, cfg: DataConfig, chunk: 
 # ---------------------------------------------------------------------------------------------
 # Cache
 
+def _settings(cfg: DataConfig) -> dict:
+    """The data settings as hashed: `to_dict(cfg)`, without `split` when it is `thesis`, so the
+    thesis' cache keys and settings hashes are those from before the setting existed."""
+    settings = to_dict(cfg)
+    if settings["split"] == "thesis":
+        del settings["split"]
+    return settings
+
+
 def split_cache_key(events_key: str, cfg: DataConfig, chunk: int) -> str:
     """Hash of everything that determines a split: the events, the data settings, the chunk."""
     return config_hash({
         "events": events_key,
-        "data": to_dict(cfg),
+        "data": _settings(cfg),
         "chunk": int(chunk),
         "protocol_version": PROTOCOL_VERSION,
     })

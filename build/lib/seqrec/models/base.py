@@ -1,9 +1,16 @@
-"""Shared pieces of the neural models: id checks, input lookup, output layer, param groups.
+"""Shared pieces of the neural models: id checks, input lookup, output layer, param groups,
+and padding.
 
 Every neural model maps `items [B, T]` (and `users [B, T]`) to per-step features `[B, T, D]`
 through a recurrence with explicit state; `RecurrentRecommender` turns those into logits over all
 items and fixes the interface that training and evaluation code against (models/contract.py;
 docs/protocol.md, "Models").
+
+Padding (docs/protocols.md). Item id `n_items` is padding: it is no model's output (the output
+layer has `n_items` rows), it may only precede a row's items, and the last input of a row is
+always an item. Every model ignores it: its state does not change at a pad step, so a
+left-padded window scores exactly as the same history without the padding. `check_item_ids`
+finds padding in the min/max reduction it does anyway, so an unpadded batch costs nothing more.
 """
 
 from __future__ import annotations
@@ -60,6 +67,67 @@ def check_ids(ids: Tensor, n: int, what: str) -> None:
             f"{what} ids must lie in [0, {n}) but range over [{lo}, {hi}]; build the model "
             f"with the split's n_{what}s (largest id + 1) or re-index the {what}s"
         )
+
+
+def check_item_ids(items: Tensor, n_items: int) -> Tensor | None:
+    """Check item ids `[B, T]` and return the padding mask `[B, T]` (bool), or None without it.
+
+    Ids lie in `[0, n_items]`, `n_items` being padding (see the module docstring). The one
+    min/max reduction of `check_ids` tells whether padding occurs; only then is the mask
+    built and checked: padding only before a row's items, and the last input an item (so no
+    row is all padding). Raises a ValueError naming the rule otherwise.
+    """
+    if items.numel() == 0:
+        return None
+    lo, hi = int(items.min()), int(items.max())
+    if lo < 0 or hi > n_items:
+        raise ValueError(
+            f"item ids must lie in [0, {n_items}) (or be the padding id {n_items}) but range "
+            f"over [{lo}, {hi}]; build the model with the split's n_items (largest id + 1) or "
+            f"re-index the items"
+        )
+    if hi < n_items:
+        return None
+    pad = items == n_items
+    if bool(pad[:, -1].any()) or bool((pad[:, 1:] & ~pad[:, :-1]).any()):
+        raise ValueError(
+            f"padding (item id {n_items}) may only precede a row's items, and each row's last "
+            f"input must be an item; windows from seqrec.data.windows are padded that way"
+        )
+    return pad
+
+
+def pad_counts(pad: Tensor) -> Tensor:
+    """Leading padded steps per row: pad mask `[B, T]` -> int64 `[B]`."""
+    return pad.sum(1)
+
+
+def left_align(x: Tensor, pads: Tensor) -> Tensor:
+    """Row b of `x [B, T, ...]` moved `pads[b]` steps to the left: its items first.
+
+    The freed last steps repeat the row's last step (valid ids; their results are discarded
+    by `right_align`). A gather, O(B T).
+    """
+    steps = x.shape[1]
+    src = (torch.arange(steps, device=x.device) + pads.unsqueeze(1)).clamp_(max=steps - 1)
+    return x.gather(1, src.view(*src.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def right_align(y: Tensor, pads: Tensor, fill: Tensor) -> Tensor:
+    """Undo `left_align` on per-step outputs `y [B, T, D]`: row b moved `pads[b]` steps right,
+    its first `pads[b]` steps set to `fill [B, D]` (the output of the state before any item)."""
+    steps = y.shape[1]
+    src = torch.arange(steps, device=y.device) - pads.unsqueeze(1)  # [B, T]
+    out = y.gather(1, src.clamp(min=0).unsqueeze(2).expand_as(y))
+    return torch.where((src >= 0).unsqueeze(2), out, fill.unsqueeze(1))
+
+
+def carry_state(keep: Tensor, old: Any, new: Any) -> Any:
+    """`old` where `keep [B]` (a pad step), else `new`, for a state that is a tensor `[B, ...]`
+    or a (nested) tuple of them: the state does not change on padding."""
+    if isinstance(old, Tensor):
+        return torch.where(keep.view(-1, *([1] * (old.dim() - 1))), old, new)
+    return type(old)(*(carry_state(keep, o, n) for o, n in zip(old, new, strict=True)))
 
 
 def uniform_init_(module: nn.Module, scale: float = INIT_SCALE) -> None:
@@ -127,8 +195,11 @@ class InputProjection(nn.Module):
 class RecurrentRecommender(nn.Module):
     """Base of the recurrent models: the interface, the output layer and the param groups.
 
-    Subclasses implement `run(items, users, state) -> (features [B, T, D], state)` and
+    Subclasses implement `run(items, users, state, pad) -> (features [B, T, D], state)` and
     `initial_state(batch_size, device, dtype)`. Nothing per-sequence is kept on the module.
+    `run` gets `pad` None for an unpadded batch (the thesis' windows: nothing else to do), else
+    the padding mask `[B, T]`, with the padded ids already replaced by item 0 (any real id: the
+    model must ignore those steps, and its embedding then needs no padding row).
 
     Parameter naming convention used by `param_groups` (subclasses follow it):
     `*embedding.weight` are embeddings (no decay), one-dimensional parameters are biases (no
@@ -150,16 +221,18 @@ class RecurrentRecommender(nn.Module):
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Any:
         raise NotImplementedError
 
-    def run(self, items: Tensor, users: Tensor | None, state: Any) -> tuple[Tensor, Any]:
+    def run(self, items: Tensor, users: Tensor | None, state: Any, pad: Tensor | None = None
+            ) -> tuple[Tensor, Any]:
         raise NotImplementedError
 
     # -- the interface -------------------------------------------------------------------------
-    def _check(self, items: Tensor, users: Tensor | None) -> None:
+    def _check(self, items: Tensor, users: Tensor | None) -> Tensor | None:
+        """Check the inputs; return the padding mask `[B, T]`, or None without padding."""
         if items.dim() != 2:
             raise ValueError(f"items must be a [batch, time] tensor, got {tuple(items.shape)}")
         if items.shape[1] == 0:
             raise ValueError("items has no time steps; windows need seq_len >= 2 (one input)")
-        check_ids(items, self.n_items, "item")
+        pad = check_item_ids(items, self.n_items)
         if self.uses_users:
             if users is None:
                 raise ValueError(f"model {type(self).__name__} is user-based and needs users")
@@ -167,15 +240,18 @@ class RecurrentRecommender(nn.Module):
                 raise ValueError(f"users shape {tuple(users.shape)} must equal items shape "
                                  f"{tuple(items.shape)}")
             check_ids(users, self.n_users, "user")
+        return pad
 
     def _features(self, items: Tensor, users: Tensor | None, state: Any = None
                   ) -> tuple[Tensor, Any]:
         """Checked inputs -> (features `[B, T, D]`, final state), from `state` or zeros."""
-        self._check(items, users)
+        pad = self._check(items, users)
         if state is None:
             dtype = next(self.parameters()).dtype
             state = self.initial_state(items.shape[0], items.device, dtype)
-        return self.run(items, users, state)
+        if pad is None:
+            return self.run(items, users, state)
+        return self.run(items.masked_fill(pad, 0), users, state, pad)
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""

@@ -10,6 +10,11 @@ never cross a user or a part, so neither do the counts; consecutive events of di
 are also never linked, as a second guard. Overlapping windows (stride 1) do not count an event
 twice.
 
+Padding (the padded protocols, docs/protocols.md). A padded window's padded slots are no
+events, so they are never counted (`training_events` starts each window at its first event),
+and when scoring they count for nothing: `recent` and `item_knn` number the positions from the
+history's first item, `markov` uses the last input, which is always an item.
+
 Ties. The metrics count ties against the model, so a baseline breaks ties wherever it has a real
 order: by training popularity (an item's play count) below its main signal. Equal popularity is
 a real tie and stays one. Scores are float64 so that the popularity tie-break survives large
@@ -30,7 +35,7 @@ from torch import Tensor, nn
 
 from seqrec.config import ModelConfig
 from seqrec.data.windows import Windows
-from seqrec.models.base import check_ids, check_sizes
+from seqrec.models.base import check_item_ids, check_sizes, pad_counts
 
 SCORE_DTYPE = torch.float64
 KNN_WINDOW = 5  # item_knn: items co-occur when at most this many events apart (same user)
@@ -60,19 +65,25 @@ def training_events(w: Windows, n_items: int) -> TrainingEvents:
     if w.users.shape != w.items.shape:
         raise ValueError(f"windows: users has shape {w.users.shape} but items has shape "
                          f"{w.items.shape}; they must be equal")
-    starts = np.asarray(w.starts, dtype=np.int64)
-    if starts.min() < 0 or starts.max() + length > n:
+    first, end = w.first_event(), np.asarray(w.starts, dtype=np.int64) + length
+    if w.pads is not None and (w.pads.min() < 0 or w.pads.max() > length - 2):
+        raise ValueError(f"windows: pads must lie in [0, {length - 2}] for seq_len {length} (the "
+                         f"last input is an event); the split file is inconsistent, rebuild it")
+    if first.min() < 0 or end.max() > n:
         raise ValueError(f"windows: starts must lie in [0, {n - length}] for {n} events and "
-                         f"seq_len {length}; the split file is inconsistent, rebuild it")
+                         f"seq_len {length} (a padded window's first event in [0, ...]); the "
+                         f"split file is inconsistent, rebuild it")
     lo, hi = int(w.items.min()), int(w.items.max())
     if lo < 0 or hi >= n_items:
         raise ValueError(f"training item ids range over [{lo}, {hi}] but the model was built "
                          f"for n_items={n_items}; build it with the split's n_items")
-    begin = np.bincount(starts, minlength=n + 1)
-    # An event p is covered by windows starting in [p - L + 1, p]; a pair (p, p + 1) by windows
-    # starting in [p - L + 2, p]. A running sum of +1 at s and -1 at s + span counts them.
-    covered = np.cumsum(begin - np.bincount(starts + length, minlength=n + 1))[:n] > 0
-    pair_depth = np.cumsum(begin - np.bincount(starts + length - 1, minlength=n + 1))[: n - 1]
+    # Only a window's events count, never its padded slots: window i holds events
+    # [first_i, end_i), `first = starts + pads`. An event p is covered by the windows with
+    # first <= p < end; a pair (p, p + 1) by those with first <= p <= end - 2. A running sum of
+    # +1 at `first` and -1 at the end of the span counts them.
+    begin = np.bincount(first, minlength=n + 1)
+    covered = np.cumsum(begin - np.bincount(end, minlength=n + 1))[:n] > 0
+    pair_depth = np.cumsum(begin - np.bincount(end - 1, minlength=n + 1))[: n - 1]
     linked = (pair_depth > 0) & (w.users[:-1] == w.users[1:])
     return TrainingEvents(covered, linked)
 
@@ -148,17 +159,24 @@ def keep_top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
 
 
 def add_csr_rows_(
-    out: Tensor, crow: Tensor, col: Tensor, val: Tensor, rows: Tensor, weight: Tensor | None = None
+    out: Tensor, crow: Tensor, col: Tensor, val: Tensor, rows: Tensor, weight: Tensor | None = None,
+    present: Tensor | None = None,
 ) -> Tensor:
     """In place `out[b, j] += weight[b] * M[rows[b], j]` for a CSR matrix M; returns `out`.
 
     out `[B, n_cols]`, crow `[n_rows + 1]`, col and val `[nnz]`, rows `[B]`, weight `[B]` or
-    None (1). Only the rows' stored entries are touched, O(B + their nnz). Each (b, column) is hit
-    at most once per call (CSR columns are unique within a row), so the accumulation has no
-    order to race on: the result is deterministic on CUDA too.
+    None (1), present bool `[B]` or None (all): rows b with `present[b]` False add nothing (their
+    `rows[b]`, e.g. the padding id, is not read). Only the rows' stored entries are touched,
+    O(B + their nnz). Each (b, column) is hit at most once per call (CSR columns are unique
+    within a row), so the accumulation has no order to race on: the result is deterministic on
+    CUDA too.
     """
+    if present is not None:
+        rows = rows.masked_fill(~present, 0)
     begin = crow[rows]  # [B]
     lengths = crow[rows + 1] - begin  # [B]
+    if present is not None:
+        lengths = lengths * present
     total = int(lengths.sum())
     if total == 0:
         return out
@@ -193,7 +211,10 @@ class CountBaseline(nn.Module):
     def _fit(self, items: np.ndarray, events: TrainingEvents) -> None:
         """Count what the subclass needs beyond popularity (default: nothing)."""
 
-    def _scores(self, items: Tensor) -> Tensor:
+    def _scores(self, items: Tensor, pad: Tensor | None = None) -> Tensor:
+        """Scores `[B, n_items]` of checked inputs `[B, T]`; `pad [B, T]` marks leading
+        padding (None: none). Padded steps count for nothing: a padded window scores as the
+        same history without its padding, and a row of padding only as an empty history."""
         raise NotImplementedError
 
     # -- the interface -------------------------------------------------------------------------
@@ -216,24 +237,30 @@ class CountBaseline(nn.Module):
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Scores for the item after the last position: `[B, T]` -> float64 `[B, n_items]`.
 
-        `users` is ignored (no baseline here is user-based).
+        `users` is ignored (no baseline here is user-based). Leading padding (item id
+        `n_items`) counts for nothing (see `_scores`).
         """
-        self._check(items)
-        return self._scores(items)
+        return self._scores(items, self._check(items))
 
     def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
-        """Scores after every position (each prefix scored alone): `[B, T]` -> `[B, T, n_items]`."""
-        self._check(items)
-        return torch.stack([self._scores(items[:, : t + 1]) for t in range(items.shape[1])], 1)
+        """Scores after every position (each prefix scored alone): `[B, T]` -> `[B, T, n_items]`.
 
-    def _check(self, items: Tensor) -> None:
+        At a padded position (a prefix of padding only) the scores of an empty history.
+        """
+        pad = self._check(items)
+        prefix = [(items[:, : t + 1], None if pad is None else pad[:, : t + 1])
+                  for t in range(items.shape[1])]
+        return torch.stack([self._scores(x, p) for x, p in prefix], 1)
+
+    def _check(self, items: Tensor) -> Tensor | None:
+        """Check the inputs; return the padding mask `[B, T]`, or None without padding."""
         if not self._fitted:
             raise RuntimeError(f"{type(self).__name__} has not been fitted: call "
                                f"model.fit(split.train) (or load a state dict) before scoring")
         if items.dim() != 2 or items.shape[1] < 1:
             raise ValueError(f"items must be a [batch, time] tensor with time >= 1, got shape "
                              f"{tuple(items.shape)}")
-        check_ids(items, self.n_items, "item")
+        return check_item_ids(items, self.n_items)
 
     def _buffer(self, array: np.ndarray) -> Tensor:
         """A numpy array as a tensor on this module's device (to replace a buffer)."""
@@ -276,7 +303,7 @@ class PopBaseline(CountBaseline):
     Score = play count (equal counts are real ties).
     """
 
-    def _scores(self, items: Tensor) -> Tensor:
+    def _scores(self, items: Tensor, pad: Tensor | None = None) -> Tensor:
         counts = self.item_counts.to(SCORE_DTYPE)
         return counts.expand(items.shape[0], -1).clone()  # [B, n_items], writable
 
@@ -287,19 +314,24 @@ class RecentBaseline(CountBaseline):
     Score of an item last seen at (0-based) position t of the `T` inputs: `t + 1 + pop`; of an
     item not in the window: `pop`, with `pop = popularity()` in [0, 1). Distinct window items
     have distinct last positions, so they never tie; people replay music, so this is strong.
+    With leading padding, t counts from the row's first item, and padded steps write into one
+    spare column (the padding id's) that is dropped.
     """
 
-    def _scores(self, items: Tensor) -> Tensor:
+    def _scores(self, items: Tensor, pad: Tensor | None = None) -> Tensor:
         batch, steps = items.shape
         pop = self.popularity()
-        out = pop.expand(batch, -1).clone()  # [B, n_items]
         position = torch.arange(1, steps + 1, dtype=SCORE_DTYPE, device=items.device)
+        if pad is not None:
+            pop = torch.cat([pop, pop.new_zeros(1)])  # [n_items + 1]: the padding's column
+            position = position - pad_counts(pad).unsqueeze(1)  # [B, T] from the first item
+        out = pop.expand(batch, -1).clone()  # [B, n_items (+ 1)]
         window = position + pop[items]  # [B, T] score of each input at its position
         # In time order, one column per call: a replayed item ends with its latest position,
         # and no call writes one place twice, so the result is deterministic on CUDA too.
         for t in range(steps):
             out.scatter_(1, items[:, t : t + 1], window[:, t : t + 1])
-        return out
+        return out if pad is None else out[:, :-1].contiguous()
 
 
 class MarkovBaseline(CountBaseline):
@@ -316,9 +348,12 @@ class MarkovBaseline(CountBaseline):
     def _fit(self, items: np.ndarray, events: TrainingEvents) -> None:
         self._set_csr("trans", transition_counts(items, events, self.n_items))
 
-    def _scores(self, items: Tensor) -> Tensor:
+    def _scores(self, items: Tensor, pad: Tensor | None = None) -> Tensor:
         out = self.popularity().expand(items.shape[0], -1).clone()  # [B, n_items]
-        return add_csr_rows_(out, *self._csr("trans"), items[:, -1])
+        # The last input is an item (padding only precedes items), except in a prefix of
+        # padding only (forward_all): no last item, popularity alone.
+        present = None if pad is None else ~pad[:, -1]
+        return add_csr_rows_(out, *self._csr("trans"), items[:, -1], present=present)
 
 
 class ItemKNNBaseline(CountBaseline):
@@ -331,6 +366,8 @@ class ItemKNNBaseline(CountBaseline):
     plus a popularity term scaled below half the smallest possible positive score
     (`min S / T`), so that it orders items of equal score (notably all unrelated items) by
     popularity and never lifts an unrelated item above a related one.
+    With leading padding, t and T count the row's items only (T its history length), and padded
+    steps add nothing.
     `window` and `neighbours` come from the keywords, else from `cfg.knn_window` /
     `cfg.knn_neighbours` if `ModelConfig` has them, else `KNN_WINDOW` / `KNN_NEIGHBOURS`.
     """
@@ -357,11 +394,18 @@ class ItemKNNBaseline(CountBaseline):
         self._set_csr("sim", sim)
         self.min_similarity = self._buffer(np.float64(sim.data.min() if sim.nnz else 1.0))
 
-    def _scores(self, items: Tensor) -> Tensor:
+    def _scores(self, items: Tensor, pad: Tensor | None = None) -> Tensor:
         batch, steps = items.shape
         out = torch.zeros(batch, self.n_items, dtype=SCORE_DTYPE, device=items.device)
         csr = self._csr("sim")
-        for t in range(steps):  # one call per position: a fixed summation order (deterministic)
-            weight = torch.full((batch,), (t + 1) / steps, dtype=SCORE_DTYPE, device=items.device)
-            add_csr_rows_(out, *csr, items[:, t], weight)
-        return out + self.popularity() * (0.5 * self.min_similarity / steps)
+        if pad is None:
+            for t in range(steps):  # one call per position: a fixed summation order
+                weight = torch.full((batch,), (t + 1) / steps, dtype=SCORE_DTYPE,
+                                    device=items.device)
+                add_csr_rows_(out, *csr, items[:, t], weight)
+            return out + self.popularity() * (0.5 * self.min_similarity / steps)
+        pads = pad_counts(pad).to(SCORE_DTYPE)  # [B]
+        length = (steps - pads).clamp(min=1)  # [B] history length (1 for an empty one)
+        for t in range(steps):
+            add_csr_rows_(out, *csr, items[:, t], (t + 1 - pads) / length, present=~pad[:, t])
+        return out + self.popularity() * (0.5 * self.min_similarity / length).unsqueeze(1)

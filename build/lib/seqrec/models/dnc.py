@@ -3,12 +3,24 @@ changes of Csordas and Schmidhuber (ICLR 2019); addressing lives in `dnc_memory.
 
 Per step t, with item vector x_t and the previous read vectors r_t-1 `[B, R W]`:
     h_t = controller([x_t; r_t-1], h_t-1)     GRU cell, or the user-based GRU cell (+ user u)
-    o_t = clamp(h_t, -clip, clip)              controller-output clipping (clip 0 = off)
-    xi_t = W_xi o_t + b_xi                     interface vector -> memory_step -> r_t
+    o_t = clamp(h_t, -c_o, c_o)                controller-output clipping (`controller_clip`)
+    xi_t = clamp(W_xi o_t + b_xi, -c_i, c_i)   interface vector (`interface_clip`)
+    r_t, memory = memory_step(memory, split_interface(xi_t))
     y_t = W_c o_t + W_r r_t                    per-step output `[B, H]` (Graves 2016, Methods)
-and logits = W_o y_T + b_o. The thesis computed the clipping and threw it away (defect 2); here
-it is applied. Note a GRU state lies in [-1, 1], so a clip >= 1 (the thesis' 5.0) cannot change
-anything for these controllers; it matters only for clip < 1. It is kept for fidelity.
+and logits = W_o y_T + b_o. A clip of 0 is off. (docs/dnc.md: the two clippings and why.)
+
+Two clippings, of two different quantities:
+- `controller_clip` (default 5.0) clamps the controller output o_t, which feeds the interface
+  and the output. This is what the thesis' notebook meant to do: it computed the clipping at 5.0
+  and threw it away (defect 2); here it is applied. DeepMind's DNC clips its controller output
+  the same way (its `clip_value`, which also clips the controller state and the final output).
+  A GRU state lies in (-1, 1), so a clip >= 1 (the thesis' 5.0) never acts for these
+  controllers; it matters only for clips below 1. Kept for fidelity to the thesis.
+- `interface_clip` (default 0, off) clamps the raw interface vector, before its activations,
+  as Csordas and Schmidhuber's implementation does (`clip_controller`, default 20, on the
+  memory controls). It bounds the strengths and sharpness (oneplus(20) ~ 21) and stops the
+  gradient of controls beyond the bound. Off by default: the thesis clipped no interface;
+  `interface_clip=20` gives the authors' DNC.
 
 Fast path: the item projections of every step (W_i x, and for the user-based cell all x and u
 terms) are computed in one matmul before the loop; the loop does the read-vector part of the
@@ -23,7 +35,13 @@ import torch
 from torch import Tensor, nn
 
 from seqrec.config import ModelConfig
-from seqrec.models.base import InputProjection, RecurrentRecommender, uniform_init_
+from seqrec.models.base import (
+    InputProjection,
+    RecurrentRecommender,
+    carry_state,
+    pad_counts,
+    uniform_init_,
+)
 from seqrec.models.dnc_memory import (
     MemoryOptions,
     MemoryState,
@@ -64,6 +82,7 @@ class DNC(RecurrentRecommender):
         self.hidden_size = hidden
         self.cells, self.word, self.heads = cfg.memory_cells, cfg.word_size, cfg.read_heads
         self.clip = cfg.controller_clip
+        self.interface_clip = cfg.interface_clip
         self.input_dropout = cfg.input_dropout
         self.opts = MemoryOptions(cfg.masked_lookup, cfg.dealloc_content, cfg.link_sharpness)
         n_gates = self._gate_rows(hidden)
@@ -112,7 +131,10 @@ class DNC(RecurrentRecommender):
         reads = state.read_vectors.reshape(b, -1)  # [B, R W]
         ctrl = self._controller_step(pre, t, reads, state.controller)
         out = ctrl.h if self.clip <= 0 else ctrl.h.clamp(-self.clip, self.clip)
-        iface = split_interface(self.interface(out), self.word, self.heads, self.opts)
+        raw = self.interface(out)  # [B, I]
+        if self.interface_clip > 0:
+            raw = raw.clamp(-self.interface_clip, self.interface_clip)
+        iface = split_interface(raw, self.word, self.heads, self.opts)
         read_vectors, mem = memory_step(state.memory, iface, self.opts)
         return out, DNCState(mem, read_vectors, ctrl)
 
@@ -120,16 +142,32 @@ class DNC(RecurrentRecommender):
         """y = W_c o + W_r r: out `[..., H]`, read_vectors `[..., R, W]` -> `[..., H]`."""
         return self.out_controller(out) + self.out_read(read_vectors.flatten(-2))
 
-    def run(self, items: Tensor, users: Tensor | None, state: DNCState) -> tuple[Tensor, DNCState]:
+    def run(self, items: Tensor, users: Tensor | None, state: DNCState,
+            pad: Tensor | None = None) -> tuple[Tensor, DNCState]:
         """items (and users) `[B, T]` -> (outputs `[B, T, H]`, last state).
 
         The outputs y_t do not feed the recurrence, so they are formed after the loop, for all
         steps in one product each (`[T B, H]`): fewer, larger matmuls than one pair per step.
+        Leading padding `pad [B, T]` (seqrec.models.base): at a padded step a row keeps its
+        state, memory and read vectors, and its controller output is zero (no item seen yet).
+        Steps where every row pads are skipped; up to the last padded step the new state is
+        merged with `carry_state`; after it the loop is as without padding.
         """
         pre = self._precompute(items, users)
+        skip = keep_until = 0
+        if pad is not None:
+            pads = pad_counts(pad)
+            skip, keep_until = int(pads.min()), int(pads.max())
+            out = torch.zeros_like(state.controller.h)
         outs, reads = [], []
         for t in range(items.shape[1]):
-            out, state = self._advance(pre, t, state)
+            if t >= skip:
+                new_out, new_state = self._advance(pre, t, state)
+                if t < keep_until:
+                    keep = pad[:, t]
+                    new_out = new_out.masked_fill(keep.unsqueeze(1), 0)
+                    new_state = carry_state(keep, state, new_state)
+                out, state = new_out, new_state
             outs.append(out)
             reads.append(state.read_vectors)
         y = self._output(torch.stack(outs), torch.stack(reads))  # [T, B, H]

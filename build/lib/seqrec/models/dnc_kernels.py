@@ -31,8 +31,10 @@ from torch import Tensor
 
 from seqrec.models.base import float32_backward, float32_forward
 
-EPS = 1e-6  # in denominators that can reach 0 (cosine, sharpening, allocation)
-TINY = 1e-20  # under square roots and powers whose gradient is infinite at 0
+# The one epsilon of Csordas and Schmidhuber's implementation (xdever/dnc), in the same three
+# places: the cosine's denominator, the allocation's usage floor and the sharpening's offset.
+EPS = 1e-6
+TINY = 1e-20  # guards a division by a norm that is 0 exactly where its numerator is 0
 # Batch chunk of the large memory operations on the CPU, in bytes of their largest operand.
 CHUNK_BYTES = 4 << 20
 
@@ -80,7 +82,9 @@ def _lookup(memory: Tensor, keys: Tensor, strengths: Tensor, masks: Tensor) -> _
     """C(M, k, beta, m) = softmax_n(beta cos(M[n] m, k m)) with its saved values.
 
     (M[n] m) . (k m) = M[n] . (k m^2) and |M[n] m| = sqrt((M^2)[n] . m^2): two `bmm` per chunk,
-    no `[B, K, N, W]` tensor. + TINY under the root keeps its gradient finite at an empty cell.
+    no `[B, K, N, W]` tensor. The norm is exact (no offset under the root), as in Csordas and
+    Schmidhuber's implementation; its gradient at an empty cell is taken as 0 in
+    `_lookup_backward`, as torch's `norm` takes it.
     """
     m2 = masks * masks
     q = keys * m2  # [B, K, W]
@@ -92,7 +96,7 @@ def _lookup(memory: Tensor, keys: Tensor, strengths: Tensor, masks: Tensor) -> _
         torch.bmm(q[s], mem.transpose(1, 2), out=dots[s])  # [c, K, N]
         sq = torch.mul(mem, mem, out=scratch)
         torch.bmm(m2[s], sq.transpose(1, 2), out=mem_norm[s])
-    mem_norm.clamp_min_(0).add_(TINY).sqrt_()
+    mem_norm.clamp_min_(0).sqrt_()
     key_norm = (keys * masks).norm(dim=2, keepdim=True)  # [B, K, 1]
     den = key_norm * mem_norm + EPS
     cos = dots.div_(den)
@@ -113,13 +117,16 @@ class _LookupGrads(NamedTuple):
 def _lookup_backward(dc: Tensor, lk: _Lookup, strengths: Tensor) -> _LookupGrads:
     """With d = n_k n_M + EPS, cos = dots / d, c = softmax(beta cos), per key:
         dz = c (dc - sum_n dc c);  dbeta = sum_n dz cos;  ddots = beta dz / d
-        dd = -beta dz cos / d;  dn_M = dd n_k;  dn_k = sum_n dd n_M;  dv = dn_M / (2 n_M)."""
+        dd = -beta dz cos / d;  dn_M = dd n_k;  dn_k = sum_n dd n_M;  dv = dn_M / (2 n_M).
+    At an empty cell (n_M = 0) the dot and so cos are exactly 0, hence dd = 0 and dv = 0: the
+    norm's gradient at 0 is 0 (torch's convention for `norm`), and the cell's gradient is the
+    dot's alone, beta dz k m^2 / EPS (Csordas and Schmidhuber's values scale so, by 1/EPS)."""
     c = lk.weights
     dz = c * (dc - (dc * c).sum(2, keepdim=True))  # [B, K, N]
     d_strength = (dz * lk.cos).sum(2)  # [B, K]
     d_dots = dz.mul_(strengths.unsqueeze(2)).div_(lk.den)
     d_den = -d_dots * lk.cos
-    dv = d_den * lk.key_norm / (2 * lk.mem_norm)
+    dv = d_den * lk.key_norm / (2 * lk.mem_norm.clamp_min(TINY))  # 0 / TINY = 0 at n_M = 0
     d_key_norm = (d_den * lk.mem_norm).sum(2, keepdim=True)
     return _LookupGrads(d_dots, dv, d_strength, d_key_norm)
 
@@ -405,22 +412,23 @@ class WritePath(torch.autograd.Function):
 
 
 class Sharpen(torch.autograd.Function):
-    """S(d, s) = d^s / (sum_n d^s + EPS) over the last axis, d clamped at TINY (Csordas and
-    Schmidhuber 2019, sharpness control): d `[..., N]` >= 0, s `[...]` >= 1 -> `[..., N]`.
+    """S(d, s)[n] = (d[n] + EPS)^s / sum_m (d[m] + EPS)^s over the last axis: Csordas and
+    Schmidhuber 2019, section 3 (sharpness enhancement of the temporal link distributions), with
+    the offset EPS of their implementation. d `[..., N]` >= 0, s `[...]` >= 1 -> `[..., N]`, rows
+    summing to 1; an all-zero d (an empty link matrix) gives the uniform 1/N.
 
-    Why hand-written: autograd of `d ** s` with a tensor exponent takes `pow` twice more in its
-    backward (for d^(s-1) and for the log), the slow broadcasting kernel each time; here
-    p = exp(s log d) once, and with y = p / S, S = sum p + EPS:
-        dp = (dy - sum_n dy y) / S;  dd = dp p s / d where d >= TINY (else 0);
-        ds = sum_n dp p log d.
+    Computed as softmax_n(s log(d + EPS)), the same function: the softmax subtracts the row's
+    largest exponent, so nothing underflows in float32 where (d + EPS)^s would (1e-6^8 < 1e-45).
+    Why hand-written: autograd of `d ** s` with a tensor exponent runs the slow broadcasting
+    `pow` twice more in its backward. With z = s log(d + EPS) and y = softmax(z):
+        dz = y (dy - sum_n dy y);  dd = dz s / (d + EPS);  ds = sum_n dz log(d + EPS).
     """
 
     @staticmethod
     @float32_forward
     def forward(ctx, d: Tensor, s: Tensor) -> Tensor:  # noqa: D102
-        log_d = d.clamp_min(TINY).log_()
-        p = torch.mul(log_d, s.unsqueeze(-1)).exp_()
-        y = p.div_(p.sum(-1, keepdim=True).add_(EPS))
+        log_d = torch.add(d, EPS).log_()
+        y = torch.softmax(log_d * s.unsqueeze(-1), dim=-1)
         ctx.save_for_backward(d, s, log_d, y)
         return y
 
@@ -428,8 +436,7 @@ class Sharpen(torch.autograd.Function):
     @float32_backward
     def backward(ctx, dy: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
         d, s, log_d, y = ctx.saved_tensors
-        # dp p = (dy - sum dy y) / S * p = (dy - sum dy y) * y, since p / S = y
-        gp = (dy - (dy * y).sum(-1, keepdim=True)).mul_(y)
-        d_s = (gp * log_d).sum(-1)
-        d_d = gp.mul_(s.unsqueeze(-1)).div_(d.clamp_min(TINY)).mul_(d >= TINY)
+        dz = (dy - (dy * y).sum(-1, keepdim=True)).mul_(y)
+        d_s = (dz * log_d).sum(-1)
+        d_d = dz.mul_(s.unsqueeze(-1)).div_(d + EPS)
         return d_d, d_s

@@ -8,8 +8,9 @@ Shapes: B batch, N memory cells, W word size, R read heads.
 
 Per step, in Graves' order (Methods, "Dynamic memory allocation" ... "Read weighting"):
     psi = prod_i (1 - f_i w^r_i,t-1)                                retention          [B, N]
-    u_t = (u_t-1 + w^w_t-1 - u_t-1 * w^w_t-1) * psi                 usage              [B, N]
-    a[phi_j] = (1 - u[phi_j]) prod_{i<j} u[phi_i], phi = argsort(u) allocation         [B, N]
+    u_t = (u_t-1 + sg(w^w_t-1) (1 - u_t-1)) * psi                   usage              [B, N]
+    u' = EPS + (1 - EPS) u_t                                        usage floor        [B, N]
+    a[phi_j] = (1 - u'[phi_j]) prod_{i<j} u'[phi_i], phi = argsort(u') allocation      [B, N]
     c^w = C(M_t-1, k^w, beta^w)                                     write content      [B, N]
     w^w = g_w (g_a a + (1 - g_a) c^w)                               write weights      [B, N]
     M_t = M_t-1 * (1 - w^w e^T) + w^w v^T                           memory          [B, N, W]
@@ -18,7 +19,10 @@ Per step, in Graves' order (Methods, "Dynamic memory allocation" ... "Read weigh
     f_i = L_t w^r_i,t-1;  b_i = L_t^T w^r_i,t-1                     link reads      [B, R, N]
     w^r_i = pi_i,1 b_i + pi_i,2 C(M_t, k^r_i, beta^r_i) + pi_i,3 f_i
     r_i = M_t^T w^r_i                                               read vectors    [B, R, W]
-with C(M, k, beta)[n] = softmax_n(beta * cos(M[n], k)), beta = oneplus(.) = 1 + softplus(.).
+with C(M, k, beta)[n] = softmax_n(beta * M[n] . k / (|M[n]| |k| + EPS)), beta = oneplus(.) =
+1 + softplus(.), and sg(.) a stop-gradient: usage is not differentiated through the previous
+write weights, as in DeepMind's reference implementation (`Freeness`) and Csordas and
+Schmidhuber's (xdever/dnc); Graves et al. define the values only.
 
 Csordas and Schmidhuber's three changes, each a switch in `MemoryOptions`:
 - masked_lookup (their eq. for masked content addressing): every key comes with a mask
@@ -28,13 +32,14 @@ Csordas and Schmidhuber's three changes, each a switch in `MemoryOptions`:
   M_t = M_t-1 * psi 1^T * (1 - w^w e^T) + w^w v^T, so freed content cannot alias a lookup.
 - link_sharpness (sharpness control): f_i = S(L_t w^r_i, s^f_i), b_i = S(L_t^T w^r_i, s^b_i)
   with S(d, s)[n] = d[n]^s / sum_m d[m]^s and s = oneplus(.) >= 1, against the blur that
-  accumulates in chained link reads.
+  accumulates in chained link reads. Computed as their implementation does, with d + EPS for d:
+  every sharpened read sums to 1, and an empty link matrix reads the uniform 1/N.
 
-Numerical safety in float32: cosine similarity divides by (|a| |b| + EPS), with a cell's norm
-taken as sqrt(|M[n]|^2 + TINY) (a finite gradient at an empty cell); allocation works on
-usage mapped into [EPS, 1] (so products never hit exact 0 on the way, as Graves' reference
-implementation does); S(d, s) raises d clamped at TINY to s (no 0 ** s gradient NaN) and divides
-by (sum + EPS), which keeps link-read sums below 1 and an empty link matrix reading ~0.
+One epsilon, EPS = 1e-6, in the three places where Csordas and Schmidhuber's implementation has
+it: the cosine's denominator (|a| |b| + EPS, with exact norms; an empty cell's norm gradient is
+0, so its score's gradient is beta k m^2 / EPS), the usage floor of the allocation (products
+never reach 0 on the way, as in Graves' reference) and the sharpening's offset. The tests hold
+the step against values computed by running their implementation (tests/fixtures/README.md).
 
 The functions here are the plain autograd statement of each formula (`memory_step_reference`
 chains them); `memory_step` computes the same step through the hand-written functions of
@@ -52,7 +57,6 @@ from torch.nn import functional as F
 
 from seqrec.models.dnc_kernels import (
     EPS,
-    TINY,
     ContentWeights,
     LinkStep,
     ReadPath,
@@ -165,11 +169,17 @@ def content_weights_reference(memory: Tensor, keys: Tensor, strengths: Tensor,
         dots = torch.bmm(keys * m2, memory.transpose(1, 2))
         sq_norm = torch.bmm(m2, (memory * memory).transpose(1, 2))
         keys = keys * masks
-    # + TINY: sqrt's gradient at an empty cell stays finite.
-    mem_norm = (sq_norm.clamp_min(0) + TINY).sqrt()
+    mem_norm = _norm_from_square(sq_norm)
     key_norm = keys.norm(dim=2, keepdim=True)  # [B, K, 1]
     cos = dots / (key_norm * mem_norm + EPS)
     return torch.softmax(strengths.unsqueeze(2) * cos, dim=2)
+
+
+def _norm_from_square(sq: Tensor) -> Tensor:
+    """sqrt(sq) for sq >= 0, with the gradient 0 at sq = 0 (torch's `norm` convention) in place
+    of sqrt's infinite one: an empty cell's norm then adds nothing to its gradient."""
+    positive = sq > 0
+    return torch.where(positive, sq.where(positive, 1.0).sqrt(), 0.0)
 
 
 def content_weights(memory: Tensor, keys: Tensor, strengths: Tensor,
@@ -192,8 +202,14 @@ def retention(free_gates: Tensor, read_weights: Tensor) -> Tensor:
 
 
 def update_usage(usage: Tensor, write_weights: Tensor, psi: Tensor) -> Tensor:
-    """u_t = (u + w^w - u w^w) psi, with the previous step's write weights; all `[B, N]`."""
-    return (usage + write_weights - usage * write_weights) * psi
+    """u_t = (u + sg(w^w) (1 - u)) psi (Graves et al. 2016, Methods, "Dynamic memory
+    allocation") with the previous step's write weights w^w; all `[B, N]`.
+
+    sg: the write weights enter detached, as in DeepMind's and Csordas and Schmidhuber's
+    implementations (usage is not differentiable w.r.t. the write weights there); the gradient
+    still flows through u and psi.
+    """
+    return (usage + write_weights.detach() * (1 - usage)) * psi
 
 
 def ascending_order(usage: Tensor) -> Tensor:
@@ -281,10 +297,18 @@ def link_step(link: Tensor, precedence: Tensor, write_weights: Tensor,
 
 
 def sharpen(d: Tensor, s: Tensor) -> Tensor:
-    """S(d, s) = d^s / (sum d^s + EPS) over the last axis: d `[..., N]` >= 0, s `[...]` >= 1
-    (e.g. `[B, R, N]` and `[B, R]`). Plain autograd; `memory_step` uses `Sharpen`."""
-    p = d.clamp_min(TINY) ** s.unsqueeze(-1)
-    return p / (p.sum(-1, keepdim=True) + EPS)
+    """S(d, s)[n] = (d[n] + EPS)^s / sum_m (d[m] + EPS)^s over the last axis (Csordas and
+    Schmidhuber 2019, section 3, with their implementation's offset EPS): d `[..., N]` >= 0,
+    s `[...]` >= 1 (e.g. `[B, R, N]` and `[B, R]`). Rows sum to 1; d = 0 reads 1/N.
+
+    Plain autograd; `memory_step` uses `Sharpen`. Before the power, d + EPS is divided by its
+    row maximum, which cancels in the ratio but keeps the powers in range in float32; the
+    maximum is a constant to autograd, since the result does not depend on it.
+    """
+    d = d + EPS
+    q = d / d.detach().amax(-1, keepdim=True)
+    p = q ** s.unsqueeze(-1)
+    return p / p.sum(-1, keepdim=True)
 
 
 def read_weighting(memory: Tensor, forward: Tensor, backward: Tensor,

@@ -4,10 +4,16 @@ Cell (Cho et al. 2014, PyTorch's gate order r, z, n), with `gi = W_i x + b_i`, `
     r = sigmoid(gi_r + gh_r);  z = sigmoid(gi_z + gh_z);  n = tanh(gi_n + r * gh_n)
     h' = (1 - z) * n + z * h
 The thesis applied dropout 0.2 to the input projection `gi` (all three gates, bias included).
+
+Padding (seqrec.models.base): `run_padded` moves each row's items to the front, runs the
+unchanged recurrence, and moves the outputs back, the padded steps getting the initial state.
+The state after a row's last item is then its output at that step, exactly as if the padding
+were not there; both paths (fused kernel and hand-written recurrence) stay as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -19,6 +25,9 @@ from seqrec.models.base import (
     RecurrentRecommender,
     float32_backward,
     float32_forward,
+    left_align,
+    pad_counts,
+    right_align,
     uniform_init_,
 )
 from seqrec.models.dropout import dropout
@@ -127,6 +136,25 @@ def fast_gru_recurrence(
     return out.transpose(0, 1), GRUState(out[-1])
 
 
+def run_padded(run: Callable[..., tuple[Tensor, GRUState]], items: Tensor, users: Tensor | None,
+               state: GRUState, pad: Tensor) -> tuple[Tensor, GRUState]:
+    """`run` on left-padded rows as if the padding were not there, for a recurrence whose
+    per-step features are its state h (the GRU and the user-based GRU).
+
+    items, users `[B, T]` (padded ids already replaced by real ones), pad `[B, T]` leading
+    padding -> (features `[B, T, H]`, state after each row's last item). Each row is moved
+    left by its padding (`left_align`), so the recurrence starts from `state` at the row's
+    first item; the steps freed at the end are computed and discarded. The outputs are moved
+    back (`right_align`), a padded step getting `state.h`: the state does not change on
+    padding. Cost: two id gathers `[B, T]` and one feature gather `[B, T, H]`.
+    """
+    pads = pad_counts(pad)
+    out, _ = run(left_align(items, pads), None if users is None else left_align(users, pads),
+                 state)
+    out = right_align(out, pads, state.h)
+    return out, GRUState(out[:, -1])
+
+
 class GRU(RecurrentRecommender):
     """Item ids -> GRU -> linear layer to all items.
 
@@ -165,8 +193,14 @@ class GRU(RecurrentRecommender):
         dropout_active = self.training and self.input_dropout > 0
         return not dropout_active and not self.input.one_hot
 
-    def run(self, items: Tensor, users: Tensor | None, state: GRUState) -> tuple[Tensor, GRUState]:
-        """items `[B, T]` -> (hidden states `[B, T, H]`, last state). `users` is ignored."""
+    def run(self, items: Tensor, users: Tensor | None, state: GRUState,
+            pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
+        """items `[B, T]` -> (hidden states `[B, T, H]`, last state). `users` is ignored.
+
+        With padding `pad [B, T]`, through `run_padded` (the same two paths underneath).
+        """
+        if pad is not None:
+            return run_padded(self.run, items, None, state, pad)
         if self.uses_fused():
             x = self.input.embedding(items)  # [B, T, E]
             weights = [self.input.proj.weight, self.weight_hh, self.input.bias, self.bias_hh]

@@ -5,7 +5,8 @@ Per window of item ids x_0..x_{T-1} (Kang and McAuley, Sec. III):
                                                  when embedding_size != hidden_size) plus a
                                                  learned position embedding; dropout
     F <- F + Dropout(SA(LN(F)))                  causal multi-head self-attention (Sec. III-B)
-    F <- F + Dropout(FFN(LN(F)))                 FFN(y) = W_2 Dropout(ReLU(W_1 y + b_1)) + b_2
+    F <- F + Dropout(FFN(LN(F)))                 FFN(y) = W_2 Dropout(act(W_1 y + b_1)) + b_2,
+                                                 W_1 [inner, H]; act ReLU (the paper) or GELU
     ...                                          `attention_layers` blocks, then a final LN
     r_{t, j} = F_t . M_j + b_j                   scores with the shared (tied) item embedding,
                                                  M = e W_p^T (Sec. III-D), plus an item bias
@@ -13,8 +14,19 @@ Per window of item ids x_0..x_{T-1} (Kang and McAuley, Sec. III):
 Differences from the paper, on purpose: it is trained like every model of this package, with
 cross-entropy over ALL items at the last position (full softmax), not the paper's binary
 cross-entropy against one sampled negative per step; the item bias b (not in the paper) lets
-that softmax learn popularity directly. Windows are always full length, so there is no padding
-and no padding mask; the causal mask alone makes position t see inputs 0..t only.
+that softmax learn popularity directly. The feed-forward width `inner` is
+`ModelConfig.sasrec_inner_size` (0: the hidden size, as the paper) and the activation
+`sasrec_activation` (RecBole's SASRec: 256 and GELU).
+
+Padding (seqrec.models.base; left padding, docs/protocols.md). Without it (the thesis' windows)
+the causal mask alone makes position t see inputs 0..t. With it, three things change, so that a
+padded window scores exactly as the same history unpadded: (1) a key padding mask: no position
+attends to a padded one (a padded position attends to itself only, which keeps its softmax
+finite; its output is never used by a real position); (2) positions count from the row's first
+item, so item k of the history has position embedding P_k whatever the padding (as RecBole's
+right-padded sequences have; the paper's code left-pads and counts from the padded start).
+Cost with padding: a boolean mask `[B, 1, T, T]` per batch and a gathered `[B, T, H]` position
+embedding instead of a broadcast one.
 Embeddings start uniform(-0.1, 0.1) like the thesis' models; linear layers use PyTorch's
 default initialisation.
 """
@@ -26,7 +38,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
-from seqrec.models.base import INIT_SCALE, check_ids, check_sizes, param_kind
+from seqrec.models.base import INIT_SCALE, check_item_ids, check_sizes, pad_counts, param_kind
 
 MAX_LEN = 200  # learned positions available; windows longer than this are refused
 
@@ -38,28 +50,48 @@ class AttentionBlock(nn.Module):
     residual branches (Kang and McAuley, Sec. III-C "Stacking Self-Attention Blocks").
     """
 
-    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+    def __init__(self, hidden: int, heads: int, dropout: float, inner: int | None = None,
+                 activation: str = "relu") -> None:
         super().__init__()
+        inner = hidden if not inner else inner
         self.heads = heads
         self.dropout = dropout
+        self.activation = {"relu": F.relu, "gelu": F.gelu}[activation]
         self.attn_norm = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.attn_out = nn.Linear(hidden, hidden)
         self.ffn_norm = nn.LayerNorm(hidden)
-        self.ffn_in = nn.Linear(hidden, hidden)
-        self.ffn_out = nn.Linear(hidden, hidden)
+        self.ffn_in = nn.Linear(hidden, inner)
+        self.ffn_out = nn.Linear(inner, hidden)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """`x [B, T, H]` -> `[B, T, H]`; `mask` bool `[B, 1, T, T]` (True: may attend) replaces
+        the plain causal mask when the batch is padded (`attention_mask`)."""
         batch, steps, hidden = x.shape
         p = self.dropout if self.training else 0.0
         qkv = self.qkv(self.attn_norm(x)).view(batch, steps, 3, self.heads, hidden // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, T, H / heads]
-        # is_causal: position t attends to positions <= t only (no look at later items).
-        a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        # Causal: position t attends to positions <= t only (no look at later items).
+        if mask is None:
+            a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         a = a.transpose(1, 2).reshape(batch, steps, hidden)  # [B, T, H]
         x = x + F.dropout(self.attn_out(a), p, self.training)
-        y = F.dropout(F.relu(self.ffn_in(self.ffn_norm(x))), p, self.training)
+        y = F.dropout(self.activation(self.ffn_in(self.ffn_norm(x))), p, self.training)
         return x + F.dropout(self.ffn_out(y), p, self.training)
+
+
+def attention_mask(pad: Tensor) -> Tensor:
+    """Causal mask without padded keys: pad `[B, T]` -> bool `[B, 1, T, T]`, True = may attend.
+
+    Query t attends to keys s <= t that are items; a padded query attends to itself only (its
+    row would otherwise be empty, and an all-masked softmax is NaN).
+    """
+    steps = pad.shape[1]
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=pad.device).tril_()
+    self_only = torch.eye(steps, dtype=torch.bool, device=pad.device)
+    return ((causal & ~pad.unsqueeze(1)) | self_only).unsqueeze(1)
 
 
 class SASRec(nn.Module):
@@ -67,7 +99,8 @@ class SASRec(nn.Module):
 
     Sizes from `cfg`: `embedding_size` (item embedding; -1, one-hot, is not supported),
     `hidden_size` (model width; a multiple of `attention_heads`), `attention_heads`,
-    `attention_layers`, `input_dropout` (every dropout of the model). `users` are ignored.
+    `attention_layers`, `input_dropout` (every dropout of the model), `sasrec_inner_size` and
+    `sasrec_activation` (the feed-forward layer). `users` are ignored.
     """
 
     kind = "neural"
@@ -97,31 +130,47 @@ class SASRec(nn.Module):
         # W_p maps embeddings to the hidden size; the output reuses it (tied item embedding).
         self.input_proj = (nn.Linear(cfg.embedding_size, hidden, bias=False)
                            if cfg.embedding_size != hidden else None)
-        self.blocks = nn.ModuleList(AttentionBlock(hidden, cfg.attention_heads, cfg.input_dropout)
-                                    for _ in range(cfg.attention_layers))
+        self.blocks = nn.ModuleList(
+            AttentionBlock(hidden, cfg.attention_heads, cfg.input_dropout, cfg.sasrec_inner_size,
+                           cfg.sasrec_activation)
+            for _ in range(cfg.attention_layers))
         self.final_norm = nn.LayerNorm(hidden)
         self.output_bias = nn.Parameter(torch.zeros(n_items))
         for emb in (self.item_embedding, self.pos_embedding):
             nn.init.uniform_(emb.weight, -INIT_SCALE, INIT_SCALE)
 
-    def _check(self, items: Tensor) -> None:
+    def _check(self, items: Tensor) -> Tensor | None:
+        """Check the inputs; return the padding mask `[B, T]`, or None without padding."""
         if items.dim() != 2 or items.shape[1] < 1:
             raise ValueError(f"items must be a [batch, time] tensor with time >= 1, got shape "
                              f"{tuple(items.shape)}")
         if items.shape[1] > self.max_len:
             raise ValueError(f"sasrec was built for windows of at most {self.max_len} inputs, "
                              f"got {items.shape[1]}; lower data.seq_len")
-        check_ids(items, self.n_items, "item")
+        return check_item_ids(items, self.n_items)
 
-    def features(self, items: Tensor) -> Tensor:
-        """Per-position outputs F after the last block and norm: `[B, T]` -> `[B, T, H]`."""
-        x = self.item_embedding(items)  # [B, T, E]
+    def features(self, items: Tensor, pad: Tensor | None = None) -> Tensor:
+        """Per-position outputs F after the last block and norm: `[B, T]` -> `[B, T, H]`.
+
+        `pad [B, T]`: the padding mask (the ids there are not looked up), or None; the module
+        docstring says what padding changes. Outputs at padded positions mean nothing.
+        """
+        if pad is None:
+            x = self.item_embedding(items)  # [B, T, E]
+        else:
+            x = self.item_embedding(items.masked_fill(pad, 0))  # any id: padding is masked
         if self.input_proj is not None:
             x = self.input_proj(x)  # [B, T, H]
-        x = x + self.pos_embedding.weight[: items.shape[1]]  # positions 0..T-1 from the start
+        if pad is None:
+            x = x + self.pos_embedding.weight[: items.shape[1]]  # positions 0..T-1 from the start
+            mask = None
+        else:  # positions from each row's first item; padded positions get P_0, unused
+            steps = torch.arange(items.shape[1], device=items.device)
+            x = x + self.pos_embedding((steps - pad_counts(pad).unsqueeze(1)).clamp_(min=0))
+            mask = attention_mask(pad)
         x = F.dropout(x, self.dropout, self.training)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, mask)
         return self.final_norm(x)
 
     def scores(self, features: Tensor) -> Tensor:
@@ -136,8 +185,8 @@ class SASRec(nn.Module):
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""
-        self._check(items)
-        return self.scores(self.features(items)[:, -1])
+        pad = self._check(items)
+        return self.scores(self.features(items, pad)[:, -1])
 
     def loss(self, items: Tensor, users: Tensor | None, target: Tensor) -> Tensor:
         """Mean cross-entropy of the last-position logits against `target` `[B]` -> scalar."""
@@ -145,8 +194,8 @@ class SASRec(nn.Module):
 
     def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits after every position (causal): `[B, T]` -> `[B, T, n_items]`."""
-        self._check(items)
-        return self.scores(self.features(items))
+        pad = self._check(items)
+        return self.scores(self.features(items, pad))
 
     def param_groups(self, weight_decay: float, user_weight_decay: float) -> list[dict]:
         """Adam groups: weight matrices -> `weight_decay`; biases, layer norms, embeddings -> 0.

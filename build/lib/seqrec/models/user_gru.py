@@ -41,7 +41,7 @@ from seqrec.models.base import (
     uniform_init_,
 )
 from seqrec.models.dropout import dropout, mask_like
-from seqrec.models.gru import GRUState
+from seqrec.models.gru import GRUState, run_padded
 
 
 class UserGRUInputs(NamedTuple):
@@ -251,8 +251,14 @@ class UserGRU(RecurrentRecommender):
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> GRUState:
         return GRUState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype))
 
-    def run(self, items: Tensor, users: Tensor | None, state: GRUState) -> tuple[Tensor, GRUState]:
-        """items, users `[B, T]` -> (hidden states `[B, T, H]`, last state)."""
+    def run(self, items: Tensor, users: Tensor | None, state: GRUState,
+            pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
+        """items, users `[B, T]` -> (hidden states `[B, T, H]`, last state).
+
+        With padding `pad [B, T]`, through `gru.run_padded`: the state does not change on it.
+        """
+        if pad is not None:
+            return run_padded(self.run, items, users, state, pad)
         inp = self.input(items, users)
         return fast_user_gru_recurrence(inp, state, self.weight_hh, self.bias_hh,
                                         self.input.bias_i)

@@ -123,3 +123,24 @@ def test_setup_cell_installs_seqrec_into_a_fresh_environment(tmp_path):
         capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0
     assert "no-such-folder" in bad.stdout and "set SEQREC_SOURCE in the config cell" in bad.stderr
+
+
+def test_demo_without_the_notebook_runs_the_same_calls(tmp_path, monkeypatch, capsys):
+    # Before: after a plain `pip install`, `seqrec demo` failed with "No module named
+    # 'nbformat'" (and the notebook is not in the package).
+    import seqrec.notebook as notebook
+
+    monkeypatch.setattr(notebook, "demo_blockers", lambda: ["nbclient not installed"])
+    calls = []
+    monkeypatch.setattr(notebook.Session, "run_all", lambda self, e=None: calls.append("run"))
+    monkeypatch.setattr(notebook.Session, "report", lambda self: calls.append("report"))
+    assert notebook.run_demo(tmp_path) is None
+    assert calls == ["run", "report"]
+    assert "not executed here: nbclient not installed" in capsys.readouterr().out
+    monkeypatch.undo()
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "nbclient" else real(name, *a))
+    assert notebook.demo_blockers() == ["nbclient not installed (pip install 'seqrec[demo]')"]

@@ -268,9 +268,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from seqrec.notebook import run_notebook
+    from seqrec.notebook import run_demo
 
-    run_notebook(Path(args.out), profile=args.profile, timeout=args.timeout)
+    run_demo(Path(args.out), profile=args.profile, timeout=args.timeout)
     return 0
 
 

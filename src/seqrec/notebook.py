@@ -197,6 +197,40 @@ def _find_notebook() -> Path:
     return path
 
 
+def demo_blockers() -> list[str]:
+    """Why the notebook cannot be executed here (empty when it can): the packages that execute
+    it (the `demo` extra) are missing, or the notebook is not beside the package (an install
+    from a wheel rather than a source checkout)."""
+    import importlib.util
+
+    missing = [m for m in ("nbformat", "nbclient", "ipykernel")
+               if importlib.util.find_spec(m) is None]
+    out = []
+    if missing:
+        out.append(f"{', '.join(missing)} not installed (pip install 'seqrec[demo]')")
+    try:
+        _find_notebook()
+    except FileNotFoundError:
+        out.append(f"{NOTEBOOK} is not beside the package (it is in the source repository: "
+                   "git clone it and run `make demo` there)")
+    return out
+
+
+def run_demo(out_dir: Path, profile: str = "smoke", timeout: int = 3600) -> Path | None:
+    """`seqrec demo`: execute the notebook headlessly when it can be (see `demo_blockers`);
+    otherwise say why and run the same calls the notebook makes (every thesis experiment,
+    then the report) without it. Returns the executed notebook, or None without one."""
+    blockers = demo_blockers()
+    if not blockers:
+        return run_notebook(out_dir, profile=profile, timeout=timeout)
+    print("seqrec demo: the notebook is not executed here: " + "; ".join(blockers) + ". "
+          "Running the same experiments and report without it.")
+    session = Session(str(out_dir), profile=profile, device="cpu")
+    session.run_all()
+    session.report()
+    return None
+
+
 def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
                  overrides: list[str] | None = None, experiments: list[str] | None = None,
                  notebook: Path | None = None, timeout: int = 3600) -> Path:

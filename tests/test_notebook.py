@@ -102,9 +102,18 @@ def test_setup_cell_installs_seqrec_into_a_fresh_environment(tmp_path):
     probe = subprocess.run([str(python), "-c", "import seqrec.notebook"], cwd=work,
                            capture_output=True, text=True)
     assert probe.returncode != 0 and "seqrec.notebook" in probe.stderr
+    # The checkout as a folder on Drive would hold it (pip builds in the source folder: a copy
+    # keeps build/ out of this checkout).
+    import shutil
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "src", checkout / "src",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, checkout / name)
     config = (f"DATA_PATH = None\nOUT_DIR = {str(tmp_path / 'out')!r}\nPROFILE = 'smoke'\n"
               f"EXPERIMENTS = ['exp2']\nDEVICE = 'cpu'\nOVERRIDES = {TINY!r}\n"
-              f"CHECKPOINT_DIR = None\nTENSORBOARD = False\nSEQREC_SOURCE = {str(ROOT)!r}\n")
+              f"CHECKPOINT_DIR = None\nTENSORBOARD = False\nSEQREC_SOURCE = {str(checkout)!r}\n")
     setup = _cell("SEQREC_VERSION =").replace("plan = session.describe(EXPERIMENTS)",
                                              "print('session ready:', session.profile)")
     ran = subprocess.run([str(python), "-c", config + setup], cwd=work, capture_output=True,
@@ -116,7 +125,7 @@ def test_setup_cell_installs_seqrec_into_a_fresh_environment(tmp_path):
                            text=True, timeout=600)
     assert again.returncode == 0 and "installing" not in again.stdout, again.stderr
     # A bad source shows pip's own words and one sentence saying what to set.
-    broken = config.replace(f"SEQREC_SOURCE = {str(ROOT)!r}",
+    broken = config.replace(f"SEQREC_SOURCE = {str(checkout)!r}",
                             f"SEQREC_SOURCE = {str(tmp_path / 'no-such-folder')!r}")
     bad = subprocess.run([str(python), "-c", broken + setup.replace(
         "installed = seqrec.__version__", "installed = None")], cwd=work,

@@ -1,3 +1,0 @@
-from seqrec.cli import main
-
-raise SystemExit(main())

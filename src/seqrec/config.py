@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from seqrec.data.options import parse_columns, parse_sep
+
 ITEM_KEYS = ("title", "artist_title", "mbid")
 NEURAL_MODELS = ("gru", "user_gru", "dnc", "user_dnc", "sasrec")
 BASELINE_MODELS = ("pop", "recent", "markov", "item_knn")
@@ -51,10 +53,18 @@ class DataConfig:
     # (possibly shrunk) [train_start_frac n, train_frac n): exp 2 then evaluates every training
     # size on the same val and test events (see data/protocol.py).
     fixed_eval: bool = False
+    # Reading the raw log (data/options.py, docs/data.md). `columns` "" recognises LastFM-1K
+    # or a user,item,time log; else ROLE=COLUMN for user, item and time, by 0-based position
+    # or header name: "user=0,item=1,time=3" (MovieLens u.data). `sep` "" detects the
+    # separator; else tab, comma, semicolon, pipe, space or one character.
+    columns: str = ""
+    sep: str = ""
 
     def __post_init__(self) -> None:
         _check(self.item_key in ITEM_KEYS,
                f"item_key must be one of {ITEM_KEYS}, got {self.item_key!r}")
+        parse_columns(self.columns)  # each raises a ValueError that names the setting
+        parse_sep(self.sep)
         _check(0.0 <= self.start_frac < self.end_frac <= 1.0,
                f"need 0 <= start_frac < end_frac <= 1, got {self.start_frac} and {self.end_frac}")
         _check(self.chunks >= 1, f"chunks must be >= 1, got {self.chunks}")

@@ -158,3 +158,14 @@ def test_a_header_is_skipped_in_the_stream(tmp_path):
         assert ev.item_names[ev.items].tolist() == ["11", "10"]
         assert ev.timestamps.tolist() == [50, 100]
         assert ev.report.examples == [(4, "1 fields, expected 4")]
+
+
+def test_a_cut_archive_stops_with_one_sentence(plain, tmp_path):
+    archive = pack(plain, tmp_path / "lastfm-dataset-1K.tar.gz")
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
+    assert lastfm.check_data_path(cut) == cut  # its start is whole: the log member is found
+    with pytest.raises(lastfm.DataFileError) as err:
+        read_events(cut)
+    message = str(err.value)
+    assert str(cut) in message and "incomplete" in message and "\n" not in message

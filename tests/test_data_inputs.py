@@ -220,3 +220,13 @@ def test_the_report_names_its_source(tmp_path):
                                 "size_bytes": path.stat().st_size,
                                 "fingerprint": lastfm.file_fingerprint(path),
                                 "rows_read": len(GOOD), "lines_skipped": 1}
+
+
+def test_a_lone_carriage_return_in_a_comma_log_is_no_traceback(tmp_path):
+    # csv would stop on it ("new-line character seen in unquoted field"); pyarrow ends a line
+    # there, so the line counts as two damaged ones.
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"u1,i1,10\nu2,i\r2,20\nu3,i3,30\n")
+    ev = read_events(path)
+    assert ev.user_names[ev.users].tolist() == ["u1", "u3"]
+    assert ev.report.lines_skipped == 2

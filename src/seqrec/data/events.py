@@ -252,7 +252,12 @@ def _read_meta(folder: Path, key: str) -> dict:
 
 
 def _read_verified(file: Path, expected: dict) -> pa.Buffer:
-    """The bytes of `file` once its size and digest match `expected` (from the metadata)."""
+    """The bytes of `file` once its size and digest match `expected` (from the metadata).
+
+    The file is read once, hashed and parsed from memory: the cache may live on a network
+    drive (OUT on Google Drive), where a second read costs more than holding the bytes (about
+    400 MB for the full log's events) while they are parsed.
+    """
     data = _read_bytes(file)
     if len(data) != expected["bytes"]:
         raise _Damaged(file, f"{len(data)} bytes, expected {expected['bytes']}")

@@ -30,7 +30,7 @@ LASTFM_ARCHIVE = "lastfm-dataset-1K.tar.gz"
 HEAD_BYTES = 8192  # what is read to tell a file's kind
 TAR_BUFFER = 1 << 20  # read size of the archive stream (tarfile's default, 10 KiB, is slow)
 _ACCEPTED = (f"LastFM-1K's {LASTFM_MEMBER} or its archive {LASTFM_ARCHIVE}, or a text log "
-             f"of user, item and time (see docs/data.md)")
+             f"of user, item and time; see docs/data.md")
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 # Magic numbers of the compressed formats Python can stream (tarfile's "r|*" reads tars in

@@ -227,8 +227,8 @@ def _resolve(spec: dict, header: list[str], n: int,
         column = spec[role]
         if isinstance(column, str):
             if column not in header:
-                return (), (f"no column named {column!r} ({role}) in the header, whose fields "
-                            f"(separated by {_separator_name(delimiter)}) are "
+                return (), (f"no column named {column!r} ({role}) in line 1, the header, "
+                            f"whose fields (separated by {_separator_name(delimiter)}) are "
                             f"{', '.join(header)}")
             column = header.index(column)
         if column >= n:

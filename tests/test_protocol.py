@@ -454,6 +454,7 @@ def test_cache_key_changes_with_every_setting():
     other = {"item_key": "mbid", "start_frac": 0.1, "end_frac": 0.9, "chunks": 3,
              "filter_parts": 2, "threshold": 2, "train_frac": 0.95, "train_start_frac": 0.1,
              "seq_len": 5, "fixed_eval": True, "split": "leave_one_out"}
+    other |= {"columns": "user=0,item=1,time=2", "sep": ";"}  # reading options (data/options.py)
     assert set(other) == {f.name for f in dataclasses.fields(DataConfig)}
     base = split_cache_key("ev", cfg, 0)
     keys = {base, split_cache_key("ev2", cfg, 0), split_cache_key("ev", cfg, 1)}

@@ -132,7 +132,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, baselines=())
     sources = Sources(out)
     first = sources(specs[0].data)
-    ev = first.events(specs[0].config.data.item_key)  # one item identity for the grid
+    ev = first.events(specs[0].config.data)  # one reading (item identity, columns) for the grid
     summary: dict = {"data": str(first.path), "fingerprint": first.ref.fingerprint,
                      "experiment": args.experiment, "rows_read": ev.report.rows_read,
                      "lines_skipped": ev.report.lines_skipped,

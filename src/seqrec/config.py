@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from seqrec.data.options import parse_columns, parse_sep
 from seqrec.models.registry import MODEL_NAMES
 
 ITEM_KEYS = ("title", "artist_title", "mbid")
@@ -59,6 +60,12 @@ class DataConfig:
     # size on the same val and test events (see data/protocol.py).
     fixed_eval: bool = False
     split: str = "thesis"  # evaluation protocol: one of SPLITS
+    # Reading the raw log (data/options.py, docs/data.md). `columns` "" recognises LastFM-1K
+    # or a user,item,time log; else ROLE=COLUMN for user, item and time, by 0-based position
+    # or header name: "user=0,item=1,time=3" (MovieLens u.data). `sep` "" detects the
+    # separator; else tab, comma, semicolon, pipe, space or one character.
+    columns: str = ""
+    sep: str = ""
 
     def __post_init__(self) -> None:
         _check(self.split in SPLITS, f"split must be one of {SPLITS}, got {self.split!r}")
@@ -73,6 +80,8 @@ class DataConfig:
                    f"split={self.split}; set fixed_eval=false")
         _check(self.item_key in ITEM_KEYS,
                f"item_key must be one of {ITEM_KEYS}, got {self.item_key!r}")
+        parse_columns(self.columns)  # each raises a ValueError that names the setting
+        parse_sep(self.sep)
         _check(0.0 <= self.start_frac < self.end_frac <= 1.0,
                f"need 0 <= start_frac < end_frac <= 1, got {self.start_frac} and {self.end_frac}")
         _check(self.chunks >= 1, f"chunks must be >= 1, got {self.chunks}")

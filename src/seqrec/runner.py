@@ -188,7 +188,7 @@ def run_one(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOption
                            label=spec.label(), progress=options.progress, on_epoch=on_epoch,
                            checkpoint=ckpt_file, keep_model=options.keep_model)
         record = dataclasses.replace(
-            record, data=source.summary(spec.config.data.item_key),
+            record, data=source.summary(spec.config.data),
             request=spec.request.to_json() if spec.request is not None else None)
         write_record(folder, record)
     except BaseException:

@@ -1,189 +1,183 @@
-"""Read a raw listening log into `Events`: LastFM-1K's TSV, or a plain `user, item, time` log.
+"""Read a raw listening log into `Events`: LastFM-1K (its TSV or its tar.gz), or another log.
 
-LastFM-1K (docs/protocol.md, "Data"): no header, six tab-separated fields (user id, ISO-8601
-UTC time such as `2009-05-04T23:08:57Z`, artist MBID or empty, artist name, track MBID or empty,
-track name), newest first within a user. Stray `"` characters occur, so quoting is off. A
-damaged line (wrong number of fields, bytes that are not UTF-8, an unparsable time, an empty
-user id) is skipped, counted and reported with its 1-based line number; nothing else is dropped.
+LastFM-1K (docs/data.md): no header, six tab-separated fields (user id, ISO-8601 UTC time such
+as `2009-05-04T23:08:57Z`, artist MBID or empty, artist name, track MBID or empty, track name),
+newest first within a user. Stray `"` characters occur, so quoting is off. The archive as
+downloaded (`lastfm-dataset-1K.tar.gz`) is read directly: its log member is streamed out of
+the tar, never unpacked to disk (`data/inputs.py` tells what a path holds).
 
 A generic log has three fields, `user, item, time`, separated by tabs (no quoting) or commas
 (CSV quoting, so an item may hold a comma), with an optional header line; times are integer
 unix seconds or ISO-8601 (`2009-05-04T23:08:57Z`, `2009-05-04T23:08:57`, `2009-05-04 23:08:57`,
-all read as UTC). Its `artists` are -1.
+all read as UTC). Any other log is read with a column mapping (`columns`, e.g.
+`user=0,item=1,time=3` for MovieLens' `u.data`, `user=userId,item=movieId,time=timestamp` for
+its `ratings.csv`) and optionally a separator (`sep`); see `data/options.py`. Its other fields
+are only counted. A generic log's `artists` are -1.
 
-Speed: the file is cut at line ends into blocks of `BLOCK_BYTES`, each parsed by pyarrow's CSV
-reader in a thread pool (pyarrow releases the GIL); only per-block dictionaries and integer
-codes are kept, so memory stays a small multiple of the output. Line numbers stay exact because
+Damaged lines: a line with the wrong number of fields, bytes that are not UTF-8 (in a field
+that is read), an unparsable time, an empty user id, or longer than `MAX_LINE_BYTES` is
+skipped, counted and reported with its 1-based line number (the header counts as line 1);
+nothing else is dropped.
+
+Speed: the text is cut at line ends into blocks of about `BLOCK_BYTES`, each parsed by
+pyarrow's CSV reader in a thread pool (pyarrow releases the GIL); only per-block dictionaries
+and integer codes are kept, so memory stays a small multiple of the output. A plain file's
+blocks are byte ranges that each thread reads itself; an archive's are cut from the
+decompressed stream in order, with a few blocks in flight. Line numbers stay exact because
 each block is parsed single-threaded (pyarrow then numbers the rows it rejects) and blocks are
-joined in file order. Lines end at `\\n`, `\\r\\n` or a lone `\\r` (pyarrow's convention).
+joined in file order. Lines end at `\\n` or `\\r\\n` (pyarrow also ends one at a lone
+`\\r`, so a line holding one counts as two).
 
 Item identity (`item_key`): `title` is the track name alone (the thesis; defect 7: different
 tracks called "Intro" become one item); `artist_title` is artist name and track name; `mbid` is
 the track MBID, falling back to artist and track name where the MBID is empty, so an empty MBID
 never becomes one shared item. Ids are dense, in sorted order of the key's bytes (as pandas'
 `ngroup`), and `item_names` holds the keys (artist and title joined by a tab, which no field
-can contain).
+can contain). A generic log's item is the text of its item field.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from seqrec.config import ITEM_KEYS
+from seqrec.config import ITEM_KEYS, DataConfig
 from seqrec.data.events import Events, ReadReport, load_events, save_events
+from seqrec.data.inputs import (  # noqa: F401 - LASTFM_* re-exported
+    ARCHIVE_ERRORS,
+    LASTFM_ARCHIVE,
+    LASTFM_MEMBER,
+    DataFileError,
+    LogFile,
+    inspect_path,
+    open_log,
+)
+from seqrec.data.layout import (  # noqa: F401 - sniff_layout re-exported
+    ARROW_BLOCK,
+    FORMATS,
+    LOG_TIME_FORMATS,
+    MAX_LINE_BYTES,
+    Layout,
+    sniff_layout,
+    sniff_log,
+)
+from seqrec.data.options import parse_columns, parse_sep
 
-FORMATS = ("auto", "lastfm", "log")
-LASTFM_COLUMNS = ("user", "time", "artist_mbid", "artist", "track_mbid", "track")
-LOG_COLUMNS = ("user", "item", "time")
-ISO_TIME = "%Y-%m-%dT%H:%M:%SZ"  # LastFM-1K's time format, always 20 characters
-# Extra time formats of a generic log (read as UTC), besides unix seconds.
-LOG_TIME_FORMATS = (ISO_TIME, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
 BLOCK_BYTES = 32 << 20
 MAX_EXAMPLES = 10
-READER_VERSION = 1  # part of the cache key: bump when parsing changes what a file yields
+# Part of the fingerprint and cache key: bump when parsing changes what a file yields.
+# 2: lines longer than MAX_LINE_BYTES are damaged (they used to stop the read).
+READER_VERSION = 2
 
 
-class DataFileError(ValueError):
-    """A data file that cannot be read as asked (empty, wrong shape, no usable rows)."""
+# ---------------------------------------------------------------------------------------------
+# The public entry points
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How to cut a file into fields: its format, delimiter and whether line 1 is a header."""
+def read_options(data: DataConfig) -> dict:
+    """The keyword arguments of `read_events` that `data` sets: `read_events(path,
+    cache_dir=..., **read_options(cfg.data))`."""
+    return {"item_key": data.item_key, "columns": data.columns, "sep": data.sep}
 
-    fmt: str  # "lastfm" | "log"
-    delimiter: str
-    header: bool
-    quoting: bool  # CSV quotes (comma logs only; LastFM-1K has stray quotes, so never there)
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return LASTFM_COLUMNS if self.fmt == "lastfm" else LOG_COLUMNS
+def check_data_path(path: str | Path) -> Path:
+    """`path` if it can be read as a data path, else the error `read_events` would stop with.
+
+    Cheap (no parse: a stat and the first bytes, see `data/inputs.py`), so a command can check
+    its data before any work starts. Raises FileNotFoundError for a missing path and
+    `DataFileError` (a ValueError) for a folder, an empty, compressed, binary or Parquet file,
+    or a tar archive without LastFM-1K's log.
+    """
+    return inspect_path(path).path
+
+
+def file_fingerprint(path: str | Path, reader_version: int = READER_VERSION) -> str:
+    """The identity of a data file, for run ids: `file-` and 12 hex digits.
+
+    A hash of the resolved path, the size, the modification time (ns) and the reader's
+    version; no parse, so it is cheap for any size. A changed, moved or re-downloaded file, or
+    a reader that reads differently, gives another fingerprint; the same file read twice gives
+    the same. Reading options (`columns`, `sep`, `item_key`) are not in it: a run id hashes
+    them with the rest of its `DataConfig`. Raises FileNotFoundError for a missing file.
+    """
+    path = Path(path)
+    stat = path.stat()
+    return _fingerprint(path, stat.st_size, stat.st_mtime_ns, reader_version)
+
+
+def _fingerprint(path: Path, size: int, mtime_ns: int, reader_version: int) -> str:
+    ident = {"path": str(path.resolve()), "size": size, "mtime_ns": mtime_ns,
+             "reader": reader_version}
+    return "file-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _log_fingerprint(log: LogFile) -> str:
+    return _fingerprint(log.path, log.size, log.mtime_ns, READER_VERSION)
 
 
 def read_events(path: str | Path, item_key: str = "title", cache_dir: str | Path | None = None,
-                fmt: str = "auto") -> Events:
+                fmt: str = "auto", columns: str = "", sep: str = "") -> Events:
     """Read a raw log into `Events` in stable time order, using the Parquet cache when given.
 
+    `path`: a text log, or LastFM-1K's tar archive (`check_data_path` says what is accepted).
     `fmt`: `lastfm` (six tab-separated fields), `log` (`user, item, time`, comma or tab, header
-    optional, time as unix seconds or ISO-8601 UTC) or `auto` (decided by the field count of the
-    first lines). `item_key` applies to LastFM-1K; a generic log's item is its second field.
-    The cache entry is keyed by the file's path, size and mtime plus every read setting, so a
-    changed file or setting is read afresh.
+    optional, time as unix seconds or ISO-8601 UTC) or `auto` (decided by the field count of
+    the first lines). `columns` and `sep` (syntax in `data/options.py`) read any other log.
+    `item_key` applies to LastFM-1K; a generic log's item is its item field. The cache entry
+    is keyed by the file's identity and the resolved reading (`events_key`), so a changed file
+    or setting is read afresh.
     """
     if item_key not in ITEM_KEYS:
         raise ValueError(f"item_key must be one of {ITEM_KEYS}, got {item_key!r}")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
-    path = Path(path)
-    if path.is_dir():
-        raise DataFileError(f"data path {path} is a folder; give the data file inside it")
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist; check the path (or generate "
-                                f"a demo file with seqrec.data.synthetic.write_synthetic)")
-    stat = path.stat()
-    if stat.st_size == 0:
-        raise DataFileError(f"data file {path} is empty; expected a LastFM-1K TSV or a "
-                            f"user,item,timestamp log")
-    layout = sniff_layout(path, fmt)
-    key = events_key(path, item_key, layout)
+    spec, delimiter = parse_columns(columns), parse_sep(sep)
+    if fmt == "lastfm" and (spec or delimiter not in ("", "\t")):
+        raise ValueError("fmt='lastfm' reads LastFM-1K's own six tab-separated fields; a "
+                         "column mapping or another separator reads another log: leave fmt "
+                         "at 'auto' or 'log'")
+    log = inspect_path(path)
+    layout = sniff_log(log, fmt, spec, delimiter)
+    key = _events_key(log, item_key, layout)
     if cache_dir is not None:
         cached = load_events(cache_dir, key)
         if cached is not None:
             return cached
-    events = parse_file(path, layout, item_key, key)
+    events = parse_file(log.path, layout, item_key, key)
     if cache_dir is not None:
         save_events(events, cache_dir)
     return events
 
 
 def events_key(path: Path, item_key: str, layout: Layout) -> str:
-    """Hash of the file's identity (absolute path, size, mtime_ns) and the read settings."""
-    stat = path.stat()
-    ident = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-             "item_key": item_key, "fmt": layout.fmt, "delimiter": layout.delimiter,
-             "header": layout.header, "quoting": layout.quoting, "reader": READER_VERSION}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    """The cache key of reading `path` with `item_key` and `layout` (see `_events_key`)."""
+    return _events_key(inspect_path(path), item_key, layout)
 
 
-# ---------------------------------------------------------------------------------------------
-# Format detection
+def _events_key(log: LogFile, item_key: str, layout: Layout) -> str:
+    """Hash of the file's fingerprint, the archive member, `item_key` and the whole layout.
 
-
-def _first_lines(path: Path, n: int = 50) -> list[bytes]:
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    lines = head.replace(b"\r\n", b"\n").split(b"\n")
-    if len(head) == 1 << 16 and len(lines) > 1:
-        lines = lines[:-1]  # the last one may be cut off
-    return [line for line in lines if line.strip()][:n]
-
-
-def _is_time(text: str) -> bool:
-    text = text.strip()
-    if text.lstrip("-").isdigit():
-        return True
-    values = pa.array([text])
-    return any(pc.strptime(values, format=f, unit="s", error_is_null=True)[0].is_valid
-               for f in LOG_TIME_FORMATS)
-
-
-def _comma_fields(line: bytes) -> list[str]:
-    return next(csv.reader([line.decode("utf-8", errors="replace")]))
-
-
-def sniff_layout(path: Path, fmt: str = "auto") -> Layout:
-    """Decide the format from the most common field count of the first lines.
-
-    Six tab-separated fields: LastFM-1K. Three fields separated by tabs, or by commas (CSV
-    quoting allowed): a `user, item, time` log, whose first line is a header when its third
-    field is not a time.
+    Every reading option enters through what it resolves to (`fmt`, `sep` and `columns` make
+    the layout: format, delimiter, header, field count, picked fields), so two spellings of
+    one reading (`sep=tab` and `sep=""` on a tab file) share an entry and any option that
+    changes what is read changes the key.
     """
-    lines = _first_lines(path)
-    if not lines:
-        raise DataFileError(f"data file {path} has only blank lines; expected a LastFM-1K TSV "
-                            f"or a user,item,timestamp log")
-
-    def most_common(counts: list[int]) -> int:
-        return max(set(counts), key=counts.count)
-
-    tabs = most_common([line.count(b"\t") + 1 for line in lines])
-    commas = most_common([len(_comma_fields(line)) for line in lines]) if tabs == 1 else 0
-    if fmt == "auto":
-        if tabs == len(LASTFM_COLUMNS):
-            fmt = "lastfm"
-        elif len(LOG_COLUMNS) in (tabs, commas):
-            fmt = "log"
-        else:
-            raise DataFileError(
-                f"cannot tell the format of {path}: its lines have {tabs} tab-separated "
-                f"fields; expected 6 (LastFM-1K) or 3 (user, item, timestamp; comma or tab)")
-    if fmt == "lastfm":
-        if tabs != len(LASTFM_COLUMNS):
-            raise DataFileError(f"{path} is not LastFM-1K format: its lines have {tabs} "
-                                f"tab-separated fields, expected 6; try fmt='log' or 'auto'")
-        return Layout("lastfm", "\t", header=False, quoting=False)
-    if tabs == len(LOG_COLUMNS):
-        first = lines[0].decode("utf-8", errors="replace").split("\t")
-        delimiter, quoting = "\t", False
-    else:
-        first = _comma_fields(lines[0])
-        delimiter, quoting = ",", True
-    if len(first) != len(LOG_COLUMNS):
-        raise DataFileError(f"{path} is not a user,item,timestamp log: its first line has "
-                            f"{len(first)} fields separated by {delimiter!r}, expected 3")
-    return Layout("log", delimiter, header=not _is_time(first[2]), quoting=quoting)
+    ident = {"file": _log_fingerprint(log), "member": log.member, "item_key": item_key,
+             "layout": dataclasses.asdict(layout)}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,19 +202,28 @@ def _block_bounds(path: Path, start: int, size: int, block: int) -> list[tuple[i
     with open(path, "rb") as f:
         pos = start + block
         while pos < size:
-            f.seek(pos)
-            tail = b""
-            while b"\n" not in tail and f.tell() < size:
-                tail += f.read(1 << 16)
-            at = tail.find(b"\n")
-            if at < 0:
+            cut = _next_line_start(f, pos, size)
+            if cut >= size:
                 break
-            cut = pos + at + 1
-            if cut < size:
-                cuts.append(cut)
+            cuts.append(cut)
             pos = cut + block
     cuts.append(size)
     return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True) if hi > lo]
+
+
+def _next_line_start(f: IO[bytes], pos: int, size: int) -> int:
+    """The offset just after the first `\\n` at or after `pos`, or `size` (searched piece by
+    piece, so a long line costs one pass over it)."""
+    f.seek(pos)
+    while pos < size:
+        piece = f.read(1 << 16)
+        if not piece:
+            break
+        at = piece.find(b"\n")
+        if at >= 0:
+            return pos + at + 1
+        pos += len(piece)
+    return size
 
 
 def _as_text(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray | None, np.ndarray | None]:
@@ -331,10 +334,10 @@ def _item_keys(table: pa.Table, layout: Layout, item_key: str) -> pa.ChunkedArra
     return pc.if_else(pc.equal(pc.utf8_length(mbid), 0), both, mbid)
 
 
-def _read_block(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> _Block:
-    with open(path, "rb") as f:
-        f.seek(lo)
-        data = f.read(hi - lo)
+def _read_csv(data: bytes | memoryview, layout: Layout,
+              block_size: int) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Every field of every line as binary, and the (line, reason) of the rows pyarrow
+    rejected for their field count."""
     columns = layout.columns
     rejected: list[tuple[int, str]] = []
 
@@ -344,7 +347,8 @@ def _read_block(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> 
 
     table = pacsv.read_csv(
         pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(column_names=list(columns), use_threads=False),
+        read_options=pacsv.ReadOptions(column_names=list(columns), use_threads=False,
+                                       block_size=block_size),
         parse_options=pacsv.ParseOptions(
             delimiter=layout.delimiter, quote_char='"' if layout.quoting else False,
             double_quote=layout.quoting, escape_char=False,
@@ -353,10 +357,31 @@ def _read_block(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> 
             column_types={c: pa.binary() for c in columns}, strings_can_be_null=False,
             quoted_strings_can_be_null=False),
     )
+    return table, rejected
+
+
+def _long_rows(table: pa.Table, layout: Layout) -> dict[int, str]:
+    """Rows whose fields and separators exceed `MAX_LINE_BYTES`, with the reason."""
+    lengths = np.full(table.num_rows, layout.n_fields - 1, dtype=np.int64)
+    for name in layout.columns:
+        lengths += pc.binary_length(table.column(name)).to_numpy(zero_copy_only=False)
+    return {int(i): f"line of {lengths[i]} bytes, longer than {MAX_LINE_BYTES} bytes"
+            for i in np.flatnonzero(lengths > MAX_LINE_BYTES)}
+
+
+def _parse_block(data: bytes | memoryview, layout: Layout, item_key: str) -> _Block:
+    """Parse whole lines (`data` ends at a line end, or at the end of the log)."""
+    try:
+        table, rejected = _read_csv(data, layout, ARROW_BLOCK)
+        problems: dict[int, str] = {}  # row within the parsed table -> reason
+    except pa.ArrowInvalid:
+        # A line longer than pyarrow's block (see ARROW_BLOCK): the block again, in one piece.
+        table, rejected = _read_csv(data, layout, min(len(data) + 1, 2**31 - 1))
+        problems = _long_rows(table, layout)
     del data
     n = table.num_rows
+    columns = layout.text_columns
     text_schema = pa.schema([(c, pa.string()) for c in columns])
-    problems: dict[int, str] = {}  # row within the parsed table -> reason
     texts = []
     for name in columns:
         text, bad = _as_text(table.column(name))
@@ -367,7 +392,7 @@ def _read_block(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> 
         good = np.ones(n, dtype=bool)
         good[np.fromiter(problems, dtype=np.int64)] = False
         good_idx = np.flatnonzero(good)
-        text_table = table.filter(pa.array(good)).cast(text_schema)
+        text_table = table.select(list(columns)).filter(pa.array(good)).cast(text_schema)
     else:
         good_idx = np.arange(n)
         text_table = pa.Table.from_arrays(texts, schema=text_schema)
@@ -410,6 +435,77 @@ def _read_block(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> 
     )
 
 
+def _parse_range(path: Path, lo: int, hi: int, layout: Layout, item_key: str) -> _Block:
+    with open(path, "rb") as f:
+        f.seek(lo)
+        data = f.read(hi - lo)
+    return _parse_block(data, layout, item_key)
+
+
+def _stream_blocks(f: IO[bytes], block_bytes: int) -> Iterator[memoryview]:
+    """The stream `f` in pieces of about `block_bytes` that end at line ends (the last one at
+    the end of the stream), in order; a line longer than a piece makes its piece longer."""
+    pending: list[bytes] = []  # read, not yet given out: no line end among them
+    while piece := f.read(block_bytes):
+        cut = piece.rfind(b"\n") + 1
+        if cut == 0:  # one long line goes on: joined once it ends (linear, not quadratic)
+            pending.append(piece)
+            continue
+        data = b"".join([*pending, piece]) if pending else piece
+        end = len(data) - (len(piece) - cut)
+        pending = [data[end:]] if end < len(data) else []
+        yield memoryview(data)[:end]
+    if pending:
+        yield memoryview(b"".join(pending))
+
+
+def _gather(futures: Iterator[Future], blocks: list[_Block], name: object,
+            first_line: int) -> None:
+    """Append each block in order; a block pyarrow could not parse at all stops the read with
+    the file and the line the block starts at."""
+    for future in futures:
+        try:
+            blocks.append(future.result())
+        except pa.ArrowInvalid as e:
+            line = first_line + sum(b.n_lines for b in blocks)
+            text = " ".join(str(e).split())
+            raise DataFileError(f"cannot parse {name} from line {line} on ({text})") from None
+
+
+def _parse_log(log: LogFile, layout: Layout, item_key: str, block_bytes: int,
+               workers: int) -> list[_Block]:
+    """Every block of the log, in order: byte ranges of a plain file read by the threads
+    themselves, or pieces of an archive's stream, cut in order with `workers + 1` in flight."""
+    first_line = 1 + int(layout.header)
+    blocks: list[_Block] = []
+    if not log.member:
+        start = 0
+        if layout.header:
+            with open(log.path, "rb") as f:
+                start = len(f.readline())
+        bounds = _block_bounds(log.path, start, log.size, block_bytes)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(bounds), workers))) as pool:
+            futures = [pool.submit(_parse_range, log.path, lo, hi, layout, item_key)
+                       for lo, hi in bounds]
+            _gather(iter(futures), blocks, log.path, first_line)
+        return blocks
+    name = f"{log.path} ({log.member})"
+    try:
+        with open_log(log) as f, ThreadPoolExecutor(max_workers=workers) as pool:
+            if layout.header:
+                f.readline()
+            pending: deque[Future] = deque()
+            for data in _stream_blocks(f, block_bytes):
+                pending.append(pool.submit(_parse_block, data, layout, item_key))
+                if len(pending) > workers:
+                    _gather(iter([pending.popleft()]), blocks, name, first_line)
+            _gather(iter(pending), blocks, name, first_line)
+    except ARCHIVE_ERRORS as e:  # a cut or damaged download
+        raise DataFileError(f"cannot read {name} to its end ({' '.join(str(e).split())}); "
+                            f"the archive is damaged or incomplete: download it again") from None
+    return blocks
+
+
 def _dense_ids(parts: list[pa.DictionaryArray]) -> tuple[np.ndarray, np.ndarray]:
     """Codes of per-block dictionaries -> (int32 ids in sorted-key order, names[n])."""
     unified = pa.chunked_array(parts, type=parts[0].type).unify_dictionaries()
@@ -443,19 +539,19 @@ def time_order(timestamps: np.ndarray) -> np.ndarray:
     return keys & ((1 << shift) - 1)
 
 
-def parse_file(path: Path, layout: Layout, item_key: str, key: str,
+def parse_file(path: str | Path, layout: Layout, item_key: str, key: str,
                block_bytes: int = BLOCK_BYTES, workers: int | None = None) -> Events:
-    """Parse the whole file (no cache). `block_bytes` and `workers` change speed, not output."""
-    size = path.stat().st_size
-    start = 0
-    if layout.header:
-        with open(path, "rb") as f:
-            start = len(f.readline())
-    bounds = _block_bounds(path, start, size, block_bytes)
-    workers = workers or min(len(bounds), os.cpu_count() or 1) or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        blocks = list(pool.map(lambda b: _read_block(path, b[0], b[1], layout, item_key), bounds))
+    """Parse the whole log at `path` (a file or LastFM-1K's archive; no cache).
 
+    `block_bytes` and `workers` change speed, not output.
+    """
+    log = inspect_path(path)
+    blocks = _parse_log(log, layout, item_key, block_bytes, workers or os.cpu_count() or 1)
+    return _join(blocks, layout, log, key)
+
+
+def _join(blocks: list[_Block], layout: Layout, log: LogFile, key: str) -> Events:
+    """The blocks, in file order, as one `Events` in time order with dense ids."""
     first_line = 1 + int(layout.header)
     damaged_total = 0
     examples: list[tuple[int, str]] = []
@@ -466,9 +562,10 @@ def parse_file(path: Path, layout: Layout, item_key: str, key: str,
                 examples.append((first_line + line - 1, reason))
         first_line += b.n_lines
     rows = sum(len(b.timestamps) for b in blocks)
+    name = log.path if not log.member else f"{log.path} ({log.member})"
     if rows == 0:
         detail = f"; e.g. line {examples[0][0]}: {examples[0][1]}" if examples else ""
-        raise DataFileError(f"no readable rows in {path}: {damaged_total} damaged lines"
+        raise DataFileError(f"no readable rows in {name}: {damaged_total} damaged lines"
                             f"{detail}")
 
     timestamps = np.concatenate([b.timestamps for b in blocks])
@@ -481,6 +578,9 @@ def parse_file(path: Path, layout: Layout, item_key: str, key: str,
     else:
         artists = np.full(rows, -1, dtype=np.int32)
         artist_names = np.empty(0, dtype=object)
+    report = ReadReport(rows_read=rows, lines_skipped=damaged_total, examples=examples,
+                        path=str(log.path.resolve()), member=log.member, size_bytes=log.size,
+                        fingerprint=_log_fingerprint(log))
     return Events(
         users=users[order],
         items=items[order],
@@ -490,5 +590,5 @@ def parse_file(path: Path, layout: Layout, item_key: str, key: str,
         item_names=item_names,
         artist_names=artist_names,
         key=key,
-        report=ReadReport(rows_read=rows, lines_skipped=damaged_total, examples=examples),
+        report=report,
     )

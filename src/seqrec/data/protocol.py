@@ -457,13 +457,16 @@ def _padded_split(u: np.ndarray, it: np.ndarray, counts: np.ndarray, label: np.n
 # ---------------------------------------------------------------------------------------------
 # Cache
 
+# Settings added after the first release, with the value that means "as before": left out of
+# the hash at that value, so earlier cache keys and settings hashes stay what they were.
+_LATER_SETTINGS = {"split": "thesis", "columns": "", "sep": ""}
+
+
 def _settings(cfg: DataConfig) -> dict:
-    """The data settings as hashed: `to_dict(cfg)`, without `split` when it is `thesis`, so the
-    thesis' cache keys and settings hashes are those from before the setting existed."""
-    settings = to_dict(cfg)
-    if settings["split"] == "thesis":
-        del settings["split"]
-    return settings
+    """The data settings as hashed: `to_dict(cfg)` without the later settings at their
+    as-before values (`_LATER_SETTINGS`)."""
+    return {k: v for k, v in to_dict(cfg).items()
+            if not (k in _LATER_SETTINGS and v == _LATER_SETTINGS[k])}
 
 
 def split_cache_key(events_key: str, cfg: DataConfig, chunk: int) -> str:

@@ -3,9 +3,10 @@
 A `DataRef` is a value: a log file (its path and a fingerprint of its identity) or the built-in
 generator (its `SynthConfig`). Its fingerprint is part of every run id, so a grid run on one log
 and then on another into the same output folder trains both and never returns the first one's
-records for the second (docs/design.md, "A run's identity"). The fingerprint of a file is cheap
-(its resolved path, size and modification time, no parse); that of generated data is the hash of
-the generator's settings, so it does not depend on when or where the file was written.
+records for the second (docs/design.md, "A run's identity"). The fingerprint of a file is
+cheap (`file_fingerprint`: its resolved path, size and modification time, no parse); that of
+generated data is the hash of the generator's settings, so it does not depend on when or where
+the file was written.
 
 A `DataSource` binds a `DataRef` to an output folder: it generates the built-in log under
 `OUT/data` when needed, reads events once per item identity (through the Parquet cache under
@@ -14,13 +15,12 @@ A `DataSource` binds a `DataRef` to an output folder: it generates the built-in 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqrec.config import DataConfig, config_hash
+from seqrec.data.lastfm import check_data_path, file_fingerprint, read_events, read_options
 from seqrec.data.synthetic import SynthConfig, generate
 
 # The built-in generated log per profile: smoke data is small enough for every experiment of
@@ -35,24 +35,6 @@ def builtin_synth(profile: str) -> SynthConfig:
         raise ValueError(f"no built-in data for profile {profile!r}; choose one of "
                          f"{sorted(BUILTIN_DATA)} or give a data file")
     return SynthConfig(seed=0, **BUILTIN_DATA[profile])
-
-
-def _file_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    ident = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return "file-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def check_data_file(path: Path) -> Path:
-    """`path` if it is a readable file, else a ValueError saying what it is instead."""
-    if path.is_dir():
-        raise ValueError(f"data path {str(path)!r} is a folder; give the log file inside it "
-                         "(e.g. userid-timestamp-artid-artname-traid-traname.tsv)")
-    if not path.is_file():
-        raise ValueError(f"data file {str(path)!r} does not exist; give the path of the "
-                         "LastFM-1K TSV (userid-timestamp-artid-artname-traid-traname.tsv) or "
-                         "of a user,item,timestamp log, or leave --data out for built-in data")
-    return path
 
 
 @dataclass(frozen=True)
@@ -70,8 +52,10 @@ class DataRef:
 
     @classmethod
     def file(cls, path: str | Path) -> DataRef:
-        p = check_data_file(Path(path))
-        return cls("file", _file_fingerprint(p), path=str(p.resolve()))
+        """A log file (or the LastFM-1K archive), checked now: a folder, a missing, empty,
+        compressed or binary file stops here with one sentence (`check_data_path`)."""
+        p = check_data_path(path)
+        return cls("file", file_fingerprint(p), path=str(p.resolve()))
 
     @classmethod
     def generated(cls, synth: SynthConfig) -> DataRef:
@@ -119,34 +103,35 @@ class DataSource:
             if self.ref.kind == "generated":
                 self._path = generate(self.ref.synth, self.out_dir / "data")
             else:
-                self._path = check_data_file(Path(self.ref.path))
+                self._path = check_data_path(self.ref.path)
         return self._path
 
     @property
     def cache_dir(self) -> Path:
         return self.out_dir / "cache"
 
-    def events(self, item_key: str):  # noqa: ANN201 - seqrec.data.events.Events
-        if item_key not in self._events:
-            from seqrec.data.lastfm import read_events
-
-            self._events[item_key] = read_events(self.path, item_key=item_key,
-                                                 cache_dir=self.cache_dir)
-        return self._events[item_key]
+    def events(self, data: DataConfig):  # noqa: ANN201 - seqrec.data.events.Events
+        """The events as `data`'s reading options read them, read once per set of options."""
+        options = read_options(data)
+        key = tuple(sorted(options.items()))
+        if key not in self._events:
+            self._events[key] = read_events(self.path, cache_dir=self.cache_dir, **options)
+        return self._events[key]
 
     def split(self, data: DataConfig, chunk: int):  # noqa: ANN201 - seqrec.data.windows.Split
         from seqrec.data.protocol import load_or_prepare_split
 
         if self._last_split[:2] == (data, chunk):
             return self._last_split[2]
-        ev = self.events(data.item_key)
+        ev = self.events(data)
         split = load_or_prepare_split(ev.key, ev.users, ev.items, data, chunk, self.cache_dir)
         self._last_split = (data, chunk, split)
         return split
 
-    def summary(self, item_key: str) -> dict[str, Any]:
-        """What a run record says of its data: the reference, the file, its size and rows."""
-        path = self.path
-        report = self.events(item_key).report
-        return {**self.ref.to_json(), "file": str(path), "size_bytes": path.stat().st_size,
-                "rows_read": report.rows_read, "lines_skipped": report.lines_skipped}
+    def summary(self, data: DataConfig) -> dict[str, Any]:
+        """What a run record says of its data: the reference (whose fingerprint is in the run
+        id), the file read (and the archive member), its size and the rows read and skipped."""
+        read = self.events(data).report.source()
+        return {**self.ref.to_json(), "file": read["path"], "member": read["member"],
+                "size_bytes": read["size_bytes"], "file_fingerprint": read["fingerprint"],
+                "rows_read": read["rows_read"], "lines_skipped": read["lines_skipped"]}

@@ -51,8 +51,9 @@ def table(out: Path) -> str:
         }
     pop = by_model.get("pop", {}).get("recall", (math.nan,))[0]
     markov = by_model.get("markov", {}).get("recall", (math.nan,))[0]
+    per_chunk = [str(int(runs[runs["chunk"] == c]["test_windows"].iloc[0])) for c in chunks]
     lines = [f"{out}: chunks {', '.join(map(str, chunks))}; test windows per chunk "
-             f"{', '.join(str(int(runs[runs['chunk'] == c]['test_windows'].iloc[0])) for c in chunks)}",
+             f"{', '.join(per_chunk)}",
              "",
              "| Model | Seeds | Recall@20 | MRR@20 | x POP | x Markov | Epochs kept |",
              "|:---|---:|---:|---:|---:|---:|---:|"]

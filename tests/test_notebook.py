@@ -153,3 +153,42 @@ def test_demo_without_the_notebook_runs_the_same_calls(tmp_path, monkeypatch, ca
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "nbclient" else real(name, *a))
     assert notebook.demo_blockers() == ["nbclient not installed (pip install 'seqrec[demo]')"]
+
+
+def test_demo_trains_on_one_thread_unless_told_otherwise(tmp_path, monkeypatch):
+    # Before: the demo's kernel trained on torch's default threads (one per core); on the
+    # shared 2-core machine single epochs of the first demo took up to 40 times as long as the
+    # same epoch alone. The kernel now gets OMP_NUM_THREADS=1 (or the number asked for).
+    import nbclient
+
+    import seqrec.notebook as notebook
+
+    seen = []
+
+    class FakeClient:
+        def __init__(self, nb, **kwargs):
+            self.nb = nb
+
+        def execute(self, **kwargs):
+            seen.append(kwargs.get("env", {}).get("OMP_NUM_THREADS"))
+            return self.nb
+
+    monkeypatch.setattr(nbclient, "NotebookClient", FakeClient)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    notebook.run_demo(tmp_path / "a")
+    notebook.run_demo(tmp_path / "b", threads=3)
+    notebook.run_demo(tmp_path / "c", threads=None)
+    assert seen == ["1", "3", "7"]
+
+
+def test_demo_command_passes_threads(monkeypatch):
+    import seqrec.notebook as notebook
+    from seqrec.cli import main
+
+    got = []
+    monkeypatch.setattr(notebook, "run_demo", lambda out, **kw: got.append(kw["threads"]))
+    assert main(["demo", "--out", "x"]) == 0
+    assert main(["demo", "--out", "x", "--threads", "0"]) == 0
+    assert main(["demo", "--out", "x", "--threads", "2"]) == 0
+    assert got == [1, None, 2]
+    assert main(["demo", "--out", "x", "--threads", "-1"]) == 2

@@ -17,7 +17,7 @@ from seqrec import runner
 from seqrec.cli import main
 from seqrec.data.source import DataRef
 from seqrec.data.synthetic import SynthConfig, write_synthetic
-from seqrec.experiments import grid
+from seqrec.experiments import EXPERIMENTS, grid
 from seqrec.record import read_record
 
 # Tiny sizes: every model trains in well under a second per epoch.
@@ -76,8 +76,8 @@ def test_prepare_json_summary(log, tmp_path, capsys):
     assert summary["rows_read"] == 20_000 and summary["lines_skipped"] == 0
     assert summary["users"] == 6
     splits = summary["splits"]
-    assert {(s["value"], s["chunk"]) for s in splits} == {(L, c) for L in (5, 10)
-                                                          for c in range(3)}
+    assert {(s["value"], s["chunk"]) for s in splits} == {
+        (L, c) for L in (5, 10) for c in EXPERIMENTS["exp4"].chunks["smoke"]}
     for s in splits:
         assert s["windows"]["train"] > 0 and s["windows"]["test"] > 0
         assert set(s["dropped_unseen"]) == {"val", "test"}

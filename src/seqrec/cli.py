@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="output folder")
     p.add_argument("--profile", default="smoke")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for training (default 1: the smoke models gain nothing from "
+                        "more, and threads that wait on each other slow down badly on shared "
+                        "cores; 0: torch's default, one per core)")
     return parser
 
 
@@ -270,7 +274,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from seqrec.notebook import run_demo
 
-    run_demo(Path(args.out), profile=args.profile, timeout=args.timeout)
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    run_demo(Path(args.out), profile=args.profile, timeout=args.timeout,
+             threads=args.threads or None)
     return 0
 
 

@@ -8,6 +8,7 @@ convention), so the demo and the tests run exactly what a Colab user runs.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,15 +217,29 @@ def demo_blockers() -> list[str]:
     return out
 
 
-def run_demo(out_dir: Path, profile: str = "smoke", timeout: int = 3600) -> Path | None:
+DEMO_THREADS = 1  # CPU threads of the demo's training (see `run_demo`)
+
+
+def run_demo(out_dir: Path, profile: str = "smoke", timeout: int = 3600,
+             threads: int | None = DEMO_THREADS) -> Path | None:
     """`seqrec demo`: execute the notebook headlessly when it can be (see `demo_blockers`);
     otherwise say why and run the same calls the notebook makes (every thesis experiment,
-    then the report) without it. Returns the executed notebook, or None without one."""
+    then the report) without it. Returns the executed notebook, or None without one.
+
+    `threads`: torch's CPU threads for the training (None: torch's default, one per core). The
+    default is one: the smoke models are too small to gain from a second thread, and on a
+    machine whose cores other processes share, two threads that wait on each other made single
+    epochs up to 40 times slower than the same epoch alone (the first demo of issue 12).
+    """
     blockers = demo_blockers()
     if not blockers:
-        return run_notebook(out_dir, profile=profile, timeout=timeout)
+        return run_notebook(out_dir, profile=profile, timeout=timeout, threads=threads)
     print("seqrec demo: the notebook is not executed here: " + "; ".join(blockers) + ". "
           "Running the same experiments and report without it.")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     session = Session(str(out_dir), profile=profile, device="cpu")
     session.run_all()
     session.report()
@@ -233,11 +248,13 @@ def run_demo(out_dir: Path, profile: str = "smoke", timeout: int = 3600) -> Path
 
 def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
                  overrides: list[str] | None = None, experiments: list[str] | None = None,
-                 notebook: Path | None = None, timeout: int = 3600) -> Path:
+                 notebook: Path | None = None, timeout: int = 3600,
+                 threads: int | None = None) -> Path:
     """Execute the notebook headlessly with the given parameters; save it executed in out_dir.
 
     Returns the path of the executed notebook. The notebook's own config cell is kept; a cell
     inserted after it sets OUT_DIR, DATA_PATH, PROFILE, DEVICE (cpu), OVERRIDES and EXPERIMENTS.
+    `threads` sets the kernel's OMP_NUM_THREADS (torch's CPU threads); None leaves it as it is.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -267,8 +284,11 @@ def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(out)}})
     executed = out / NOTEBOOK
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     try:
-        client.execute()
+        client.execute(env=env)
     finally:
         nbformat.write(nb, executed)
     print(f"executed {src.name} in {time.time() - t0:.0f}s -> {executed}")

@@ -42,6 +42,9 @@ from recbole.data.dataset import SequentialDataset
 from recbole.trainer import TraditionalTrainer, Trainer
 from recbole.utils import ModelType, get_model, init_seed
 
+get_model("GRU4Rec")  # imports every sequential model, as any RecBole run does
+RECBOLE_ANOMALY = torch.is_anomaly_enabled()  # what that import left set (see `anomaly`)
+
 SEQUENTIAL = ("GRU4Rec", "SASRec")
 
 
@@ -87,9 +90,21 @@ def build(args: argparse.Namespace, model: str | None = None, dropout: float | N
     return config, dataset, train, valid, test
 
 
-def new_model(config, train_data) -> torch.nn.Module:
+def new_model(config, train_data, anomaly_setting: str) -> torch.nn.Module:
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    return get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    anomaly(anomaly_setting)
+    return model
+
+
+def anomaly(setting: str) -> None:
+    """RecBole 1.2.1 turns on autograd's anomaly detection for the whole process when its
+    sequential models are imported (`recbole/model/sequential_recommender/sine.py` calls
+    `torch.autograd.set_detect_anomaly(True)` at import; `get_model` imports them all). It
+    checks every backward output for NaN and costs about half of GRU4Rec's CPU step here.
+    `shipped` leaves it as RecBole sets it, `off` turns it off (the numbers are the same:
+    it only checks)."""
+    torch.autograd.set_detect_anomaly(setting == "shipped")
 
 
 def id_tokens(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +157,7 @@ def conservative_metrics(model, loader, ks=(10, 20)) -> dict:
 def train(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     config, dataset, train_data, valid_data, test_data = build(args)
-    model = new_model(config, train_data)
+    model = new_model(config, train_data, args.anomaly)
     rss_before = rss_bytes()
     trainer_class = Trainer if args.model in SEQUENTIAL else TraditionalTrainer
     trainer = trainer_class(config, model)
@@ -166,6 +181,7 @@ def train(args: argparse.Namespace) -> dict:
     best_epoch = max((i for i, s in enumerate(valid_scores) if s == best), default=0)
     return {
         "tool": "recbole", "model": args.model, "seed": args.seed, "dropout": args.dropout,
+        "anomaly_detection": args.anomaly, "recbole_turned_anomaly_on": RECBOLE_ANOMALY,
         "metrics": metrics, "metrics_conservative": conservative_metrics(trainer.model,
                                                                         test_data),
         "epochs_trained": len(epoch_seconds), "best_epoch": best_epoch + 1,
@@ -190,22 +206,28 @@ def step(args: argparse.Namespace) -> dict:
     out = {}
     for name, dropout in variants:
         config = make_config(args, name, dropout)
-        model = new_model(config, train_data)
+        model = new_model(config, train_data, args.anomaly)
         trainer = Trainer(config, model)  # its optimiser, exactly as `fit` builds it
         model.train()
-        times = []
-        for i, interaction in enumerate(batches):
-            t0 = time.perf_counter()
-            trainer.optimizer.zero_grad()
-            loss = model.calculate_loss(interaction)
-            loss.backward()
-            trainer.optimizer.step()
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t0)
-        out[f"{name}:{dropout:g}"] = {
-            "step_seconds": statistics.median(times), "step_times": times,
-            "params": int(sum(p.numel() for p in model.parameters()))}
-    return {"tool": "recbole", "variants": out, "batch": int(len(batches[0])),
+        row = {"params": int(sum(p.numel() for p in model.parameters()))}
+        # As shipped (anomaly detection on, see `anomaly`) and without it, in turn.
+        for key, anomaly in (("shipped", True), ("", False)):
+            torch.autograd.set_detect_anomaly(anomaly)
+            times = []
+            for i, interaction in enumerate(batches):
+                t0 = time.perf_counter()
+                trainer.optimizer.zero_grad()
+                loss = model.calculate_loss(interaction)
+                loss.backward()
+                trainer.optimizer.step()
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - t0)
+            row[f"step_seconds{'_' + key if key else ''}"] = statistics.median(times)
+            row[f"step_times{'_' + key if key else ''}"] = times
+        out[f"{name}:{dropout:g}"] = row
+        anomaly(args.anomaly)
+    return {"tool": "recbole", "variants": out, "recbole_turned_anomaly_on": RECBOLE_ANOMALY,
+            "batch": int(len(batches[0])),
             "n_items": int(dataset.item_num), "peak_rss_bytes": peak_rss_bytes(),
             "threads": torch.get_num_threads()}
 
@@ -232,6 +254,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default="GRU4Rec:0,GRU4Rec:0.2,SASRec:0.2",
                    help="step mode: MODEL:DROPOUT, ...")
+    p.add_argument("--anomaly", choices=("off", "shipped"), default="off",
+                   help="autograd anomaly detection, which RecBole turns on at import")
     p.add_argument("--dump", default="samples.npz")
     p.add_argument("--out", required=True)
     args = p.parse_args()

@@ -128,9 +128,13 @@ class Bench:
 
     def _run(self, key: str, tool: str, argv: list[str]) -> dict:
         """Run one tool's process (cached by `key`), recording load and wall time."""
+        return self._wait(self._start(key, tool, argv))
+
+    def _start(self, key: str, tool: str, argv: list[str]) -> tuple:
+        """Start one tool's process; `_wait` collects it (both: nothing when cached)."""
         path = self.runs / f"{key}.json"
         if path.exists():
-            return json.loads(path.read_text())
+            return key, path, None, None, None, None
         work = self.folder / "work" / key
         work.mkdir(parents=True, exist_ok=True)
         out = work / "result.json"
@@ -144,12 +148,22 @@ class Bench:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")} if tool == "seqrec" else None
         before, t0 = load(), time.perf_counter()
         self.log(f"{key} ...")
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        err = open(work / "stderr.txt", "w")  # noqa: SIM115 - closed in _wait
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        return key, path, proc, (before, t0, err), work, out
+
+    def _wait(self, started: tuple) -> dict:
+        key, path, proc, info, work, out = started
+        if proc is None:
+            return json.loads(path.read_text())
+        before, t0, err = info
+        code = proc.wait()
         wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            (work / "stderr.txt").write_text(proc.stderr)
-            raise RuntimeError(f"{key} failed (exit {proc.returncode}); see "
-                               f"{work / 'stderr.txt'}:\n{proc.stderr[-2000:]}")
+        err.close()
+        if code != 0:
+            tail = (work / "stderr.txt").read_text()[-2000:]
+            raise RuntimeError(f"{key} failed (exit {code}); see {work / 'stderr.txt'}:\n"
+                               f"{tail}")
         result = json.loads(out.read_text())
         result.update(key=key, wall_seconds=wall, load_before=before, load_after=load(),
                       finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
@@ -197,12 +211,18 @@ class Bench:
                         "--patience", str(patience), "--threshold", str(THRESHOLD)]),
             # RecBole stops when `cur_step > stopping_step`: after stopping_step + 1 epochs
             # without improvement, i.e. seqrec's patience is RecBole's stopping_step + 1.
-            "recbole": (f"train-recbole-{r_model}-d{dropout:g}-s{seed}-e{epochs}-p{patience}",
+            "recbole": (f"train-recbole-{r_model}-d{dropout:g}-s{seed}-e{epochs}-p{patience}"
+                        + ("-shipped" if self.args.recbole_anomaly == "shipped" else ""),
                         ["train", "--model", r_model, "--dropout", str(dropout),
                          "--seed", str(seed), "--epochs", str(epochs),
-                         "--stopping-step", str(patience - 1)]),
+                         "--stopping-step", str(patience - 1),
+                         "--anomaly", self.args.recbole_anomaly]),
         }
         order = ("seqrec", "recbole") if turn % 2 == 0 else ("recbole", "seqrec")
+        if self.args.parallel:  # side by side, one process per tool, started together
+            for started in [self._start(runs[t][0], t, runs[t][1]) for t in order]:
+                self._wait(started)
+            return
         for tool in order:
             self._run(runs[tool][0], tool, runs[tool][1])
 
@@ -218,6 +238,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed training steps per variant")
     p.add_argument("--step-repeats", type=int, default=3, help="processes per tool")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--recbole-anomaly", choices=("off", "shipped"), default="off",
+                   help="RecBole's training runs with autograd anomaly detection off, or on "
+                   "as RecBole 1.2.1 turns it on at import (steps are timed both ways)")
+    p.add_argument("--models", default="pop,sasrec,gru",
+                   help="seqrec models to train, in this order (each against its peer)")
+    p.add_argument("--parallel", action="store_true",
+                   help="train the two tools of a pair side by side (one process each; use "
+                   "--threads 1 on 2 cores) instead of one after the other")
     p.add_argument("--phases", default="check,steps,train",
                    help="what to run: check (samples), steps, train")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="MINUTES",
@@ -247,12 +275,14 @@ def main() -> None:
             if "steps" in phases:
                 b.steps()
         if "train" in phases:
-            for seed in range(args.seeds):
-                for b in benches:
-                    for i, pair in enumerate(PAIRS):
+            models = args.models.split(",")
+            for b in benches:
+                pairs = [next(p for p in PAIRS if p[0] == m) for m in models]
+                for i, pair in enumerate(pairs):
+                    for seed in range(args.seeds):
                         b.train_pair(pair, seed, seed + i)
-                    if seed == 0:
-                        b.train_pair(FUSED_PAIR, 0, 1)
+                if "gru" in models:
+                    b.train_pair(FUSED_PAIR, 0, 1)
     if args.write or args.render_only:
         text = render(Path(args.out), [s for s in SIZES if (Path(args.out) / s).exists()
                                        and s in sizes], args)

@@ -211,8 +211,8 @@ def step(args: argparse.Namespace) -> dict:
         model.train()
         row = {"params": int(sum(p.numel() for p in model.parameters()))}
         # As shipped (anomaly detection on, see `anomaly`) and without it, in turn.
-        for key, anomaly in (("shipped", True), ("", False)):
-            torch.autograd.set_detect_anomaly(anomaly)
+        for key, on in (("shipped", True), ("", False)):
+            torch.autograd.set_detect_anomaly(on)
             times = []
             for i, interaction in enumerate(batches):
                 t0 = time.perf_counter()

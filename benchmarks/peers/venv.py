@@ -3,9 +3,9 @@
 RecBole is not a dependency of seqrec. Its environment reuses this machine's torch 2.13.0 CPU
 build: torch is always pinned (an unpinned torch lets pip resolve a multi-GB CUDA build), and
 RecBole itself is installed with `--no-deps` beside the few packages it imports on the paths
-we use. Left out on purpose: `ray` (RecBole 1.2.1 pins `ray<=2.6.3`, which has no wheel for
-this Python; only `recbole.quick_start` and hyper-parameter tuning import it, and the harness
-uses neither), `plotly` and `hyperopt` (tuning only). `pandas<3`: RecBole 1.2.1 fills empty
+we use. Left out on purpose: `ray` (RecBole 1.2.1 asks for `ray<=2.6.3`; only
+`recbole.quick_start` and hyper-parameter tuning import it, and the harness uses neither),
+`plotly` and `hyperopt` (tuning only). `pandas<3`: RecBole 1.2.1 fills empty
 token sequences with a chained in-place `fillna`, which pandas 3's copy-on-write ignores.
 """
 

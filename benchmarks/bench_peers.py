@@ -262,10 +262,12 @@ def main() -> None:
     if not args.render_only:
         idle = wait_idle(args.wait_idle, print) if args.wait_idle else {"idle": None,
                                                                         "load1": load()[0]}
-        meta = {"idle_check": idle, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                "platform": platform.platform(), "python": platform.python_version(),
-                "cpus": os.cpu_count(), "command": " ".join(["benchmarks/bench_peers.py",
-                                                             *sys.argv[1:]])}
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta.update(platform=platform.platform(), python=platform.python_version(),
+                    cpus=os.cpu_count())
+        meta.setdefault("invocations", []).append(
+            {"idle_check": idle, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+             "command": " ".join(["benchmarks/bench_peers.py", *sys.argv[1:]])})
         meta_path.write_text(json.dumps(meta, indent=1))
         benches = [Bench(args, s) for s in sizes]
         for b in benches:  # the cheap, decisive parts first, for every size

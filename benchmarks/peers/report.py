@@ -142,7 +142,7 @@ def _speed(runs: list[dict]) -> tuple[list[str], dict]:
                      f"{_fmt(ratio, 2, 'x')} | {', '.join(f'{x:.2f}' for x in per) or '-'} | "
                      f"{_fmt(r_shipped)} | {_fmt(shipped, 2, 'x')} | "
                      f"{_fmt(s_ep, 1)} | {_fmt(r_ep, 1)} | {_fmt(e_ratio, 2, 'x')} |")
-        headline[(s_model, d)] = (ratio, e_ratio)
+        headline[(s_model, d)] = (ratio, e_ratio, shipped)
     return lines, headline
 
 
@@ -158,31 +158,45 @@ def _load_line(runs: list[dict]) -> str:
             f"({len(runs)} runs finished between {first} and {last}).")
 
 
+def _invocation_lines(meta: dict) -> list[str]:
+    lines = []
+    for inv in meta.get("invocations", []):
+        idle = inv.get("idle_check", {})
+        state = ("idle" if idle.get("idle") else
+                 f"not idle after waiting (1-minute load {idle.get('load1', 0):.2f})"
+                 if idle.get("idle") is False else
+                 f"not waited for (1-minute load {idle.get('load1', 0):.2f})")
+        lines.append(f"- `.venv/bin/python {inv['command']}` (started {inv['started']}; "
+                     f"machine {state})")
+    return lines
+
+
 def generated(out: Path, sizes: list[str], args) -> str:
     meta_path = out / "machine.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    idle = meta.get("idle_check", {})
+    runs = {s: _runs(out / s) for s in sizes}
+    threads = sorted({r["threads"] for rs in runs.values() for r in rs if "threads" in r})
     lines = [BEGIN, "", "## Results", "",
-             f"Command: `.venv/bin/python {meta.get('command', 'benchmarks/bench_peers.py')}`"
-             f" (started {meta.get('started', '?')}); {meta.get('platform', '')}, Python "
-             f"{meta.get('python', '')}, {meta.get('cpus', '?')} CPUs, torch 2.13.0 (CPU) "
-             f"on both sides, {args.threads} torch threads per process. Idle check before "
-             f"starting: " + ("idle" if idle.get("idle") else
-                              f"not idle (1-minute load {idle.get('load1', 0):.2f})"
-                              if idle.get("idle") is False else
-                              f"not waited for (1-minute load {idle.get('load1', 0):.2f})")
-             + "."]
+             f"Machine: {meta.get('platform', '')}, Python {meta.get('python', '')}, "
+             f"{meta.get('cpus', '?')} CPUs, torch 2.13.0 (CPU) on both sides, "
+             f"{'/'.join(map(str, threads)) or '?'} torch thread(s) per process. The runs "
+             f"kept under {out.name}/ were made by:", ""]
+    lines += _invocation_lines(meta)
     heads = []
     for size in sizes:
         folder = out / size
         runs = _runs(folder)
+        trained = [r for r in runs if r.get("key", "").startswith("train-")]
         lines += ["", f"### {size} plays", ""]
         lines += _data_lines(folder)
         lines += ["", _load_line(runs), "",
                   "Accuracy on test (mean ± standard deviation over the seeds; RecBole's "
                   "own metrics, and in the next column RecBole's scores ranked by seqrec's "
                   "rule, ties counted against the model):", ""]
-        lines += _accuracy(runs, args.epochs.get(size))
+        if trained:
+            lines += _accuracy(runs, args.epochs.get(size))
+        else:
+            lines.append("(no training run at this size yet)")
         speed, head = _speed(runs)
         lines += ["", "Speed (step: median over the repeats of each process' median step; "
                   "x: RecBole's time / seqrec's, so above 1 means seqrec is faster; epoch: "
@@ -192,10 +206,12 @@ def generated(out: Path, sizes: list[str], args) -> str:
     lines += ["", "### Headline", ""]
     for size, head in heads:
         parts = []
-        for (model, d), (step, epoch) in head.items():
+        for (model, d), (step, epoch, shipped) in head.items():
             name = {"gru": "GRU", "sasrec": "SASRec"}[model] + f" (dropout {d})"
-            parts.append(f"{name} step {_fmt(step, 2, 'x')}, epoch {_fmt(epoch, 2, 'x')}")
-        lines.append(f"- {size}: seqrec against RecBole: " + "; ".join(parts) + ".")
+            parts.append(f"{name} step {_fmt(step, 2, 'x')} ({_fmt(shipped, 2, 'x')} against "
+                         f"RecBole as shipped), epoch {_fmt(epoch, 2, 'x')}")
+        lines.append(f"- {size}: seqrec against RecBole (anomaly detection off): "
+                     + "; ".join(parts) + ".")
     lines += ["", END]
     return "\n".join(lines) + "\n"
 

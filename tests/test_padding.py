@@ -177,3 +177,48 @@ def test_padded_scores_equal_unpadded_scores_on_cuda(model):
     for i in range(len(HISTORIES)):
         h, u = (x.to("cuda") for x in alone(i))
         torch.testing.assert_close(scores[i], model(h, u)[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", ["gru", "gru_input_dropout", "gru_one_hot", "user_gru"])
+def test_last_step_path_equals_the_full_features_path(key):
+    # forward, loss and forward_with_state need the features after the last item only; with
+    # padding the GRUs take them straight from the moved rows (`run_padded(last_only=True)`)
+    # instead of moving all `[B, T, H]` features back. Same logits, loss, final state and
+    # gradients as the last step of the full features (forward_all), in training with input
+    # dropout too (the same seed draws the same masks), in float64.
+    items, users = padded_batch()
+    out = {}
+    for path in ("last", "full"):
+        m = neural(key).train()
+        torch.manual_seed(11)
+        if path == "last":
+            loss = m.loss(items, users, TARGETS)
+        else:
+            loss = F.cross_entropy(m.forward_all(items, users)[:, -1], TARGETS)
+        loss.backward()
+        m.eval()
+        logits, state = m.forward_with_state(items, users)
+        full_state = m._features(items, users)[1]
+        out[path] = (loss.detach(), logits, state.h, full_state.h,
+                     {n: p.grad for n, p in m.named_parameters()})
+    (l1, s1, h1, fh, g1), (l2, s2, h2, _, g2) = out["last"], out["full"]
+    torch.testing.assert_close(l1, l2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s1, s2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h1, fh, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h1, h2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(s1, m.forward_all(items, users)[:, -1], rtol=1e-12, atol=1e-12)
+    for name, grad in g2.items():
+        torch.testing.assert_close(g1[name], grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_padded_gru_loss_moves_no_per_step_features():
+    # The padded loss gathers ids `[B, T]` and the last features `[B, 1, H]`, never the
+    # `[B, T, H]` features (that gather and its backward, a scatter-add, were about a tenth of
+    # a GRU training step at L 50; docs/peers.md).
+    m = neural("gru").train()
+    items, users = padded_batch()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                record_shapes=True) as prof:
+        m.loss(items, users, TARGETS).backward()
+    index_shapes = [e.input_shapes[2] for e in prof.events() if e.name == "aten::gather"]
+    assert index_shapes and all(len(s) < 3 or s[1] == 1 for s in index_shapes), index_shapes

@@ -134,3 +134,49 @@ def test_feed_forward_width_and_activation_are_settings():
         ModelConfig(sasrec_inner_size=-1)
     with pytest.raises(ValueError, match="sasrec_activation must be one of"):
         ModelConfig(sasrec_activation="tanh")
+
+
+def test_training_dropout_draws_no_bernoulli_variates_on_cpu():
+    # F.dropout draws one Bernoulli variate per element on a CPU, which took about 28% of a
+    # SASRec training step at the peer benchmark's sizes (docs/peers.md); every dropout of the
+    # model (embedding, attention weights, both residual branches, the feed-forward layer)
+    # uses seqrec's integer-threshold masks instead (models/dropout.py).
+    model = make(8, 16, dropout=0.3).train()
+    items = torch.randint(0, N_ITEMS, (4, 5), generator=torch.Generator().manual_seed(6))
+    pad = torch.zeros(4, 5, dtype=torch.bool)
+    pad[1, :2] = True
+    padded = items.masked_fill(pad, N_ITEMS)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for batch in (items, padded):
+            F.cross_entropy(model(batch), torch.tensor([0, 1, 2, 3])).backward()
+    ops = {e.key for e in prof.key_averages()}
+    assert not {"aten::bernoulli_", "aten::bernoulli", "aten::native_dropout"} & ops
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_dropout_path_equals_the_plain_attention_when_its_masks_keep_everything(
+        padded, monkeypatch):
+    # In training with dropout the attention is written out (scores, softmax, dropout of the
+    # weights, values) instead of F.scaled_dot_product_attention, whose dropout draws Bernoulli
+    # variates. With every mask forced to keep all, that path must be the plain function:
+    # the same logits and gradients as the model without dropout (the SDPA path), in float64.
+    import seqrec.models.sasrec as sasrec
+
+    items = torch.randint(0, N_ITEMS, (4, 6), generator=torch.Generator().manual_seed(7))
+    if padded:
+        items[1, :3] = N_ITEMS
+        items[2, :5] = N_ITEMS
+    target = torch.tensor([0, 1, 2, 3])
+    results = []
+    for p in (0.0, 0.3):
+        model = make(8, 16, dropout=p).double().train()
+        if p:
+            monkeypatch.setattr(sasrec, "dropout", lambda x, p, training: x)
+        loss = F.cross_entropy(model.forward_all(items)[:, -1], target)
+        loss.backward()
+        logits = model(items).detach()
+        results.append((logits, {n: q.grad for n, q in model.named_parameters()}))
+    (plain, plain_grads), (fast, fast_grads) = results
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-10, atol=1e-12, msg=name)

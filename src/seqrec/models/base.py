@@ -242,21 +242,31 @@ class RecurrentRecommender(nn.Module):
             check_ids(users, self.n_users, "user")
         return pad
 
-    def _features(self, items: Tensor, users: Tensor | None, state: Any = None
-                  ) -> tuple[Tensor, Any]:
-        """Checked inputs -> (features `[B, T, D]`, final state), from `state` or zeros."""
+    def run_last(self, items: Tensor, users: Tensor | None, state: Any,
+                 pad: Tensor | None = None) -> tuple[Tensor, Any]:
+        """(features after the last position `[B, D]`, final state): the last step of `run`.
+        A model whose padded path can give it without the other steps' features overrides
+        this (the GRUs: `gru.run_padded(last_only=True)`)."""
+        features, state = self.run(items, users, state, pad)
+        return features[:, -1], state
+
+    def _features(self, items: Tensor, users: Tensor | None, state: Any = None,
+                  last: bool = False) -> tuple[Tensor, Any]:
+        """Checked inputs -> (features `[B, T, D]`, final state), from `state` or zeros;
+        with `last`, the last position's features `[B, D]` only (`run_last`)."""
         pad = self._check(items, users)
         if state is None:
             dtype = next(self.parameters()).dtype
             state = self.initial_state(items.shape[0], items.device, dtype)
+        run = self.run_last if last else self.run
         if pad is None:
-            return self.run(items, users, state)
-        return self.run(items.masked_fill(pad, 0), users, state, pad)
+            return run(items, users, state)
+        return run(items.masked_fill(pad, 0), users, state, pad)
 
     def forward(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits for the item after the last position: `[B, T]` -> `[B, n_items]`."""
-        features, _ = self._features(items, users)
-        return self.output(features[:, -1])
+        features, _ = self._features(items, users, last=True)
+        return self.output(features)
 
     def loss(self, items: Tensor, users: Tensor | None, target: Tensor) -> Tensor:
         """Mean cross-entropy of the last-position logits against `target` `[B]` -> scalar.
@@ -265,8 +275,8 @@ class RecurrentRecommender(nn.Module):
         and the loss fused (`linear_cross_entropy`: one `[B, n_items]` buffer instead of
         several); the trainer uses it.
         """
-        features, _ = self._features(items, users)
-        return linear_cross_entropy(features[:, -1], self.output.weight, self.output.bias, target)
+        features, _ = self._features(items, users, last=True)
+        return linear_cross_entropy(features, self.output.weight, self.output.bias, target)
 
     def forward_all(self, items: Tensor, users: Tensor | None = None) -> Tensor:
         """Logits after every position: `[B, T]` -> `[B, T, n_items]`."""
@@ -281,8 +291,8 @@ class RecurrentRecommender(nn.Module):
         `state=None` starts from `initial_state` (zeros); pass the returned state back in to
         carry a user's recurrent (and memory) state across consecutive windows.
         """
-        features, state = self._features(items, users, state)
-        return self.output(features[:, -1]), state
+        features, state = self._features(items, users, state, last=True)
+        return self.output(features), state
 
     def param_groups(self, weight_decay: float, user_weight_decay: float) -> list[dict]:
         """Parameter groups for Adam: W_u -> user_weight_decay; biases, embeddings -> 0; rest ->

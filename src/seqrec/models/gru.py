@@ -137,7 +137,8 @@ def fast_gru_recurrence(
 
 
 def run_padded(run: Callable[..., tuple[Tensor, GRUState]], items: Tensor, users: Tensor | None,
-               state: GRUState, pad: Tensor) -> tuple[Tensor, GRUState]:
+               state: GRUState, pad: Tensor, last_only: bool = False
+               ) -> tuple[Tensor, GRUState]:
     """`run` on left-padded rows as if the padding were not there, for a recurrence whose
     per-step features are its state h (the GRU and the user-based GRU).
 
@@ -147,10 +148,18 @@ def run_padded(run: Callable[..., tuple[Tensor, GRUState]], items: Tensor, users
     first item; the steps freed at the end are computed and discarded. The outputs are moved
     back (`right_align`), a padded step getting `state.h`: the state does not change on
     padding. Cost: two id gathers `[B, T]` and one feature gather `[B, T, H]`.
+
+    `last_only`: (features after each row's last item `[B, H]`, that state) instead, read at
+    step `T - 1 - pads` of the moved rows: a `[B, 1, H]` gather instead of `[B, T, H]`, and
+    its backward a scatter of `[B, H]` (what `forward` and `loss` need).
     """
     pads = pad_counts(pad)
     out, _ = run(left_align(items, pads), None if users is None else left_align(users, pads),
                  state)
+    if last_only:
+        at = (out.shape[1] - 1 - pads).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+        last = out.gather(1, at).squeeze(1)
+        return last, GRUState(last)
     out = right_align(out, pads, state.h)
     return out, GRUState(out[:, -1])
 
@@ -192,6 +201,14 @@ class GRU(RecurrentRecommender):
         """Whether `run` takes the fused kernel (see the class docstring)."""
         dropout_active = self.training and self.input_dropout > 0
         return not dropout_active and not self.input.one_hot
+
+    def run_last(self, items: Tensor, users: Tensor | None, state: GRUState,
+                 pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
+        """`run`'s last step `[B, H]` and state; with padding without moving every step back."""
+        if pad is None:
+            out, state = self.run(items, users, state)
+            return out[:, -1], state
+        return run_padded(self.run, items, None, state, pad, last_only=True)
 
     def run(self, items: Tensor, users: Tensor | None, state: GRUState,
             pad: Tensor | None = None) -> tuple[Tensor, GRUState]:

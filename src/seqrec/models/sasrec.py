@@ -27,6 +27,10 @@ item, so item k of the history has position embedding P_k whatever the padding (
 right-padded sequences have; the paper's code left-pads and counts from the padded start).
 Cost with padding: a boolean mask `[B, 1, T, T]` per batch and a gathered `[B, T, H]` position
 embedding instead of a broadcast one.
+Dropout uses seqrec's integer-threshold masks (models/dropout.py), on the attention weights
+too: in training on a CPU the attention is written out (`attention_with_dropout`) rather than
+left to `F.scaled_dot_product_attention`, whose CPU dropout, like `F.dropout`, draws one
+Bernoulli variate per element (about 28% of a training step at L 50, docs/peers.md).
 Embeddings start uniform(-0.1, 0.1) like the thesis' models; linear layers use PyTorch's
 default initialisation.
 """
@@ -39,6 +43,7 @@ from torch.nn import functional as F
 
 from seqrec.config import ModelConfig
 from seqrec.models.base import INIT_SCALE, check_item_ids, check_sizes, pad_counts, param_kind
+from seqrec.models.dropout import dropout
 
 MAX_LEN = 200  # learned positions available; windows longer than this are refused
 
@@ -72,14 +77,34 @@ class AttentionBlock(nn.Module):
         qkv = self.qkv(self.attn_norm(x)).view(batch, steps, 3, self.heads, hidden // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, T, H / heads]
         # Causal: position t attends to positions <= t only (no look at later items).
-        if mask is None:
+        if p > 0 and x.device.type == "cpu":  # SDPA's dropout draws Bernoulli variates
+            a = attention_with_dropout(q, k, v, mask, p)
+        elif mask is None:
             a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         else:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         a = a.transpose(1, 2).reshape(batch, steps, hidden)  # [B, T, H]
-        x = x + F.dropout(self.attn_out(a), p, self.training)
-        y = F.dropout(self.activation(self.ffn_in(self.ffn_norm(x))), p, self.training)
-        return x + F.dropout(self.ffn_out(y), p, self.training)
+        x = x + dropout(self.attn_out(a), p, self.training)
+        y = dropout(self.activation(self.ffn_in(self.ffn_norm(x))), p, self.training)
+        return x + dropout(self.ffn_out(y), p, self.training)
+
+
+def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float
+                           ) -> Tensor:
+    """Causal attention with dropout `p` on its weights, written out (training on a CPU).
+
+    q, k, v `[B, heads, T, d]`, mask bool `[B, 1, T, T]` (True: may attend; None: causal)
+    -> `[B, heads, T, d]`: softmax(q k^T / sqrt(d), masked) with seqrec's dropout
+    (models/dropout.py) on the weights, times v. The same function as
+    `F.scaled_dot_product_attention(..., dropout_p=p)`, whose CPU dropout draws one Bernoulli
+    variate per weight; tested equal to it with the masks forced to keep everything.
+    """
+    steps = q.shape[2]
+    allowed = mask if mask is not None else torch.ones(
+        steps, steps, dtype=torch.bool, device=q.device).tril_()
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
+    weights = scores.masked_fill_(~allowed, float("-inf")).softmax(-1)  # [B, heads, T, T]
+    return torch.matmul(dropout(weights, p, True), v)
 
 
 def attention_mask(pad: Tensor) -> Tensor:
@@ -168,7 +193,7 @@ class SASRec(nn.Module):
             steps = torch.arange(items.shape[1], device=items.device)
             x = x + self.pos_embedding((steps - pad_counts(pad).unsqueeze(1)).clamp_(min=0))
             mask = attention_mask(pad)
-        x = F.dropout(x, self.dropout, self.training)
+        x = dropout(x, self.dropout, self.training)
         for block in self.blocks:
             x = block(x, mask)
         return self.final_norm(x)

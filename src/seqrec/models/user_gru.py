@@ -251,6 +251,14 @@ class UserGRU(RecurrentRecommender):
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> GRUState:
         return GRUState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype))
 
+    def run_last(self, items: Tensor, users: Tensor | None, state: GRUState,
+                 pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
+        """`run`'s last step `[B, H]` and state; with padding without moving every step back."""
+        if pad is None:
+            out, state = self.run(items, users, state)
+            return out[:, -1], state
+        return run_padded(self.run, items, users, state, pad, last_only=True)
+
     def run(self, items: Tensor, users: Tensor | None, state: GRUState,
             pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
         """items, users `[B, T]` -> (hidden states `[B, T, H]`, last state).

@@ -288,8 +288,9 @@ def run_specs_ray(specs: list, out_dir: str | Path, options: RunOptions | None =
             for s in specs if s.run_id in records or s.run_id not in to_do]
     summary = grid_summary(done, before)
     if lost:
-        summary += (f"; {len(lost)} lost with their workers ({lost[0][0]}: {lost[0][1]}): run "
-                    "the grid again to resume them from their checkpoints")
+        summary += (f"; {len(lost)} lost, without a record (their workers died and the "
+                    f"retries were used up; {lost[0][0]}: {lost[0][1]}): run the grid again to "
+                    "resume them from their checkpoints")
     say(summary)
     return done
 

@@ -124,7 +124,7 @@ def test_a_killed_worker_resumes_its_run_from_the_checkpoint(log, tmp_path, loca
     resumed = records[0]
     assert resumed.resumed_from is not None
     assert [line for line in lines if line.startswith(f"{spec.run_id} started (resuming after "
-                                                      "its worker died)")]
+                                                      "its worker died)")], lines
     assert lines[-1] == "5 of 5 runs done (0 before, 5 now)"
     (plain,) = runner.run_specs([spec], tmp_path / "plain", QUIET, log=lambda *a: None)
     assert result(resumed) == result(plain)

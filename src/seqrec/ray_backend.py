@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,7 +142,7 @@ def set_threads(threads: int) -> int:
 
 
 def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # noqa: ANN001
-             tracker) -> RunRecord:  # noqa: ANN001 - a RunSpec; the tracker actor or None
+             tracker) -> RunRecord:  # noqa: ANN001 - a RunSpec; (Tracker actor, grid) or None
     """One Ray task: the runner's `run_one` for one spec, in a worker process.
 
     `state` is the run's status when the driver planned it. A retried task finds the record an
@@ -159,24 +160,50 @@ def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # n
     gpus = ray.get_gpu_ids()
     device = options.device if options.device != "auto" else ("cuda" if gpus else "cpu")
     if tracker is not None:
-        tracker.started.remote(spec.run_id, now, socket.gethostname(), os.getpid(), used,
+        tracker, grid = tracker
+        tracker.started.remote(grid, spec.run_id, now, socket.gethostname(), os.getpid(), used,
                                [str(g) for g in gpus])
     return run_one(spec, folder, _source(folder, spec.data),
                    dataclasses.replace(options, device=device, progress=False), log=print)
 
 
 class Tracker:
-    """A small actor that the tasks tell when they start (the driver's running count)."""
+    """A small actor that the tasks tell when they start (the driver's running count and
+    lines), one list of events per grid. `drain(grid)` returns a grid's events so far, waiting
+    up to `wait` seconds for one, so the driver hears of a start at once without polling."""
 
     def __init__(self) -> None:
-        self.events: list[tuple] = []
+        self.events: dict[str, list[tuple]] = {}
+        self.arrived: dict = {}  # grid -> asyncio.Event, made in the actor's event loop
 
-    def started(self, *event) -> None:  # noqa: ANN002
-        self.events.append(event)
+    def _arrived(self, grid: str):  # noqa: ANN202
+        import asyncio
 
-    def drain(self) -> list[tuple]:
-        events, self.events = self.events, []
-        return events
+        if grid not in self.arrived:
+            self.arrived[grid] = asyncio.Event()
+        return self.arrived[grid]
+
+    async def started(self, grid: str, *event) -> None:  # noqa: ANN002
+        self.events.setdefault(grid, []).append(event)
+        self._arrived(grid).set()
+
+    async def drain(self, grid: str, wait: float = 1.0) -> list[tuple]:
+        import asyncio
+
+        arrived = self._arrived(grid)
+        if not self.events.get(grid):
+            try:
+                await asyncio.wait_for(arrived.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        arrived.clear()
+        return self.events.pop(grid, [])
+
+    async def close(self, grid: str) -> list[tuple]:
+        """The grid's last events; a drain still waiting returns at once."""
+        self._arrived(grid).set()
+        self.arrived.pop(grid)
+        return self.events.pop(grid, [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,21 +328,30 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
     """Submit one task per spec of `todo` and follow them to the end: (records, lost runs)."""
     from tqdm.auto import tqdm
 
+    from seqrec.board import available as board_available
     from seqrec.runner import result_line
 
-    bar = tqdm(total=total, initial=before, unit="run", desc="grid (ray)",
+    # smoothing=0: the ETA from the mean rate since the start (runs end in bursts when many
+    # train at once; tqdm's default moving average would swing with each burst).
+    bar = tqdm(total=total, initial=before, unit="run", desc="grid (ray)", smoothing=0,
                disable=not options.progress or log is not None, leave=True)
     say = log or bar.write
     with bar:
         cpus, gpus = task_resources(ray, ray_options, options.device, local, say)
-        tracker = ray.remote(num_cpus=0)(Tracker).remote()
-        events = _Events(ray, tracker)
+        if options.tensorboard and not board_available():
+            say("TensorBoard is not installed here (pip install tensorboard): workers without "
+                "it write no event files")
+        # One tracker per driver connection (the name is scoped to this job's namespace): the
+        # grids a notebook runs one after another do not start one each.
+        tracker = ray.remote(num_cpus=0)(Tracker).options(
+            name="seqrec-grid-tracker", get_if_exists=True).remote()
+        events = _Events(ray, tracker, uuid.uuid4().hex)
         env = {name: str(ray_options.threads) for name in THREAD_VARS}
         task = ray.remote(run_task).options(
             num_cpus=cpus, num_gpus=gpus, max_retries=ray_options.max_retries,
             retry_exceptions=False, runtime_env={"env_vars": env})
         refs = {task.remote(spec, str(out), options, state_of[spec.run_id],
-                            ray_options.threads, tracker): spec for spec in todo}
+                            ray_options.threads, (tracker, events.grid)): spec for spec in todo}
         records: dict[str, RunRecord] = {}
         lost: list[tuple[str, str]] = []
         running: set[str] = set()
@@ -324,7 +360,9 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
         failed = 0
         try:
             while refs:
-                ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+                # wakes when a run ends or the tracker hears of a start
+                ready, _ = ray.wait([*refs, events.call], num_returns=1, timeout=1.0)
+                ready = [ref for ref in ready if ref in refs]
                 for event in events.new():
                     say(_started_line(event, again=event[0] in seen))
                     seen.add(event[0])
@@ -350,24 +388,24 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
                 bar.set_postfix(running=len(running), failed=failed, lost=len(lost),
                                 refresh=False)
                 bar.refresh()
-            for event in events.rest() if ended - seen else ():  # fast runs' starts
-                say(_started_line(event, again=False))
+            for event in events.rest():  # starts heard of after the run's end
+                say(_started_line(event, again=event[0] in seen))
+                seen.add(event[0])
         except BaseException:
             for ref in refs:  # they resume from their checkpoints next time
                 ray.cancel(ref)
+            tracker.close.remote(events.grid)
             raise
-        finally:
-            ray.kill(tracker)
     return records, lost
 
 
 class _Events:
-    """The tracker's events, fetched without ever waiting for it (it starts in a process of its
-    own while the first runs train; a lost tracker costs the running count only)."""
+    """One grid's start events from the tracker, fetched without waiting for it (it starts in a
+    process of its own while the first runs train; a lost tracker costs the running count)."""
 
-    def __init__(self, ray, tracker) -> None:  # noqa: ANN001
-        self.ray, self.tracker = ray, tracker
-        self.call = tracker.drain.remote()
+    def __init__(self, ray, tracker, grid: str) -> None:  # noqa: ANN001
+        self.ray, self.tracker, self.grid = ray, tracker, grid
+        self.call = tracker.drain.remote(grid)
 
     def new(self) -> list[tuple]:
         ready, _ = self.ray.wait([self.call], timeout=0)
@@ -377,14 +415,15 @@ class _Events:
             events = self.ray.get(self.call)
         except self.ray.exceptions.RayError:
             events = []
-        self.call = self.tracker.drain.remote()
+        self.call = self.tracker.drain.remote(self.grid)
         return events
 
     def rest(self, timeout: float = 5.0) -> list[tuple]:
-        """Every event not fetched yet, waiting `timeout` seconds at most."""
+        """Every event not fetched yet (the tracker forgets the grid), `timeout` s at most."""
+        last = self.tracker.close.remote(self.grid)
         try:
             return [*self.ray.get(self.call, timeout=timeout),
-                    *self.ray.get(self.tracker.drain.remote(), timeout=timeout)]
+                    *self.ray.get(last, timeout=timeout)]
         except self.ray.exceptions.RayError:
             return []
 

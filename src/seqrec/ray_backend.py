@@ -341,10 +341,7 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
         if options.tensorboard and not board_available():
             say("TensorBoard is not installed here (pip install tensorboard): workers without "
                 "it write no event files")
-        # One tracker per driver connection (the name is scoped to this job's namespace): the
-        # grids a notebook runs one after another do not start one each.
-        tracker = ray.remote(num_cpus=0)(Tracker).options(
-            name="seqrec-grid-tracker", get_if_exists=True).remote()
+        tracker = _tracker(ray)
         events = _Events(ray, tracker, uuid.uuid4().hex)
         env = {name: str(ray_options.threads) for name in THREAD_VARS}
         task = ray.remote(run_task).options(
@@ -361,7 +358,7 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
         try:
             while refs:
                 # wakes when a run ends or the tracker hears of a start
-                ready, _ = ray.wait([*refs, events.call], num_returns=1, timeout=1.0)
+                ready, _ = ray.wait([*refs, *events.pending()], num_returns=1, timeout=1.0)
                 ready = [ref for ref in ready if ref in refs]
                 for event in events.new():
                     say(_started_line(event, again=event[0] in seen))
@@ -394,38 +391,59 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
         except BaseException:
             for ref in refs:  # they resume from their checkpoints next time
                 ray.cancel(ref)
-            tracker.close.remote(events.grid)
+            if events.call is not None:
+                tracker.close.remote(events.grid)
             raise
     return records, lost
 
 
+_TRACKER: list = []  # [(job id, Tracker actor handle)]: one per driver connection
+
+
+def _tracker(ray):  # noqa: ANN001, ANN202
+    """This connection's tracker actor (made on first use and kept: an actor lives while a
+    handle to it does, and the grids a notebook runs one after another share it)."""
+    job = ray.get_runtime_context().get_job_id()
+    if not _TRACKER or _TRACKER[0][0] != job:
+        _TRACKER[:] = [(job, ray.remote(num_cpus=0)(Tracker).remote())]
+    return _TRACKER[0][1]
+
+
 class _Events:
     """One grid's start events from the tracker, fetched without waiting for it (it starts in a
-    process of its own while the first runs train; a lost tracker costs the running count)."""
+    process of its own while the first runs train). A tracker that fails is dropped: the grid
+    goes on without start lines and running count."""
 
     def __init__(self, ray, tracker, grid: str) -> None:  # noqa: ANN001
         self.ray, self.tracker, self.grid = ray, tracker, grid
         self.call = tracker.drain.remote(grid)
 
-    def new(self) -> list[tuple]:
-        ready, _ = self.ray.wait([self.call], timeout=0)
-        if not ready:
-            return []
+    def pending(self) -> list:
+        """The tracker call to wait on beside the runs (none once the tracker failed)."""
+        return [] if self.call is None else [self.call]
+
+    def _get(self, ref) -> list[tuple]:  # noqa: ANN001
         try:
-            events = self.ray.get(self.call)
-        except self.ray.exceptions.RayError:
-            events = []
-        self.call = self.tracker.drain.remote(self.grid)
+            return self.ray.get(ref, timeout=5.0)
+        except (self.ray.exceptions.RayError, TimeoutError):
+            self.call = None
+            _TRACKER.clear()
+            return []
+
+    def new(self) -> list[tuple]:
+        if self.call is None or not self.ray.wait([self.call], timeout=0)[0]:
+            return []
+        events = self._get(self.call)
+        if self.call is not None:
+            self.call = self.tracker.drain.remote(self.grid)
         return events
 
-    def rest(self, timeout: float = 5.0) -> list[tuple]:
-        """Every event not fetched yet (the tracker forgets the grid), `timeout` s at most."""
-        last = self.tracker.close.remote(self.grid)
-        try:
-            return [*self.ray.get(self.call, timeout=timeout),
-                    *self.ray.get(last, timeout=timeout)]
-        except self.ray.exceptions.RayError:
+    def rest(self) -> list[tuple]:
+        """Every event not fetched yet (the tracker forgets the grid)."""
+        if self.call is None:
             return []
+        last = self.tracker.close.remote(self.grid)
+        return [*self._get(self.call), *self._get(last)]
 
 
 __all__ = ["RAY_MISSING", "RayOptions", "Tracker", "import_ray", "run_specs_ray", "run_task",

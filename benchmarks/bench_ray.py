@@ -11,9 +11,10 @@ its own, as a user's command is:
   ray 2 x 1        a local Ray instance of 2 CPUs, 1 CPU per run: 2 workers, 1 thread each
   ray 1 x 2        a local Ray instance of 2 CPUs, 2 CPUs per run: 1 worker, 2 threads
 
-Wall times: `grid` from the call to the end of the last run (the Ray rows include starting the
-workers, each of which imports torch once), `ray start` the `ray.init` of the local instance
-and `total` both with the shutdown. Ray's overhead per run = (ray 1 x 1 total - local 1 thread
+Wall times: `total` from the call to the end (Ray's shutdown included), `ray start` until the
+backend is connected to a new local Ray instance (`ray.init`; with 2 CPUs the backend starts
+it itself, as for a user's `--backend ray`), `grid` the rest: the runs, with starting the
+workers (each imports torch once). Ray's overhead per run = (ray 1 x 1 total - local 1 thread
 grid) / runs: what one worker costs beyond the same runs in one process, Ray's start included.
 Take figures on an idle machine: the script prints the load average and, with `--write`,
 refuses to write above `--max-load` (0.3) unless `--force`.
@@ -65,10 +66,9 @@ def one(config: str, out: Path, overrides: list[str]) -> dict:
 
     specs = _specs(overrides)
     options = RunOptions(device="cpu", progress=False, tensorboard=False)
-    quiet = lambda *a: None  # noqa: E731
     t0 = time.perf_counter()
     if backend == "local":
-        records = run_specs(specs, out, options, quiet)
+        records = run_specs(specs, out, options, lambda *a: None)
         grid = time.perf_counter() - t0
         return {"grid": grid, "total": grid, "start": 0.0, "runs": len(records),
                 "ok": sum(r.ok for r in records)}
@@ -76,13 +76,21 @@ def one(config: str, out: Path, overrides: list[str]) -> dict:
 
     from seqrec.ray_backend import RayOptions, run_specs_ray
 
-    ray.init(num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False,
-             logging_level="warning")
-    started = time.perf_counter()
-    records = run_specs_ray(specs, out, options, quiet, RayOptions(cpus_per_run=cpus_per_run))
-    grid = time.perf_counter() - started
-    ray.shutdown()
-    return {"grid": grid, "total": time.perf_counter() - t0, "start": started - t0,
+    started = []
+
+    def log(line: str) -> None:  # the backend says "ray: N nodes ..." once connected
+        if line.startswith("ray: ") and not started:
+            started.append(time.perf_counter())
+
+    own = ray_cpus != os.cpu_count()  # else: the backend's own local instance, as a user's
+    if own:
+        ray.init(num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="warning")
+    records = run_specs_ray(specs, out, options, log, RayOptions(cpus_per_run=cpus_per_run))
+    if own:
+        ray.shutdown()
+    total = time.perf_counter() - t0
+    return {"grid": total - (started[0] - t0), "total": total, "start": started[0] - t0,
             "runs": len(records), "ok": sum(r.ok for r in records)}
 
 
@@ -148,28 +156,39 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     med = {c: {k: statistics.median(r[k] for r in rs) for k in ("grid", "total", "start")}
            for c, rs in results.items()}
-    runs = results[configs[0]][0]["runs"]
-    body = _section(med, runs, args.repeats, loads, args.overrides)
+    body = _section(med, _describe(specs), len(specs), args.repeats, loads, args.overrides,
+                    idle=start_load < args.max_load)
     print(body)
     if args.write:
         write_section(SECTION, body)
 
 
-def _section(med: dict, runs: int, repeats: int, loads: list[float], overrides: list[str]
-             ) -> str:
+def _describe(specs: list) -> str:
+    """What the grid is, read from its specs."""
+    models = sorted({s.model for s in specs})
+    values = sorted({s.value for s in specs})
+    chunks = sorted({s.chunk for s in specs})
+    epochs = sorted({s.config.train.epochs for s in specs})
+    return (f"{len(specs)} runs: {', '.join(models)}; {specs[0].axis} "
+            f"{', '.join(map(str, values))}; chunks {', '.join(map(str, chunks))}; at most "
+            f"{', '.join(map(str, epochs))} epochs; the built-in generated log, its data "
+            "prepared beforehand")
+
+
+def _section(med: dict, grid: str, runs: int, repeats: int, loads: list[float],
+             overrides: list[str], idle: bool) -> str:
     import ray
     import torch
 
     sets = "".join(f" --set {o}" for o in overrides)
     lines = [
         f"`.venv/bin/python benchmarks/bench_ray.py --repeats {repeats}{sets} --write`: exp 4's "
-        f"smoke grid ({runs} runs: 4 models and 4 count baselines, 2 window lengths, 3 chunks, 2 "
-        "epochs, the built-in generated log, data prepared beforehand) on "
-        f"{platform.machine()}, {os.cpu_count()} cores, CPU, Python {platform.python_version()},"
-        f" torch {torch.__version__}, Ray {ray.__version__}; median of {repeats}; each "
-        "measurement in a process of its own; load average (1 min) "
-        f"{min(loads):.2f}-{max(loads):.2f} over the measurements (before each and after; "
-        "nothing else ran).",
+        f"smoke grid ({grid}) on {platform.machine()}, {os.cpu_count()} cores, CPU, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, Ray {ray.__version__}; "
+        f"median of {repeats}; each measurement in a process of its own; load average (1 min) "
+        f"{min(loads):.2f}-{max(loads):.2f} at the start and after each measurement"
+        + ("; nothing else ran on the machine." if idle else
+           "; OTHER JOBS SHARED THE MACHINE: the figures are not an idle machine's."),
         "",
         "| how | threads per run | runs at a time | grid (s) | Ray start (s) | total (s) |",
         "|---|---|---|---|---|---|",

@@ -220,10 +220,10 @@ def _connect(ray, address: str | None) -> bool:  # noqa: ANN001
         else:
             ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        where = "start a local Ray instance" if address is None else \
-            f"connect to the Ray cluster at {address!r}"
-        raise ValueError(f"cannot {where} ({str(e).splitlines()[0]}); check the address "
-                         "(`ray status` on the head node prints it)") from e
+        what = ("start a local Ray instance", "see Ray's log under /tmp/ray") \
+            if address is None else (f"connect to the Ray cluster at {address!r}",
+                                     "check the address (`ray status` on the head node)")
+        raise ValueError(f"cannot {what[0]} ({_first_line(e)}); {what[1]}") from e
     return True
 
 

@@ -2,7 +2,10 @@
 
 A model is built as `Class(cfg: ModelConfig, n_items, n_users)` and scores the item after the
 last position of each window: `forward(items [B, T], users [B, T] | None) -> [B, n_items]`,
-higher is better. Its class attribute `kind` says how it learns (`seqrec.models.registry`):
+higher is better. Item id `n_items` is padding (docs/protocols.md): it may precede a row's items
+(never the last input), no model predicts it, and a model's scores and state do not change for
+it, so a left-padded window scores as the same history without the padding. Its class
+attribute `kind` says how it learns (`seqrec.models.registry`):
 
 - `Trainable` (`kind = "neural"`): scores are logits; `loss` is the mean last-position
   cross-entropy; `param_groups` gives Adam its groups (weight decay per group).

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the time left estimated by timing a few training steps of each model "
                         "size on this device")
     _add_run_options(p)
+    _add_backend_options(p)
     p.add_argument("--no-report", action="store_true", help="do not rebuild the report after")
 
     p = sub.add_parser("report", help="build tables, figures, report.md and report.pdf from "
@@ -208,6 +209,34 @@ def _add_run_options(p: argparse.ArgumentParser, retry: bool = True) -> None:
                    help="write each finished run's final weights to OUT/runs/<id>/model.pt")
 
 
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: the runs one after another in this process (default); ray: "
+                        "every run a Ray task on a Ray cluster (pip install 'seqrec[ray]'; "
+                        "docs/cluster.md)")
+    p.add_argument("--address", default=None,
+                   help="with --backend ray: the Ray cluster (auto, HOST:6379, ray://HOST:10001;"
+                        " default: a local Ray instance with all this machine's cores and GPUs)")
+    p.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                   help="with --backend ray: CPUs per run (default 1; a run trains with that "
+                        "many threads)")
+    p.add_argument("--gpus-per-run", type=float, default=None, metavar="N",
+                   help="with --backend ray: GPUs per run; a fraction shares a GPU (0.25: four "
+                        "runs per GPU; default 1 when the cluster has GPUs, else 0)")
+    p.add_argument("--max-retries", type=int, default=None, metavar="N",
+                   help="with --backend ray: how often a run whose worker died is started again,"
+                        " resuming from its checkpoint (default 3)")
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    given = {k: getattr(args, k) for k in ("address", "cpus_per_run", "gpus_per_run",
+                                           "max_retries") if getattr(args, k) is not None}
+    if given and args.backend != "ray":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags} only apply with --backend ray")
+    return given
+
+
 def _options(args: argparse.Namespace):  # noqa: ANN202 - seqrec.runner.RunOptions
     from seqrec.runner import RunOptions
 
@@ -224,8 +253,9 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seqrec.runner import check_writable, failed_count, grid_specs, plan, run_specs
+    from seqrec.runner import check_writable, failed_count, grid_specs, plan, run_grid
 
+    backend_options = _backend_options(args)
     check_writable(args.out)
     specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, args.only,
                        args.shard, _names(args.models), _names(args.baselines))
@@ -243,13 +273,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             for line in plan_lines(plans, args.profile, resolve_device(args.device)):
                 print(line)
         return 0
-    records = run_specs(specs, args.out, _options(args))
-    failed = failed_count(records)
-    print(f"{len(records)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
+    records = run_grid(specs, args.out, _options(args), backend=args.backend,
+                       **backend_options)
+    failed = failed_count(records) + len(specs) - len(records)  # runs lost on Ray count
+    print(f"{len(specs)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
     if not args.no_report:
         _report(args.out)
     if failed:
-        print(f"error: {failed} of {len(records)} runs failed (their reasons are in the report"
+        print(f"error: {failed} of {len(specs)} runs failed (their reasons are in the report"
               f" and their records); after fixing the cause, run again with --retry-failed",
               file=sys.stderr)
         return 1

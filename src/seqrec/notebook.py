@@ -45,6 +45,8 @@ class Session:
     tensorboard: bool = True  # event files under OUT_DIR/tensorboard
     checkpoint_dir: str | None = None  # None: beside the records (see RunOptions)
     keep_model: bool = False
+    backend: str = "local"  # "ray": every run a Ray task (docs/cluster.md)
+    backend_options: dict = field(default_factory=dict)  # RayOptions' fields, e.g. address
 
     def options(self, retry_failed: bool = False) -> RunOptions:
         return RunOptions(device=self.device, retry_failed=retry_failed,
@@ -86,16 +88,20 @@ class Session:
                           self.models, self.baselines)
 
     def run(self, experiment: str, only: list[str] | None = None, shard: str | None = None,
-            retry_failed: bool = False) -> list:
+            retry_failed: bool = False, backend: str | None = None, **backend_options) -> list:
         """Run (or continue) one experiment's grid; finished runs are skipped, failed ones
-        too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N"."""
-        from seqrec.runner import run_specs
+        too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N". `backend`
+        (default: the session's): "local" or "ray", with `backend_options` (RayOptions'
+        fields: address, cpus_per_run, gpus_per_run, max_retries) over the session's."""
+        from seqrec.runner import run_grid
 
-        records = run_specs(self.specs(experiment, only, shard), self.out_dir,
-                            self.options(retry_failed))
-        failed = sum(not r.ok for r in records)
+        specs = self.specs(experiment, only, shard)
+        records = run_grid(specs, self.out_dir, self.options(retry_failed),
+                           backend=backend or self.backend,
+                           **{**self.backend_options, **backend_options})
+        failed = sum(not r.ok for r in records) + len(specs) - len(records)
         if failed:
-            print(f"{failed} of {len(records)} runs of {experiment} failed (reasons below and "
+            print(f"{failed} of {len(specs)} runs of {experiment} failed (reasons below and "
                   f"in the report); to retry them: session.run({experiment!r}, "
                   f"retry_failed=True)")
         return records

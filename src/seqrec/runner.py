@@ -213,10 +213,7 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
     """
     out = check_writable(out_dir)
     resolve_device(options.device)  # an unusable device stops here, before anything runs
-    sources = Sources(out)
-    states = [status(out, s, options) for s in specs]
-    todo = [s for s, st in zip(specs, states, strict=True) if _to_run(st, options.retry_failed)]
-    prepare(todo, sources)
+    sources, states, todo = pending(specs, out, options)
     if options.tensorboard and todo and not board_available():
         (log or print)("TensorBoard is not installed (pip install tensorboard): no event files")
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run", desc="grid",
@@ -232,25 +229,67 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
                 + (" (retrying a failed run)" if state == "failed" else ""))
             t0 = time.time()
             rec = run_one(spec, out, sources(spec.data), options, log=say)
-            if not rec.ok:
-                failed += 1
-                say(f"    failed: {rec.reason}")
-            else:
-                shown = ", ".join(f"{k}={rec.metrics[k]:.4f}" for k in
-                                  ("recall@20", "recall@1", "mrr@20") if k in rec.metrics)
-                say(f"    done in {time.time() - t0:.1f}s: {shown}")
+            failed += not rec.ok
+            say(result_line(rec, time.time() - t0))
             records.append(rec)
             bar.set_postfix(failed=failed)
             bar.update(1)
+    (log or print)(grid_summary(records, len(records) - len(todo)))
+    return records
+
+
+def pending(specs: list[RunSpec], out: Path, options: RunOptions
+            ) -> tuple[Sources, list[str], list[RunSpec]]:
+    """The status of every spec, the specs to run (`todo`, in order) and their data prepared:
+    what every backend does before any training (data that cannot be prepared raises
+    `DataError` here, so nothing runs and nothing is recorded)."""
+    sources = Sources(out)
+    states = [status(out, s, options) for s in specs]
+    todo = [s for s, st in zip(specs, states, strict=True) if _to_run(st, options.retry_failed)]
+    prepare(todo, sources)
+    return sources, states, todo
+
+
+def result_line(rec: RunRecord, seconds: float) -> str:
+    """The line logged when a run ends: its reason when it failed, else its time and metrics."""
+    if not rec.ok:
+        return f"    failed: {rec.reason}"
+    shown = ", ".join(f"{k}={rec.metrics[k]:.4f}" for k in ("recall@20", "recall@1", "mrr@20")
+                      if k in rec.metrics)
+    return f"    done in {seconds:.1f}s: {shown}"
+
+
+def grid_summary(records: list[RunRecord], before: int) -> str:
+    """The final count of a grid: runs done (`before` of them by an earlier call), failed."""
     failed = sum(not r.ok for r in records)
-    done_before = len(records) - len(todo)
-    summary = (f"{len(records) - failed} of {len(records)} runs done ({done_before} before, "
-               f"{len(todo)} now)")
+    summary = (f"{len(records) - failed} of {len(records)} runs done ({before} before, "
+               f"{len(records) - before} now)")
     if failed:
         summary += (f"; {failed} failed (their reasons are in their records and the report; "
                     "retry them with retry_failed=True / --retry-failed)")
-    (log or print)(summary)
-    return records
+    return summary
+
+
+BACKENDS = ("local", "ray")
+
+
+def run_grid(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = RunOptions(),
+             log: Log | None = None, backend: str = "local", **backend_options
+             ) -> list[RunRecord]:
+    """`run_specs` on a backend: `local` (this process, one run after another) or `ray` (one
+    Ray task per run on a Ray cluster; `backend_options` are `seqrec.ray_backend.RayOptions`'
+    fields; docs/cluster.md). Runs that no record came back for (a Ray task lost with its
+    workers) are missing from the list returned."""
+    if backend == "ray":
+        from seqrec.ray_backend import RayOptions, run_specs_ray
+
+        return run_specs_ray(specs, out_dir, options, log, RayOptions(**backend_options))
+    if backend != "local":
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend_options:
+        raise ValueError(f"{', '.join(sorted(backend_options))} only apply to the ray backend "
+                         "(--backend ray)")
+    return run_specs(specs, out_dir, options, log)
 
 
 def grid_specs(experiment: str, data: str | Path | DataRef | None = None,
@@ -290,6 +329,7 @@ def failed_count(records: list[RunRecord]) -> int:
     return sum(not r.ok for r in records)
 
 
-__all__ = ["STATES", "DataError", "RunOptions", "Sources", "check_writable", "checkpoint_path",
-           "existing_record", "failed_count", "grid_specs", "plan", "prepare", "record_path",
-           "run_dir", "run_experiment", "run_one", "run_specs", "status"]
+__all__ = ["BACKENDS", "STATES", "DataError", "RunOptions", "Sources", "check_writable",
+           "checkpoint_path", "existing_record", "failed_count", "grid_specs", "grid_summary",
+           "pending", "plan", "prepare", "record_path", "result_line", "run_dir",
+           "run_experiment", "run_grid", "run_one", "run_specs", "status"]

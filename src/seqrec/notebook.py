@@ -252,6 +252,28 @@ def run_demo(out_dir: Path, profile: str = "smoke", timeout: int = 3600,
     return None
 
 
+class CellProgress:
+    """One line per code cell as a headless execution starts and ends it: the kernel's own
+    output (the plan, the grid's bar) stays in the executed notebook, so without these lines
+    `seqrec demo` would be silent for its minutes. Hooks for nbclient's `on_cell_execute` and
+    `on_cell_executed`."""
+
+    def __init__(self, cells: list, write=None) -> None:
+        self.code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
+        self.write = write or (lambda line: print(line, flush=True))
+        self.started = 0.0
+
+    def start(self, cell, cell_index: int, **_) -> None:
+        first = next((line for line in cell.source.splitlines()
+                      if line.strip() and not line.startswith("#")), cell.source.strip())
+        number = self.code.index(cell_index) + 1 if cell_index in self.code else cell_index + 1
+        self.write(f"cell {number}/{len(self.code)}: {first[:70]}")
+        self.started = time.time()
+
+    def done(self, cell, cell_index: int, **_) -> None:
+        self.write(f"  done in {time.time() - self.started:.0f}s")
+
+
 def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
                  overrides: list[str] | None = None, experiments: list[str] | None = None,
                  notebook: Path | None = None, timeout: int = 3600,
@@ -287,8 +309,10 @@ def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
         raise ValueError(f"{src} has no cell tagged 'parameters'")
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected"]}))
     t0 = time.time()
+    progress = CellProgress(nb.cells)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(out)}})
+                            resources={"metadata": {"path": str(out)}},
+                            on_cell_execute=progress.start, on_cell_executed=progress.done)
     executed = out / NOTEBOOK
     env = dict(os.environ)
     if threads is not None:

@@ -312,6 +312,17 @@ def test_twin_tests_pair_by_chunk_and_seed(records):
     assert t4.loc[t4["Setting"] == "all", "Pairs"].iloc[0] == 6
 
 
+def test_twin_tests_leave_out_settings_one_twin_never_trains():
+    # exp 3 gives the one-hot input to the GRU only: before, the demo report's exp 3 table had a
+    # row "-1 | user_gru vs gru | 0 pairs" for it, a comparison that cannot exist.
+    recs = [record("exp3", "exp3", m, c, 0, "embedding_size", size)
+            for m, sizes in (("gru", (8, 32, -1)), ("user_gru", (8, 32))) for size in sizes
+            for c in range(2)]
+    t = twin_tests(recs, "exp3", metrics=("best_val_loss",), higher_is_better=False)
+    assert list(t["Setting"]) == ["8", "32", "all"]
+    assert list(t["Pairs"]) == [2, 2, 4]
+
+
 # ------------------------------------------------------------------------------------------
 # The whole report
 

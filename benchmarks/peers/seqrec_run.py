@@ -44,8 +44,30 @@ def settings(args: argparse.Namespace) -> dict:
     }
 
 
+def recbole_init(model: torch.nn.Module) -> torch.nn.Module:
+    """RecBole's SASRec initialisation on a seqrec model (`--init recbole`, a diagnostic probe
+    of why seqrec's SASRec learns slower, docs/peers.md): every linear and embedding weight
+    normal(0, 0.02), linear biases 0, layer norms 1 and 0. seqrec's own rule: embeddings
+    uniform(-0.1, 0.1), linear layers at PyTorch's default."""
+    nn = torch.nn
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        if isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 def train(args: argparse.Namespace, split: Split) -> dict:
     cfg = apply_overrides(profile("thesis"), settings(args))
+    if args.init == "recbole":  # train_run builds its models through seqrec.models.build_model
+        import seqrec.models as models
+
+        build = models.build_model
+        models.build_model = lambda *a, **k: recbole_init(build(*a, **k))
     device = torch.device("cpu")
     label = RunLabel(run_id=f"peers-{args.model}-{args.seed}", experiment="peers",
                      model=args.model, seed=args.seed)
@@ -59,6 +81,7 @@ def train(args: argparse.Namespace, split: Split) -> dict:
     model = build_model(cfg.model, split.n_items, split.n_users)
     return {
         "tool": "seqrec", "model": args.model, "seed": args.seed, "dropout": args.dropout,
+        "init": args.init,
         "metrics": {k: v for k, v in record.metrics.items() if k.split("@")[1] in ("10", "20")},
         "epochs_trained": len(rows), "best_epoch": record.epochs_kept,
         "val_losses": [h["val_loss"] for h in rows],
@@ -128,6 +151,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default="gru:0,gru:0.2,sasrec:0.2",
                    help="step mode: MODEL:DROPOUT, ...")
+    p.add_argument("--init", choices=("seqrec", "recbole"), default="seqrec",
+                   help="train mode: the model's own initialisation, or RecBole's (a probe)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

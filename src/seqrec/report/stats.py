@@ -139,6 +139,8 @@ def twin_tests(records: list, experiment: str,
             if not {vanilla, user} <= set(part["model"]):
                 continue
             for setting, rows_of, keys in settings:
+                if not {vanilla, user} <= set(rows_of["model"]):
+                    continue  # a setting one twin never trains (exp 3's one-hot: GRU only)
                 for metric in metrics:
                     x, y = _pairs(rows_of, user, vanilla, metric, keys)
                     t = paired_test(x, y, user, vanilla, metric, higher_is_better)

@@ -35,6 +35,7 @@ NEURAL = {
     "dnc": {},
     "user_dnc": {},
     "sasrec": {"sasrec_inner_size": 12, "sasrec_activation": "gelu"},
+    "sasrec_post": {"sasrec_norm": "post"},  # RecBole's layer-norm placement
 }
 BASELINES = ("pop", "recent", "markov", "item_knn")
 
@@ -54,7 +55,7 @@ def alone(i: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def neural(key: str) -> torch.nn.Module:
     torch.manual_seed(3)
-    name = "gru" if key.startswith("gru") else key
+    name = "gru" if key.startswith("gru") else "sasrec" if key.startswith("sasrec") else key
     sizes = {"embedding_size": 8, "hidden_size": 8, "memory_cells": 5, "word_size": 4}
     cfg = ModelConfig(name=name, **{**sizes, **NEURAL[key]})
     return build_model(cfg, N_ITEMS, N_USERS).double().eval()
@@ -99,7 +100,7 @@ def test_hand_written_gru_recurrence_ignores_padding(monkeypatch):
         torch.testing.assert_close(m(items, users)[i], m(*alone(i))[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("key", [k for k in NEURAL if k != "sasrec"])
+@pytest.mark.parametrize("key", [k for k in NEURAL if not k.startswith("sasrec")])
 def test_recurrent_state_does_not_change_on_padding(key):
     m = neural(key)
     items, users = padded_batch()
@@ -131,7 +132,7 @@ def test_gradients_with_padding_equal_gradients_without(key):
         torch.testing.assert_close(padded[n], p.grad, rtol=1e-10, atol=1e-12, msg=n)
 
 
-@pytest.mark.parametrize("key", [k for k in NEURAL if k != "sasrec"])
+@pytest.mark.parametrize("key", [k for k in NEURAL if not k.startswith("sasrec")])
 def test_padding_is_never_looked_up(key):
     # No history holds item 0, which the padding is replaced by before any lookup: item 0's
     # input row gets no gradient, also in training with dropout. (SASRec ties its input

@@ -180,3 +180,45 @@ def test_dropout_path_equals_the_plain_attention_when_its_masks_keep_everything(
     torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_a_block_is_torchs_transformer_encoder_layer(norm):
+    # The block against an independent implementation: torch's TransformerEncoderLayer with the
+    # same weights, norm_first for the paper's pre-norm, not for RecBole's post-norm.
+    from seqrec.models.sasrec import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(16, 2, 0.0, 24, "gelu", norm).double().eval()
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, activation="gelu",
+                                             batch_first=True, norm_first=norm == "pre")
+    layer = layer.double().eval()
+    with torch.no_grad():
+        for mine, theirs in ((block.qkv, None), (block.attn_out, layer.self_attn.out_proj),
+                             (block.ffn_in, layer.linear1), (block.ffn_out, layer.linear2),
+                             (block.attn_norm, layer.norm1), (block.ffn_norm, layer.norm2)):
+            if theirs is None:
+                layer.self_attn.in_proj_weight.copy_(mine.weight)
+                layer.self_attn.in_proj_bias.copy_(mine.bias)
+            else:
+                theirs.weight.copy_(mine.weight)
+                theirs.bias.copy_(mine.bias)
+    x = torch.randn(3, 6, 16, dtype=torch.float64)
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(6, dtype=torch.float64)
+    torch.testing.assert_close(block(x), layer(x, src_mask=causal, is_causal=True),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_post_norm_normalises_the_embeddings_and_ends_without_a_norm():
+    cfg = ModelConfig(name="sasrec", embedding_size=16, hidden_size=16, attention_heads=2,
+                      attention_layers=1, input_dropout=0.0)
+    pre = SASRec(cfg, N_ITEMS, 3)
+    post = SASRec(dataclasses.replace(cfg, sasrec_norm="post"), N_ITEMS, 3)
+    assert pre.input_norm is None and isinstance(pre.final_norm, torch.nn.LayerNorm)
+    assert isinstance(post.input_norm, torch.nn.LayerNorm)
+    assert isinstance(post.final_norm, torch.nn.Identity)
+    items = torch.randint(0, N_ITEMS, (2, 5), generator=torch.Generator().manual_seed(2))
+    features = post.eval().features(items)  # the last block's own LN: mean 0, variance 1
+    torch.testing.assert_close(features.mean(-1), torch.zeros(2, 5), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="sasrec_norm must be one of"):
+        ModelConfig(sasrec_norm="middle")

@@ -38,7 +38,8 @@ def settings(args: argparse.Namespace) -> dict:
         "threshold": args.threshold, "name": args.model, "embedding_size": embedding,
         "hidden_size": args.hidden, "input_dropout": args.dropout,
         "attention_heads": 2, "attention_layers": 2, "sasrec_inner_size": args.inner,
-        "sasrec_activation": "gelu", "batch_size": args.batch_size, "lr": args.lr,
+        "sasrec_activation": "gelu", "sasrec_norm": args.sasrec_norm,
+        "batch_size": args.batch_size, "lr": args.lr,
         "epochs": args.epochs, "patience": args.patience, "retrain": False,
         "eval_batch_size": args.eval_batch_size, "seed": args.seed, "ks": (10, 20),
     }
@@ -81,7 +82,7 @@ def train(args: argparse.Namespace, split: Split) -> dict:
     model = build_model(cfg.model, split.n_items, split.n_users)
     return {
         "tool": "seqrec", "model": args.model, "seed": args.seed, "dropout": args.dropout,
-        "init": args.init,
+        "init": args.init, "sasrec_norm": args.sasrec_norm,
         "metrics": {k: v for k, v in record.metrics.items() if k.split("@")[1] in ("10", "20")},
         "epochs_trained": len(rows), "best_epoch": record.epochs_kept,
         "val_losses": [h["val_loss"] for h in rows],
@@ -153,6 +154,8 @@ def main() -> None:
                    help="step mode: MODEL:DROPOUT, ...")
     p.add_argument("--init", choices=("seqrec", "recbole"), default="seqrec",
                    help="train mode: the model's own initialisation, or RecBole's (a probe)")
+    p.add_argument("--sasrec-norm", choices=("pre", "post"), default="pre",
+                   help="SASRec's layer norms: the paper's pre-norm, or RecBole's post-norm")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -25,6 +25,7 @@ TIE_POLICIES = ("conservative", "optimistic", "expected")
 USER_INTEGRATIONS = ("attentional",)
 SPLITS = ("thesis", "leave_one_out", "global_time")  # evaluation protocols, docs/protocols.md
 SASREC_ACTIVATIONS = ("relu", "gelu")
+SASREC_NORMS = ("pre", "post")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ class ModelConfig:
     # activation; RecBole's SASRec defaults to 256 and gelu.
     sasrec_inner_size: int = 0
     sasrec_activation: str = "relu"
+    # Where SASRec's layer norms sit: "pre" (the paper, Kang and McAuley 2018: x + f(LN(x)),
+    # a final LN) or "post" (RecBole's and BERT's: LN(x + f(x)), and an LN on the embeddings).
+    sasrec_norm: str = "pre"
 
     def __post_init__(self) -> None:
         _check(self.name in MODEL_NAMES, f"model must be one of {MODEL_NAMES}, got {self.name!r}")
@@ -141,6 +145,8 @@ class ModelConfig:
         _check(self.sasrec_activation in SASREC_ACTIVATIONS,
                f"sasrec_activation must be one of {SASREC_ACTIVATIONS}, "
                f"got {self.sasrec_activation!r}")
+        _check(self.sasrec_norm in SASREC_NORMS,
+               f"sasrec_norm must be one of {SASREC_NORMS}, got {self.sasrec_norm!r}")
         _check(self.user_integration in USER_INTEGRATIONS,
                f"user_integration must be one of {USER_INTEGRATIONS}, "
                f"got {self.user_integration!r}")
@@ -219,8 +225,9 @@ def _smoke() -> RunConfig:
       made the thesis' rule (`epochs_kept`) retrain one epoch: the model saw the data once and
       scored at POP's level. This is most of the change.
     - Sizes 64 / 64 (were 16 / 16): 0.03 to 0.05 more Recall@20 at the same epochs.
-    - lr 0.01 with batch 256: a chunk of exp 4 gives only about 35 steps an epoch.
-    - 4 chunks: exp 1 and exp 3 train on a quarter of the log (about 22,000 windows), not half.
+    - lr 0.01 with batch 256: a chunk of exp 4 (8,000 plays) gives only about 28 steps an epoch.
+    - 4 chunks: exp 1 and exp 3 train on a quarter of the log (20,000 plays, about 17,600
+      training windows), not half.
     """
     return RunConfig(
         data=DataConfig(chunks=4, threshold=2, seq_len=10),

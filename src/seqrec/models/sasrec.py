@@ -8,6 +8,8 @@ Per window of item ids x_0..x_{T-1} (Kang and McAuley, Sec. III):
     F <- F + Dropout(FFN(LN(F)))                 FFN(y) = W_2 Dropout(act(W_1 y + b_1)) + b_2,
                                                  W_1 [inner, H]; act ReLU (the paper) or GELU
     ...                                          `attention_layers` blocks, then a final LN
+    (`sasrec_norm="post"`, RecBole's SASRec: F = LN(E) before the dropout, and in each block
+    F <- LN(F + Dropout(SA(F))), F <- LN(F + Dropout(FFN(F))), no final LN.)
     r_{t, j} = F_t . M_j + b_j                   scores with the shared (tied) item embedding,
                                                  M = e W_p^T (Sec. III-D), plus an item bias
 
@@ -49,16 +51,19 @@ MAX_LEN = 200  # learned positions available; windows longer than this are refus
 
 
 class AttentionBlock(nn.Module):
-    """One pre-norm transformer block: causal self-attention, then a point-wise FFN.
+    """One transformer block: causal self-attention, then a point-wise FFN.
 
     Shapes: `[B, T, H]` -> `[B, T, H]`. Dropout `dropout` on the attention weights and on both
     residual branches (Kang and McAuley, Sec. III-C "Stacking Self-Attention Blocks").
+    `norm="pre"` (the paper): x + Dropout(f(LN(x))) for each sub-layer f; `norm="post"`
+    (RecBole's SASRec, BERT): LN(x + Dropout(f(x))).
     """
 
     def __init__(self, hidden: int, heads: int, dropout: float, inner: int | None = None,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", norm: str = "pre") -> None:
         super().__init__()
         inner = hidden if not inner else inner
+        self.post = norm == "post"
         self.heads = heads
         self.dropout = dropout
         self.activation = {"relu": F.relu, "gelu": F.gelu}[activation]
@@ -74,7 +79,8 @@ class AttentionBlock(nn.Module):
         the plain causal mask when the batch is padded (`attention_mask`)."""
         batch, steps, hidden = x.shape
         p = self.dropout if self.training else 0.0
-        qkv = self.qkv(self.attn_norm(x)).view(batch, steps, 3, self.heads, hidden // self.heads)
+        qkv = self.qkv(x if self.post else self.attn_norm(x))
+        qkv = qkv.view(batch, steps, 3, self.heads, hidden // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, T, H / heads]
         # Causal: position t attends to positions <= t only (no look at later items).
         if p > 0 and x.device.type == "cpu":  # SDPA's dropout draws Bernoulli variates
@@ -85,8 +91,12 @@ class AttentionBlock(nn.Module):
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         a = a.transpose(1, 2).reshape(batch, steps, hidden)  # [B, T, H]
         x = x + dropout(self.attn_out(a), p, self.training)
-        y = dropout(self.activation(self.ffn_in(self.ffn_norm(x))), p, self.training)
-        return x + dropout(self.ffn_out(y), p, self.training)
+        if self.post:
+            x = self.attn_norm(x)
+        y = dropout(self.activation(self.ffn_in(x if self.post else self.ffn_norm(x))), p,
+                    self.training)
+        x = x + dropout(self.ffn_out(y), p, self.training)
+        return self.ffn_norm(x) if self.post else x
 
 
 def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float
@@ -157,9 +167,12 @@ class SASRec(nn.Module):
                            if cfg.embedding_size != hidden else None)
         self.blocks = nn.ModuleList(
             AttentionBlock(hidden, cfg.attention_heads, cfg.input_dropout, cfg.sasrec_inner_size,
-                           cfg.sasrec_activation)
+                           cfg.sasrec_activation, cfg.sasrec_norm)
             for _ in range(cfg.attention_layers))
-        self.final_norm = nn.LayerNorm(hidden)
+        # Pre-norm ends with a layer norm; post-norm starts with one on the embeddings.
+        post = cfg.sasrec_norm == "post"
+        self.input_norm = nn.LayerNorm(hidden) if post else None
+        self.final_norm = nn.Identity() if post else nn.LayerNorm(hidden)
         self.output_bias = nn.Parameter(torch.zeros(n_items))
         for emb in (self.item_embedding, self.pos_embedding):
             nn.init.uniform_(emb.weight, -INIT_SCALE, INIT_SCALE)
@@ -193,6 +206,8 @@ class SASRec(nn.Module):
             steps = torch.arange(items.shape[1], device=items.device)
             x = x + self.pos_embedding((steps - pad_counts(pad).unsqueeze(1)).clamp_(min=0))
             mask = attention_mask(pad)
+        if self.input_norm is not None:
+            x = self.input_norm(x)
         x = dropout(x, self.dropout, self.training)
         for block in self.blocks:
             x = block(x, mask)

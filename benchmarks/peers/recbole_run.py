@@ -41,6 +41,7 @@ from recbole.data import data_preparation
 from recbole.data.dataset import SequentialDataset
 from recbole.trainer import TraditionalTrainer, Trainer
 from recbole.utils import ModelType, get_model, init_seed
+from runner_args import add_shared_arguments
 
 get_model("GRU4Rec")  # imports every sequential model, as any RecBole run does
 RECBOLE_ANOMALY = torch.is_anomaly_enabled()  # what that import left set (see `anomaly`)
@@ -238,20 +239,9 @@ def main() -> None:
     p.add_argument("--data", required=True, help="RecBole data_path (holds NAME/)")
     p.add_argument("--name", default="peers")
     p.add_argument("--model", default="GRU4Rec", choices=("Pop", "GRU4Rec", "SASRec"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--embedding", type=int, default=64)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--inner", type=int, default=256)
-    p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--max-len", type=int, default=49, help="MAX_ITEM_LIST_LENGTH (L - 1)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--eval-batch-size", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--stopping-step", type=int, default=1)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
+    add_shared_arguments(p)
     p.add_argument("--variants", default="GRU4Rec:0,GRU4Rec:0.2,SASRec:0.2",
                    help="step mode: MODEL:DROPOUT, ...")
     p.add_argument("--anomaly", choices=("off", "shipped"), default="off",

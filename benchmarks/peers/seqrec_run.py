@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from memory import peak_rss_bytes, rss_bytes
+from runner_args import add_shared_arguments
 
 from seqrec.config import apply_overrides, profile
 from seqrec.data.windows import Split
@@ -64,17 +65,17 @@ def recbole_init(model: torch.nn.Module) -> torch.nn.Module:
 
 def train(args: argparse.Namespace, split: Split) -> dict:
     cfg = apply_overrides(profile("thesis"), settings(args))
-    if args.init == "recbole":  # train_run builds its models through seqrec.models.build_model
-        import seqrec.models as models
-
-        build = models.build_model
-        models.build_model = lambda *a, **k: recbole_init(build(*a, **k))
+    factory = None  # the model registry's, as `seqrec run`
+    if args.init == "recbole":
+        def factory(n_items: int, n_users: int) -> torch.nn.Module:
+            return recbole_init(build_model(cfg.model, n_items, n_users))
     device = torch.device("cpu")
     label = RunLabel(run_id=f"peers-{args.model}-{args.seed}", experiment="peers",
                      model=args.model, seed=args.seed)
     rss_before = rss_bytes()
     with tempfile.TemporaryDirectory(prefix="seqrec-peers-") as run_dir:
-        record = train_run(split, cfg, Path(run_dir), device, label=label, progress=False)
+        record = train_run(split, cfg, Path(run_dir), device, label=label, progress=False,
+                           model_factory=factory)
     if not record.ok:
         raise RuntimeError(record.reason)
     rows = [h for h in record.history if h["stage"] == "a"]
@@ -135,21 +136,10 @@ def main() -> None:
     p.add_argument("mode", choices=("train", "step"))
     p.add_argument("--split", required=True)
     p.add_argument("--model", default="gru", choices=("pop", "gru", "sasrec"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--embedding", type=int, default=64)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--inner", type=int, default=256)
-    p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--seq-len", type=int, default=50)
     p.add_argument("--threshold", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--eval-batch-size", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--patience", type=int, default=2)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
+    add_shared_arguments(p)
     p.add_argument("--variants", default="gru:0,gru:0.2,sasrec:0.2",
                    help="step mode: MODEL:DROPOUT, ...")
     p.add_argument("--init", choices=("seqrec", "recbole"), default="seqrec",

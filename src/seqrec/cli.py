@@ -275,7 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     records = run_grid(specs, args.out, _options(args), backend=args.backend,
                        **backend_options)
-    failed = failed_count(records) + len(specs) - len(records)  # runs lost on Ray count
+    failed = failed_count(records, planned=len(specs))  # runs lost on Ray count
     print(f"{len(specs)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
     if not args.no_report:
         _report(args.out)

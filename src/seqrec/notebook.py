@@ -93,13 +93,13 @@ class Session:
         too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N". `backend`
         (default: the session's): "local" or "ray", with `backend_options` (RayOptions'
         fields: address, cpus_per_run, gpus_per_run, max_retries) over the session's."""
-        from seqrec.runner import run_grid
+        from seqrec.runner import failed_count, run_grid
 
         specs = self.specs(experiment, only, shard)
         records = run_grid(specs, self.out_dir, self.options(retry_failed),
                            backend=backend or self.backend,
                            **{**self.backend_options, **backend_options})
-        failed = sum(not r.ok for r in records) + len(specs) - len(records)
+        failed = failed_count(records, planned=len(specs))
         if failed:
             print(f"{failed} of {len(specs)} runs of {experiment} failed (reasons below and "
                   f"in the report); to retry them: session.run({experiment!r}, "
@@ -266,8 +266,7 @@ class CellProgress:
     def start(self, cell, cell_index: int, **_) -> None:
         first = next((line for line in cell.source.splitlines()
                       if line.strip() and not line.startswith("#")), cell.source.strip())
-        number = self.code.index(cell_index) + 1 if cell_index in self.code else cell_index + 1
-        self.write(f"cell {number}/{len(self.code)}: {first[:70]}")
+        self.write(f"cell {self.code.index(cell_index) + 1}/{len(self.code)}: {first[:70]}")
         self.started = time.time()
 
     def done(self, cell, cell_index: int, **_) -> None:

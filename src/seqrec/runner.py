@@ -325,8 +325,10 @@ def plan(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = RunOpt
     return [(s, status(out_dir, s, options)) for s in specs]
 
 
-def failed_count(records: list[RunRecord]) -> int:
-    return sum(not r.ok for r in records)
+def failed_count(records: list[RunRecord], planned: int | None = None) -> int:
+    """Failed runs among `records`; with `planned` (the grid's run count), the runs that came
+    back without a record (lost with their Ray workers, `run_grid`) count as failed too."""
+    return sum(not r.ok for r in records) + (0 if planned is None else planned - len(records))
 
 
 __all__ = ["BACKENDS", "STATES", "DataError", "RunOptions", "Sources", "check_writable",

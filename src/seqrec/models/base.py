@@ -246,7 +246,7 @@ class RecurrentRecommender(nn.Module):
                  pad: Tensor | None = None) -> tuple[Tensor, Any]:
         """(features after the last position `[B, D]`, final state): the last step of `run`.
         A model whose padded path can give it without the other steps' features overrides
-        this (the GRUs: `gru.run_padded(last_only=True)`)."""
+        this (the GRUs: `gru.HiddenStateRun`)."""
         features, state = self.run(items, users, state, pad)
         return features[:, -1], state
 

@@ -164,7 +164,21 @@ def run_padded(run: Callable[..., tuple[Tensor, GRUState]], items: Tensor, users
     return out, GRUState(out[:, -1])
 
 
-class GRU(RecurrentRecommender):
+class HiddenStateRun:
+    """`run_last` for a recurrent model whose per-step features are its state h (the GRU and
+    the user-based GRU, mixed in before `RecurrentRecommender`): with padding, the last step is
+    read straight from `run_padded`'s moved rows instead of moving every step back."""
+
+    def run_last(self, items: Tensor, users: Tensor | None, state: GRUState,
+                 pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
+        """`run`'s last step `[B, H]` and state."""
+        if pad is None:
+            return super().run_last(items, users, state)
+        return run_padded(self.run, items, users if self.uses_users else None, state, pad,
+                          last_only=True)
+
+
+class GRU(HiddenStateRun, RecurrentRecommender):
     """Item ids -> GRU -> linear layer to all items.
 
     Parameters: `input` (item embedding + W_i, or the one-hot lookup table of W_i, see
@@ -201,14 +215,6 @@ class GRU(RecurrentRecommender):
         """Whether `run` takes the fused kernel (see the class docstring)."""
         dropout_active = self.training and self.input_dropout > 0
         return not dropout_active and not self.input.one_hot
-
-    def run_last(self, items: Tensor, users: Tensor | None, state: GRUState,
-                 pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
-        """`run`'s last step `[B, H]` and state; with padding without moving every step back."""
-        if pad is None:
-            out, state = self.run(items, users, state)
-            return out[:, -1], state
-        return run_padded(self.run, items, None, state, pad, last_only=True)
 
     def run(self, items: Tensor, users: Tensor | None, state: GRUState,
             pad: Tensor | None = None) -> tuple[Tensor, GRUState]:

@@ -41,7 +41,7 @@ from seqrec.models.base import (
     uniform_init_,
 )
 from seqrec.models.dropout import dropout, mask_like
-from seqrec.models.gru import GRUState, run_padded
+from seqrec.models.gru import GRUState, HiddenStateRun, run_padded
 
 
 class UserGRUInputs(NamedTuple):
@@ -227,7 +227,7 @@ class UserGRUInput(nn.Module):
         return UserGRUInputs(*(x.transpose(0, 1) for x in (gx, mask, ax, gu)))
 
 
-class UserGRU(RecurrentRecommender):
+class UserGRU(HiddenStateRun, RecurrentRecommender):
     """Item and user ids -> user-based GRU -> linear layer to all items.
 
     Path: the h-independent projections for all steps in one pass (`UserGRUInput`), then a
@@ -250,14 +250,6 @@ class UserGRU(RecurrentRecommender):
 
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> GRUState:
         return GRUState(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype))
-
-    def run_last(self, items: Tensor, users: Tensor | None, state: GRUState,
-                 pad: Tensor | None = None) -> tuple[Tensor, GRUState]:
-        """`run`'s last step `[B, H]` and state; with padding without moving every step back."""
-        if pad is None:
-            out, state = self.run(items, users, state)
-            return out[:, -1], state
-        return run_padded(self.run, items, users, state, pad, last_only=True)
 
     def run(self, items: Tensor, users: Tensor | None, state: GRUState,
             pad: Tensor | None = None) -> tuple[Tensor, GRUState]:

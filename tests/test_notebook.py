@@ -201,11 +201,11 @@ def test_demo_trains_on_one_thread_unless_told_otherwise(tmp_path, monkeypatch):
 
 
 def test_demo_command_passes_threads(monkeypatch):
-    import seqrec.notebook as notebook
+    import seqrec.cli as cli
     from seqrec.cli import main
 
     got = []
-    monkeypatch.setattr(notebook, "run_demo", lambda out, **kw: got.append(kw["threads"]))
+    monkeypatch.setattr(cli, "run_demo", lambda out, **kw: got.append(kw["threads"]))
     assert main(["demo", "--out", "x"]) == 0
     assert main(["demo", "--out", "x", "--threads", "0"]) == 0
     assert main(["demo", "--out", "x", "--threads", "2"]) == 0

@@ -9,10 +9,11 @@ import statistics
 import numpy as np
 import pytest
 
+from seqrec.app import build_report
+from seqrec.app.report import Chapter, chapters, render_report
 from seqrec.experiments import grid as experiment_grid
 from seqrec.record import RunRecord, write_record
-from seqrec.report import build_report, load_records, paired_test, to_latex, to_markdown, twin_tests
-from seqrec.report.build import Chapter, chapters, render_report
+from seqrec.report import load_records, paired_test, to_latex, to_markdown, twin_tests
 from seqrec.report.figures import figure_exp1, figure_exp3, figure_exp4
 from seqrec.report.tables import table_exp1, table_exp2, table_exp3, table_exp4
 
@@ -403,7 +404,7 @@ def test_status_lists_take_expected_labels(records):
 
 
 def test_long_tables_paginate_with_repeated_header():
-    from seqrec.report.build import _text_pages
+    from seqrec.app.report import _text_pages
 
     class Pages:
         def __init__(self):

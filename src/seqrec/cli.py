@@ -9,10 +9,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from seqrec.experiments import EXPERIMENTS
+import torch
+
+from seqrec.app import build_report, resolved_options, run_grid
+from seqrec.data.synthetic import SynthConfig, write_synthetic
+from seqrec.experiments import EXPERIMENTS, grid
 from seqrec.models.registry import MODEL_NAMES
+from seqrec.notebook import run_demo
+from seqrec.plan import make_plan, plan_lines
+from seqrec.report.validation import (
+    validation_checks,
+    validation_sentences,
+    write_validation_report,
+)
+from seqrec.runner import (
+    RunOptions,
+    Sources,
+    check_writable,
+    failed_count,
+    plan,
+    split_of_each,
+    versions_of_finished,
+)
+from seqrec.validate import describe_size, validation_size
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -103,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default=None,
                    help="comma list of count baselines (default: pop,recent,markov; '' for none)")
     _add_run_options(p)
+    _add_backend_options(p)
 
     p = sub.add_parser("demo", help="execute the notebook headlessly on generated data (smoke)")
     p.add_argument("--out", default="demo_out", help="output folder")
@@ -116,10 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from seqrec.data.synthetic import SynthConfig, write_synthetic
-
     cfg = SynthConfig(seed=args.seed)
     if args.rows is not None:
         cfg = replace(cfg, n_rows=args.rows)
@@ -131,10 +150,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from seqrec.runner import Sources, check_writable, grid_specs
-
     out = check_writable(args.out)
-    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, baselines=())
+    specs = grid(args.experiment, args.profile, args.overrides, baselines=(), data=args.data)
     sources = Sources(out)
     first = sources(specs[0].data)
     ev = first.events(specs[0].config.data)  # one reading (item identity, columns) for the grid
@@ -143,13 +160,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                      "lines_skipped": ev.report.lines_skipped,
                      "skipped_examples": ev.report.examples, "users": int(len(ev.user_names)),
                      "items": int(len(ev.item_names)), "splits": []}
-    seen = set()
-    for spec in specs:
-        key = (spec.data, spec.config.data, spec.chunk)
-        if key in seen:
-            continue
-        seen.add(key)
-        split = sources(spec.data).split(spec.config.data, spec.chunk)
+    for spec, split in split_of_each(specs, sources):
         summary["splits"].append({"group": spec.group, "axis": spec.axis, "value": spec.value,
                                   "chunk": spec.chunk, **split.summary()})
     if args.json:
@@ -168,15 +179,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from seqrec.runner import grid_specs, run_specs
-
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    specs = grid_specs(args.experiment, args.data, args.profile, overrides, baselines=(),
-                       models=(args.model,), chunks=(args.chunk,))
+    specs = grid(args.experiment, args.profile, overrides, baselines=(), models=(args.model,),
+                 data=args.data, chunks=(args.chunk,))
     if not specs:
         raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
                          f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
-    (record,) = run_specs(specs[:1], args.out, _options(args), log=_log_stderr)
+    (record,) = run_grid(specs[:1], args.out, _options(args), log=_log_stderr)
     if args.json:
         print(json.dumps(record.to_json()))
     else:
@@ -237,9 +246,8 @@ def _backend_options(args: argparse.Namespace) -> dict:
     return given
 
 
-def _options(args: argparse.Namespace):  # noqa: ANN202 - seqrec.runner.RunOptions
-    from seqrec.runner import RunOptions
-
+def _options(args: argparse.Namespace) -> RunOptions:
+    """The run options of a command's flags (`run_grid` resolves the device)."""
     return RunOptions(device=args.device, progress=not args.quiet,
                       retry_failed=getattr(args, "retry_failed", False),
                       tensorboard=not args.no_tensorboard, checkpoint_dir=args.checkpoint_dir,
@@ -253,25 +261,14 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seqrec.runner import (
-        check_writable,
-        failed_count,
-        grid_specs,
-        plan,
-        run_grid,
-        versions_of_finished,
-    )
-
     backend_options = _backend_options(args)
     check_writable(args.out)
-    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, args.only,
-                       args.shard, _names(args.models), _names(args.baselines))
+    options = _options(args)
+    specs = grid(args.experiment, args.profile, args.overrides, _names(args.baselines),
+                 _names(args.models), args.data, only=args.only, shard_spec=args.shard)
     if args.dry_run:
-        from seqrec.device import resolve_device
-        from seqrec.plan import make_plan, plan_lines
-
         counts: dict[str, int] = {}
-        states = plan(specs, args.out, _options(args))
+        states = plan(specs, args.out, options)
         for spec, state in states:
             counts[state] = counts.get(state, 0) + 1
             print(f"{state:8s} {spec.run_id}")
@@ -280,11 +277,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if mixed:
             print(mixed)
         if not args.no_estimate and specs:
-            plans = make_plan(specs, Path(args.out), _options(args))
-            for line in plan_lines(plans, args.profile, resolve_device(args.device)):
+            here = resolved_options(options)
+            plans = make_plan(specs, Path(args.out), here)
+            for line in plan_lines(plans, args.profile, torch.device(here.device)):
                 print(line)
         return 0
-    records = run_grid(specs, args.out, _options(args), backend=args.backend,
+    records = run_grid(specs, args.out, options, backend=args.backend,
                        **backend_options)
     failed = failed_count(records, planned=len(specs))  # runs lost on Ray count
     print(f"{len(specs)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
@@ -299,8 +297,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(out) -> Path | None:  # noqa: ANN001
-    from seqrec.report import build_report
-
     path = build_report(Path(out))
     print(f"report: {path}" if path else f"no run records under {Path(out) / 'runs'}; no "
           "report written")
@@ -314,8 +310,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from seqrec.notebook import run_demo
-
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     run_demo(Path(args.out), profile=args.profile, timeout=args.timeout,
@@ -324,19 +318,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from seqrec.report.validation import (
-        validation_checks,
-        validation_sentences,
-        write_validation_report,
-    )
-    from seqrec.runner import check_writable, failed_count, grid_specs, run_specs
-    from seqrec.validate import describe_size, validation_size
-
     size, _ = validation_size(args.profile, args.overrides)  # bad settings stop here
     check_writable(args.out)
-    specs = grid_specs("validate", None, args.profile, args.overrides,
-                       models=_names(args.models), baselines=_names(args.baselines))
-    records = run_specs(specs, args.out, _options(args))
+    specs = grid("validate", args.profile, args.overrides, models=_names(args.models),
+                 baselines=_names(args.baselines))
+    records = run_grid(specs, args.out, _options(args), backend=args.backend,
+                       **_backend_options(args))
     path = write_validation_report(args.out, records, describe_size(size))
     for sentence in validation_sentences(validation_checks(records)):
         print(sentence)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from seqrec.experiment import Experiment, GridRequest, RunSpec, build_grid
+from seqrec.data.source import DataRef
+from seqrec.experiment import Experiment, GridRequest, RunSpec, build_grid, select
 from seqrec.models.registry import BASELINE_MODELS
 from seqrec.report.figures import figure_exp1, figure_exp2, figure_exp3, figure_exp4
 from seqrec.report.stats import twin_comparisons
@@ -144,8 +145,16 @@ def requests(selection: str, **kwargs) -> list[GridRequest]:  # noqa: ANN003 - G
 
 
 def grid(selection: str, prof: str = "smoke", overrides=(), baselines=None,  # noqa: ANN001
-         models=None, data=None, chunks=None) -> list[RunSpec]:  # noqa: ANN001
-    """The run specs of one experiment (or `all`), in a fixed order."""
+         models=None, data=None, chunks=None, only: list[str] | None = None,  # noqa: ANN001
+         shard_spec: str | None = None) -> list[RunSpec]:
+    """The run specs of one experiment (or `all`), in a fixed order: the one planner of a grid
+    (CLI, notebook, validation and benchmarks all call it).
+
+    `data` is a path, a `DataRef` or None (the profile's built-in log); `only` (globs or
+    substrings of run ids) and `shard_spec` (`I/N`) select from the grid (`select`).
+    """
+    ref = data if isinstance(data, DataRef) or data is None else DataRef.file(data)
     reqs = requests(selection, profile=prof, overrides=overrides, models=models,
-                    baselines=baselines, chunks=chunks, data=data)
-    return [spec for req in reqs for spec in build_grid(EXPERIMENTS[req.experiment], req)]
+                    baselines=baselines, chunks=chunks, data=ref)
+    specs = [spec for req in reqs for spec in build_grid(EXPERIMENTS[req.experiment], req)]
+    return select(specs, only, shard_spec)

@@ -8,12 +8,31 @@ convention), so the demo and the tests run exactly what a Colab user runs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqrec.runner import RunOptions, plan, versions_of_finished
+import pandas as pd
+import torch
+
+from seqrec import __version__
+from seqrec.app import build_report, resolved_options, run_grid
+from seqrec.experiments import THESIS_EXPERIMENTS, grid
+from seqrec.experiments import experiment as lookup
+from seqrec.plan import make_plan, plan_lines
+from seqrec.report import load_records
+from seqrec.report.baselines import baseline_check, baseline_sentences
+from seqrec.report.records import results_frame
+from seqrec.runner import (
+    RunOptions,
+    check_writable,
+    failed_count,
+    plan,
+    status,
+    versions_of_finished,
+)
 
 NOTEBOOK = "thesis_experiments.ipynb"
 
@@ -55,8 +74,6 @@ class Session:
 
     @staticmethod
     def experiments() -> list[str]:
-        from seqrec.experiments import THESIS_EXPERIMENTS
-
         return list(THESIS_EXPERIMENTS)
 
     def describe(self, experiments: list[str] | None = None, steps: int = 3) -> list:
@@ -64,32 +81,26 @@ class Session:
         failed, and an estimate of the time left on this device (seqrec/plan.py says how it is
         made); warn when the thesis profile would run on a CPU or the plan outlasts a Colab
         session. Returns the `ExperimentPlan`s."""
-        import torch
-
-        from seqrec.device import resolve_device
-        from seqrec.plan import make_plan, plan_lines
-
-        dev = resolve_device(self.device)
+        options = resolved_options(self.options())
+        dev = torch.device(options.device)
         name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
                 else f"CPU ({torch.get_num_threads()} threads)")
-        print(f"seqrec {_version()}: profile {self.profile!r} on {name}; data: "
+        print(f"seqrec {__version__}: profile {self.profile!r} on {name}; data: "
               f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
         specs = [s for name in experiments or self.experiments() for s in self.specs(name)]
-        states = [state for _, state in plan(specs, self.out_dir, self.options())]
+        states = [state for _, state in plan(specs, self.out_dir, options)]
         mixed = versions_of_finished(specs, states, Path(self.out_dir))
         if mixed:
             print(mixed)
-        plans = make_plan(specs, Path(self.out_dir), self.options(), steps)
+        plans = make_plan(specs, Path(self.out_dir), options, steps)
         for line in plan_lines(plans, self.profile, dev):
             print(line)
         return plans
 
     def specs(self, experiment: str, only: list[str] | None = None, shard: str | None = None):
         """The run specs of one experiment (or `all`) with this session's settings."""
-        from seqrec.runner import grid_specs
-
-        return grid_specs(experiment, self.data, self.profile, self.overrides, only, shard,
-                          self.models, self.baselines)
+        return grid(experiment, self.profile, self.overrides, self.baselines, self.models,
+                    self.data, only=only, shard_spec=shard)
 
     def run(self, experiment: str, only: list[str] | None = None, shard: str | None = None,
             retry_failed: bool = False, backend: str | None = None, **backend_options) -> list:
@@ -97,8 +108,6 @@ class Session:
         too unless `retry_failed`. `only`: run-id patterns; `shard`: "I/N". `backend`
         (default: the session's): "local" or "ray", with `backend_options` (RayOptions'
         fields: address, cpus_per_run, gpus_per_run, max_retries) over the session's."""
-        from seqrec.runner import failed_count, run_grid
-
         specs = self.specs(experiment, only, shard)
         records = run_grid(specs, self.out_dir, self.options(retry_failed),
                            backend=backend or self.backend,
@@ -113,10 +122,6 @@ class Session:
     def results(self, experiment: str):  # noqa: ANN201 - a pandas DataFrame
         """One row per run of the experiment's grid with this session's settings: its status
         (ok, failed with its reason, partial, missing), label and main metrics."""
-        from seqrec.report import load_records
-        from seqrec.report.records import results_frame
-        from seqrec.runner import status
-
         specs = self.specs(experiment)
         states = {s.run_id: status(self.out_dir, s, self.options()) for s in specs}
         wanted = set(states)
@@ -126,9 +131,6 @@ class Session:
     def show(self, experiment: str, heading: bool = True) -> None:
         """Display the experiment's title, table, figure and failed runs from the records of
         this session's grid on disk."""
-        from seqrec.experiments import experiment as lookup
-        from seqrec.report import load_records
-
         exp = lookup(experiment)
         results = self.results(experiment)
         wanted = set(results["run_id"])
@@ -146,8 +148,6 @@ class Session:
             return
         table = exp.table(ok)
         _display_whole(table)
-        from seqrec.report.baselines import baseline_check, baseline_sentences
-
         for sentence in baseline_sentences(baseline_check(ok, experiment)):
             print(sentence)
         if exp.figure is not None:
@@ -156,8 +156,6 @@ class Session:
 
     def run_all(self, experiments: list[str] | None = None) -> None:
         """Run and show each experiment in turn (default: the thesis' four, in order)."""
-        from seqrec.experiments import experiment as lookup
-
         for name in experiments or self.experiments():
             exp = lookup(name)
             _display_markdown(f"### {exp.title}\n\n{exp.description}")
@@ -166,8 +164,6 @@ class Session:
 
     def report(self) -> Path | None:
         """Build report.md and report.pdf from every record in the output folder."""
-        from seqrec.report import build_report
-
         path = build_report(Path(self.out_dir))
         print(f"report: {path} and {path.with_suffix('.pdf')}" if path else
               "no run records yet; no report written")
@@ -177,17 +173,9 @@ class Session:
 def _display_whole(frame) -> None:  # noqa: ANN001 - a pandas DataFrame
     """Display a table with every row and column (exp 4's has 64 rows in smoke, 128 in thesis;
     pandas would cut it to 10 with an ellipsis)."""
-    import pandas as pd
-
     with pd.option_context("display.max_rows", None, "display.max_columns", None,
                            "display.width", 250):
         _display(frame)
-
-
-def _version() -> str:
-    from seqrec import __version__
-
-    return __version__
 
 
 def _display_markdown(text: str) -> None:
@@ -212,8 +200,6 @@ def demo_blockers() -> list[str]:
     """Why the notebook cannot be executed here (empty when it can): the packages that execute
     it (the `demo` extra) are missing, or the notebook is not beside the package (an install
     from a wheel rather than a source checkout)."""
-    import importlib.util
-
     missing = [m for m in ("nbformat", "nbclient", "ipykernel")
                if importlib.util.find_spec(m) is None]
     out = []
@@ -247,8 +233,6 @@ def run_demo(out_dir: Path, profile: str = "smoke", timeout: int = 3600,
     print("seqrec demo: the notebook is not executed here: " + "; ".join(blockers) + ". "
           "Running the same experiments and report without it.")
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
     session = Session(str(out_dir), profile=profile, device="cpu")
     session.run_all()
@@ -289,8 +273,6 @@ def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
     """
     import nbformat
     from nbclient import NotebookClient
-
-    from seqrec.runner import check_writable
 
     out = check_writable(out_dir).resolve()
     src = notebook or _find_notebook()

@@ -31,8 +31,11 @@ import torch
 
 from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec
+from seqrec.models import build_model
 from seqrec.models.registry import REGISTRY
+from seqrec.record import RunState
 from seqrec.runner import RunOptions, Sources, status
+from seqrec.train.epoch import make_optimizer
 
 COLAB_SESSION_HOURS = 12.0  # about the longest a Colab session lives
 PROBE_BATCH = 32  # CPU steps are timed at this batch at most (module docstring)
@@ -73,9 +76,6 @@ def step_seconds(spec: RunSpec, n_items: int, n_users: int, device: torch.device
                  steps: int = 3, batch: int | None = None) -> float:
     """Median seconds of one training step of `spec`'s model at these sizes on `device`, at
     `batch` windows (default: the run's batch size)."""
-    from seqrec.models import build_model
-    from seqrec.train.epoch import make_optimizer
-
     cfg = spec.config
     model = build_model(cfg.model, n_items, n_users).to(device)
     opt = make_optimizer(model, cfg.train)
@@ -121,12 +121,12 @@ def make_plan(specs: list[RunSpec], out_dir, options: RunOptions | None = None, 
     largest: dict[tuple, tuple[int, int, RunSpec]] = {}  # key -> (items, users, a spec)
     for spec in specs:
         state = status(out_dir, spec, options)
-        counts = by_exp.setdefault(spec.experiment, {"ok": 0, "failed": 0, "partial": 0,
-                                                     "todo": 0, "seconds": 0.0, "runs": 0,
+        counts = by_exp.setdefault(spec.experiment, {**{s.value: 0 for s in RunState},
+                                                     "seconds": 0.0, "runs": 0,
                                                      "rough": False})
-        counts[state] += 1
+        counts[state.value] += 1
         counts["runs"] += 1
-        if state not in ("todo", "partial") or not REGISTRY[spec.model].trained:
+        if state.finished or not REGISTRY[spec.model].trained:
             continue
         split = sources(spec.data).split(spec.config.data, spec.chunk)
         key = _size_key(spec)

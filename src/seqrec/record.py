@@ -17,14 +17,53 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+
+import numpy as np
 
 from seqrec.io import atomic_write_json, read_json
 
 RECORD_FILE = "record.json"
 RECORD_FORMAT = 2
-STATUSES = ("ok", "failed")
+
+
+class RunState(str, Enum):
+    """Where a run stands in its folder: its record says `OK` or `FAILED`; without a record it
+    is `PARTIAL` (a checkpoint) or `TODO`. A `str`, so it reads and writes as its value."""
+
+    OK = "ok"
+    FAILED = "failed"
+    PARTIAL = "partial"
+    TODO = "todo"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunState.OK, RunState.FAILED)
+
+
+STATUSES = (RunState.OK.value, RunState.FAILED.value)  # what a record's `status` may say
+
+
+class EpochRow(TypedDict, total=False):
+    """One finished epoch in a record's `history` (and the `on_epoch` callback): the stage
+    ("a": train with early stopping on val; "b": retrain on train + val), the epoch, the losses
+    (`val_loss` None in stage b), whether val improved, its seconds and windows per second."""
+
+    stage: str
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    improved: bool
+    seconds: float
+    seq_per_s: float
 
 
 class RecordError(ValueError):
@@ -66,7 +105,7 @@ class RunRecord:
     n_users: int | None = None
     epochs_kept: int | None = None
     best_val_loss: float | None = None
-    history: list = field(default_factory=list)
+    history: list[EpochRow] = field(default_factory=list)
     seq_per_s: float | None = None
     peak_memory_bytes: int | None = None
     device: str = ""
@@ -145,8 +184,6 @@ def read_record(run_dir: str | Path) -> RunRecord | None:
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars as numbers, tuples as lists, NaN and inf as null."""
-    import numpy as np
-
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):

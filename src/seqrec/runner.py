@@ -32,13 +32,21 @@ from seqrec.board import RunBoard
 from seqrec.board import available as board_available
 from seqrec.data.source import DataRef, DataSource
 from seqrec.device import resolve_device
-from seqrec.experiment import RunSpec, build_grid, select
-from seqrec.experiments import EXPERIMENTS, requests
+from seqrec.experiment import RunSpec
 from seqrec.provenance import versions_line
-from seqrec.record import RecordError, RunRecord, read_record, record_path, write_record
+from seqrec.record import (
+    EpochRow,
+    RecordError,
+    RunRecord,
+    RunState,
+    read_record,
+    record_path,
+    write_record,
+)
+from seqrec.train import CHECKPOINT_FILE, train_run
 
 Log = Callable[..., None]
-STATES = ("ok", "failed", "partial", "todo")
+STATES = tuple(s.value for s in RunState)
 
 
 class DataError(ValueError):
@@ -87,7 +95,7 @@ def checkpoint_path(out_dir: str | Path, spec: RunSpec, options: RunOptions = Ru
     """Where the run's latest checkpoint is (`ckpt.pt`; the previous one is `ckpt.prev.pt`)."""
     folder = (run_dir(out_dir, spec) if options.checkpoint_dir is None
               else Path(options.checkpoint_dir) / spec.run_id)
-    return folder / "ckpt.pt"
+    return folder / CHECKPOINT_FILE
 
 
 def existing_record(out_dir: str | Path, spec: RunSpec) -> RunRecord | None:
@@ -100,18 +108,20 @@ def existing_record(out_dir: str | Path, spec: RunSpec) -> RunRecord | None:
         return None
 
 
-def status(out_dir: str | Path, spec: RunSpec, options: RunOptions = RunOptions()) -> str:
+def status(out_dir: str | Path, spec: RunSpec, options: RunOptions = RunOptions()
+           ) -> RunState:
     """`ok` or `failed` when a record exists, `partial` with only a checkpoint, else `todo`."""
     record = existing_record(out_dir, spec)
     if record is not None:
-        return record.status
+        return RunState(record.status)
     ckpt_file = checkpoint_path(out_dir, spec, options)
-    return "partial" if any(p.exists() for p in (ckpt_file, ckpt.previous_path(ckpt_file))) \
-        else "todo"
+    partial = any(p.exists() for p in (ckpt_file, ckpt.previous_path(ckpt_file)))
+    return RunState.PARTIAL if partial else RunState.TODO
 
 
 def _to_run(state: str, retry_failed: bool) -> bool:
-    return state in ("todo", "partial") or (state == "failed" and retry_failed)
+    return state in (RunState.TODO, RunState.PARTIAL) or (state == RunState.FAILED
+                                                          and retry_failed)
 
 
 def _clean_temporaries(folder: Path) -> None:
@@ -134,23 +144,32 @@ class Sources:
         return self._by_ref[ref]
 
 
-def prepare(specs: list[RunSpec], sources: Sources) -> None:
-    """Prepare (and cache) every split of `specs`; the first that fails raises `DataError`
-    naming the run's settings, before anything is trained or recorded."""
-    done = set()
+def split_of_each(specs: list[RunSpec], sources: Sources):  # noqa: ANN201 - list of pairs
+    """`(spec, split)` for the first spec of each distinct split of `specs` (data, data
+    settings, chunk), in order, each prepared (and cached); the first that cannot be prepared
+    raises `DataError` naming the run's settings."""
+    done, out = set(), []
     for spec in specs:
         key = (spec.data, spec.config.data, spec.chunk)
         if key in done:
             continue
         try:
-            sources(spec.data).split(spec.config.data, spec.chunk)
+            split = sources(spec.data).split(spec.config.data, spec.chunk)
         except (ValueError, FileNotFoundError) as e:
             raise DataError(f"cannot prepare the data of {spec.run_id} "
                             f"({spec.axis}={spec.value}, chunk {spec.chunk}): {e}") from e
         done.add(key)
+        out.append((spec, split))
+    return out
 
 
-def _epoch_line(run_id: str, row: dict) -> str:
+def prepare(specs: list[RunSpec], sources: Sources) -> None:
+    """Prepare (and cache) every split of `specs` before anything is trained or recorded
+    (`split_of_each`)."""
+    split_of_each(specs, sources)
+
+
+def _epoch_line(run_id: str, row: EpochRow) -> str:
     """One line per finished epoch, kept on screen: losses, improvement, time."""
     val = row.get("val_loss")
     text = f"    {run_id} stage {row['stage']} epoch {row['epoch']}: train loss "
@@ -168,8 +187,6 @@ def run_one(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOption
     checkpoints are deleted (a failed run keeps them, so a retry resumes). Each finished epoch
     is logged as one line and, with `options.tensorboard`, to the run's TensorBoard folder.
     """
-    from seqrec.train import train_run
-
     folder = run_dir(out_dir, spec)
     folder.mkdir(parents=True, exist_ok=True)
     _clean_temporaries(folder)
@@ -229,8 +246,8 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
             if not _to_run(state, options.retry_failed):
                 records.append(read_record(run_dir(out, spec)))
                 continue
-            say(f"{spec.run_id}" + (" (resuming)" if state == "partial" else "")
-                + (" (retrying a failed run)" if state == "failed" else ""))
+            say(f"{spec.run_id}" + (" (resuming)" if state == RunState.PARTIAL else "")
+                + (" (retrying a failed run)" if state == RunState.FAILED else ""))
             t0 = time.time()
             rec = run_one(spec, out, sources(spec.data), options, log=say)
             failed += not rec.ok
@@ -258,7 +275,7 @@ def versions_of_finished(specs: list[RunSpec], states: list[str], out: Path) -> 
     """One line when the finished runs among `specs` (`states` from `status`) came from
     another seqrec than this one, or from several (`provenance.versions_line`); else None."""
     finished = [existing_record(out, s) for s, st in zip(specs, states, strict=True)
-                if st in ("ok", "failed")]
+                if RunState(st).finished]
     return versions_line([r.versions for r in finished if r is not None])
 
 
@@ -282,55 +299,6 @@ def grid_summary(records: list[RunRecord], before: int) -> str:
     return summary
 
 
-BACKENDS = ("local", "ray")
-
-
-def run_grid(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = RunOptions(),
-             log: Log | None = None, backend: str = "local", **backend_options
-             ) -> list[RunRecord]:
-    """`run_specs` on a backend: `local` (this process, one run after another) or `ray` (one
-    Ray task per run on a Ray cluster; `backend_options` are `seqrec.ray_backend.RayOptions`'
-    fields; docs/cluster.md). Runs that no record came back for (a Ray task lost with its
-    workers) are missing from the list returned."""
-    if backend == "ray":
-        from seqrec.ray_backend import RayOptions, run_specs_ray
-
-        return run_specs_ray(specs, out_dir, options, log, RayOptions(**backend_options))
-    if backend != "local":
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend_options:
-        raise ValueError(f"{', '.join(sorted(backend_options))} only apply to the ray backend "
-                         "(--backend ray)")
-    return run_specs(specs, out_dir, options, log)
-
-
-def grid_specs(experiment: str, data: str | Path | DataRef | None = None,
-               profile: str = "smoke", overrides=(), only: list[str] | None = None,  # noqa: ANN001
-               shard_spec: str | None = None, models: tuple[str, ...] | None = None,
-               baselines: tuple[str, ...] | None = None,
-               chunks: tuple[int, ...] | None = None) -> list[RunSpec]:
-    """The selected specs of one experiment (or `all`) on `data` (a path, a `DataRef`, or
-    None for the profile's built-in log)."""
-    ref = data if isinstance(data, DataRef) or data is None else DataRef.file(data)
-    reqs = requests(experiment, profile=profile, overrides=overrides, models=models,
-                    baselines=baselines, chunks=chunks, data=ref)
-    specs = [s for r in reqs for s in build_grid(EXPERIMENTS[r.experiment], r)]
-    return select(specs, only, shard_spec)
-
-
-def run_experiment(experiment: str, out_dir: str | Path, data: str | Path | None = None,
-                   profile: str = "smoke", overrides=(), only: list[str] | None = None,  # noqa: ANN001
-                   shard_spec: str | None = None, models: tuple[str, ...] | None = None,
-                   baselines: tuple[str, ...] | None = None,
-                   options: RunOptions = RunOptions(), log: Log | None = None
-                   ) -> list[RunRecord]:
-    """Build an experiment's grid (or `all`), select, and run it."""
-    check_writable(out_dir)
-    specs = grid_specs(experiment, data, profile, overrides, only, shard_spec, models,
-                       baselines)
-    return run_specs(specs, out_dir, options, log)
-
-
 def plan(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = RunOptions()
          ) -> list[tuple[RunSpec, str]]:
     """What `--dry-run` shows: every spec and its status."""
@@ -343,7 +311,7 @@ def failed_count(records: list[RunRecord], planned: int | None = None) -> int:
     return sum(not r.ok for r in records) + (0 if planned is None else planned - len(records))
 
 
-__all__ = ["BACKENDS", "STATES", "DataError", "RunOptions", "Sources", "check_writable",
-           "checkpoint_path", "existing_record", "failed_count", "grid_specs", "grid_summary",
-           "pending", "plan", "prepare", "record_path", "result_line", "run_dir",
-           "run_experiment", "run_grid", "run_one", "run_specs", "status", "versions_of_finished"]
+__all__ = ["STATES", "DataError", "RunOptions", "Sources", "check_writable",
+           "checkpoint_path", "existing_record", "failed_count", "grid_summary", "pending",
+           "plan", "prepare", "record_path", "result_line", "run_dir", "run_one", "run_specs",
+           "split_of_each", "status", "versions_of_finished"]

@@ -23,6 +23,7 @@ from typing import Any
 from seqrec.config import DataConfig, config_hash
 from seqrec.data.identity import content_fingerprint
 from seqrec.data.lastfm import check_data_path, read_events, read_options
+from seqrec.data.protocol import load_or_prepare_split
 from seqrec.data.synthetic import SynthConfig, generate
 
 # The built-in generated log per profile. Smoke: 80,000 plays of 40 users, so that `make demo`
@@ -128,8 +129,6 @@ class DataSource:
         return self._events[key]
 
     def split(self, data: DataConfig, chunk: int):  # noqa: ANN201 - seqrec.data.windows.Split
-        from seqrec.data.protocol import load_or_prepare_split
-
         if self._last_split[:2] == (data, chunk):
             return self._last_split[2]
         ev = self.events(data)

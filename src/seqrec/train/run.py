@@ -22,8 +22,9 @@ from seqrec.config import RunConfig, to_dict
 from seqrec.data.windows import Split
 from seqrec.io import atomic_write_bytes
 from seqrec.metrics import evaluate
+from seqrec.models import build_model
 from seqrec.provenance import code_version
-from seqrec.record import RunLabel, RunRecord
+from seqrec.record import RunLabel, RunRecord, RunState
 from seqrec.train.epoch import check_split
 from seqrec.train.stages import (
     EpochCallback,
@@ -42,8 +43,6 @@ MODEL_FILE = "model.pt"
 
 def default_factory(cfg: RunConfig) -> ModelFactory:
     """`build_model(cfg.model, n_items, n_users)` from the model registry."""
-    from seqrec.models import build_model  # imported late: training stays importable alone
-
     return lambda n_items, n_users: build_model(cfg.model, n_items, n_users)
 
 
@@ -69,7 +68,7 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    status, reason, result, trained, history = "ok", None, None, None, ()
+    status, reason, result, trained, history = RunState.OK, None, None, None, ()
     try:
         model = new_model(factory, split, cfg.train.seed, device)
         if model.kind == "neural":
@@ -81,16 +80,16 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         history = trained.history
         result = evaluate(trained.model, split.test, split, cfg, device)
     except TrainingFailed as e:
-        status, reason, history = "failed", e.reason, e.history
+        status, reason, history = RunState.FAILED, e.reason, e.history
     except torch.OutOfMemoryError:
-        status, reason = "failed", (f"run {label.run_id}: out of memory on {device} while "
+        status, reason = RunState.FAILED, (f"run {label.run_id}: out of memory on {device} while "
                                     f"evaluating; lower eval_batch_size (now "
                                     f"{cfg.train.eval_batch_size})")
     except RuntimeError as e:
-        status, reason = "failed", f"run {label.run_id}: {e}"
-    if status == "failed" and device.type == "cuda":
+        status, reason = RunState.FAILED, f"run {label.run_id}: {e}"
+    if status == RunState.FAILED and device.type == "cuda":
         torch.cuda.empty_cache()
-    if status == "ok" and keep_model:
+    if status == RunState.OK and keep_model:
         weights = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         atomic_write_bytes(run_dir / MODEL_FILE, _torch_bytes(weights))
     return make_record(split, cfg, device, label, status, reason, result, trained, history,
@@ -125,7 +124,7 @@ def make_record(split: Split, cfg: RunConfig, device: torch.device, label: RunLa
     ok = result is not None
     return RunRecord(
         spec=label,
-        status=status,
+        status=status.value,
         reason=reason,
         config=to_dict(cfg),
         split={**split.summary(), "third_bounds": split.third_bounds},

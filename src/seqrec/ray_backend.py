@@ -142,13 +142,15 @@ def set_threads(threads: int) -> int:
 
 
 def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # noqa: ANN001
-             tracker) -> RunRecord:  # noqa: ANN001 - a RunSpec; (Tracker actor, grid) or None
+             tracker) -> RunRecord | str:  # noqa: ANN001 - a RunSpec; (Tracker actor, grid) or None
     """One Ray task: the runner's `run_one` for one spec, in a worker process.
 
     `state` is the run's status when the driver planned it. A retried task finds the record an
-    earlier attempt wrote when its worker died after writing it, and returns that record."""
+    earlier attempt wrote when its worker died after writing it, and returns that record. A run
+    another process holds (`seqrec.claim`) returns the line saying so instead of a record."""
     import ray
 
+    from seqrec.claim import RunClaimed
     from seqrec.record import read_record
     from seqrec.runner import run_dir, run_one, status
 
@@ -163,8 +165,11 @@ def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # n
         tracker, grid = tracker
         tracker.started.remote(grid, spec.run_id, now, socket.gethostname(), os.getpid(), used,
                                [str(g) for g in gpus])
-    return run_one(spec, folder, _source(folder, spec.data),
-                   dataclasses.replace(options, device=device, progress=False), log=print)
+    try:
+        return run_one(spec, folder, _source(folder, spec.data),
+                       dataclasses.replace(options, device=device, progress=False), log=print)
+    except RunClaimed as e:
+        return str(e)
 
 
 class Tracker:
@@ -378,6 +383,10 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
                         lost.append((spec.run_id, _first_line(e)))
                         say(f"{spec.run_id} lost: {_first_line(e)}")
                     else:
+                        if isinstance(rec, str):  # claimed by another process: skipped
+                            say(rec)
+                            bar.update(1)
+                            continue
                         records[spec.run_id] = rec
                         failed += not rec.ok
                         say(f"{spec.run_id}: " + result_line(rec, rec.seconds or 0.0).strip())

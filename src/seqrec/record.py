@@ -289,6 +289,9 @@ def record_problem(record: RunRecord) -> str | None:
             return f"{key} is not an object"
     if not isinstance(record.device, str):
         return "device is not text"
+    for key in ("data", "model", "train", "eval"):
+        if not isinstance(record.config.get(key, {}), dict):
+            return f"config.{key} is not an object"
     problem = _check_data(record.data)
     if problem:
         return problem

@@ -78,7 +78,13 @@ def test_the_notebook_names_its_version_and_one_repository():
     import seqrec
 
     nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
-    assert f'SEQREC_VERSION = "{seqrec.__version__}"' in _cell("SEQREC_VERSION =")
+    setup = _cell("SEQREC_VERSION =")
+    assert f'SEQREC_VERSION = "{seqrec.__version__}"' in setup
+    # The install is pinned to the notebook's version (its tag), never the moving head, and a
+    # source holding another version is refused: one grid, one code.
+    assert f'SEQREC_REF = "v{seqrec.__version__}"' in setup
+    assert 'f"{SEQREC_SOURCE}@{SEQREC_REF}"' in setup
+    assert "if installed != SEQREC_VERSION:" in setup
     badge = re.search(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/", nb.cells[0].source)
     source = re.search(r'SEQREC_SOURCE = "git\+https://github\.com/([\w.-]+/[\w.-]+)\.git"',
                        _cell("SEQREC_SOURCE ="))

@@ -256,7 +256,14 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seqrec.runner import check_writable, failed_count, grid_specs, plan, run_grid
+    from seqrec.runner import (
+        check_writable,
+        failed_count,
+        grid_specs,
+        plan,
+        run_grid,
+        versions_of_finished,
+    )
 
     backend_options = _backend_options(args)
     check_writable(args.out)
@@ -267,10 +274,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from seqrec.plan import make_plan, plan_lines
 
         counts: dict[str, int] = {}
-        for spec, state in plan(specs, args.out, _options(args)):
+        states = plan(specs, args.out, _options(args))
+        for spec, state in states:
             counts[state] = counts.get(state, 0) + 1
             print(f"{state:8s} {spec.run_id}")
         print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing selected")
+        mixed = versions_of_finished(specs, [st for _, st in states], Path(args.out))
+        if mixed:
+            print(mixed)
         if not args.no_estimate and specs:
             plans = make_plan(specs, Path(args.out), _options(args))
             for line in plan_lines(plans, args.profile, resolve_device(args.device)):

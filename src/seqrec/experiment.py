@@ -7,8 +7,8 @@
 - `GridRequest`: what a user asked for (experiment, profile, `--set` overrides, models,
   baselines, chunks, data). Stored in every run record, so the report can rebuild the grid.
 - `RunSpec`: one run of a grid. Its label (`value`) is read from the settings it trains with, so
-  a run can never be labelled with a value it did not use, and its id hashes every setting and
-  the data's fingerprint (docs/design.md, "A run's identity").
+  a run can never be labelled with a value it did not use, and its id hashes the settings its
+  model reads and the data's fingerprint (docs/design.md, "A run's identity").
 
 How a grid is built (`build_grid`): for each variant (one, or one per scenario in the
 validation experiment) the profile's settings, then the experiment's own fixed settings, then
@@ -32,8 +32,8 @@ from seqrec.config import (
     parse_assignments,
     parse_setting_value,
     profile,
+    run_identity,
     setting_key,
-    to_dict,
 )
 from seqrec.data.source import DataRef
 from seqrec.models.registry import entry
@@ -122,13 +122,16 @@ class RunSpec:
         return get_setting(self.config, self.axis)
 
     def id_key(self) -> dict:
-        """Everything that makes this run differ from another: hashed into `run_id`."""
-        return {"config": to_dict(self.config), "chunk": self.chunk, "group": self.group,
-                "data": self.data.fingerprint}
+        """What can change this run's result, hashed into `run_id`: the settings its model
+        reads (`run_identity`: a setting of another model, or one added later at its as-before
+        value, is not in it), the chunk, the grid group and the data's fingerprint."""
+        return {"settings": run_identity(self.config), "chunk": self.chunk,
+                "group": self.group, "data": self.data.fingerprint}
 
     @property
     def run_id(self) -> str:
-        """Readable id plus a short hash of every setting and the data (one folder per run)."""
+        """Readable id plus a short hash of `id_key` (one folder per run). Pinned by
+        tests/test_run_identity.py: a change of identity is a deliberate act."""
         value = "onehot" if (self.axis == "embedding_size" and self.value == -1) else self.value
         return (f"{self.group}-c{self.chunk}-{self.model}-{self.axis}{value}-s{self.seed}"
                 f"-{config_hash(self.id_key(), 8)}")

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqrec.runner import RunOptions
+from seqrec.runner import RunOptions, plan, versions_of_finished
 
 NOTEBOOK = "thesis_experiments.ipynb"
 
@@ -75,6 +75,10 @@ class Session:
         print(f"seqrec {_version()}: profile {self.profile!r} on {name}; data: "
               f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
         specs = [s for name in experiments or self.experiments() for s in self.specs(name)]
+        states = [state for _, state in plan(specs, self.out_dir, self.options())]
+        mixed = versions_of_finished(specs, states, Path(self.out_dir))
+        if mixed:
+            print(mixed)
         plans = make_plan(specs, Path(self.out_dir), self.options(), steps)
         for line in plan_lines(plans, self.profile, dev):
             print(line)

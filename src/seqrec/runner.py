@@ -44,6 +44,7 @@ from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec, build_grid, select
 from seqrec.experiments import EXPERIMENTS, requests
 from seqrec.io import stale_temporaries
+from seqrec.provenance import versions_line
 from seqrec.record import RecordError, RunRecord, read_record, record_path, write_record
 
 Log = Callable[..., None]
@@ -279,6 +280,9 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
     out = check_writable(out_dir)
     resolve_device(options.device)  # an unusable device stops here, before anything runs
     sources, states, todo = pending(specs, out, options)
+    mixed = versions_of_finished(specs, states, out)
+    if mixed and todo:
+        (log or print)(mixed)
     if options.tensorboard and todo and not board_available():
         (log or print)("TensorBoard is not installed (pip install tensorboard): no event files")
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run", desc="grid",
@@ -319,6 +323,14 @@ def pending(specs: list[RunSpec], out: Path, options: RunOptions
     clean_leftovers(out, specs, states, options)
     prepare(todo, sources)
     return sources, states, todo
+
+
+def versions_of_finished(specs: list[RunSpec], states: list[str], out: Path) -> str | None:
+    """One line when the finished runs among `specs` (`states` from `status`) came from
+    another seqrec than this one, or from several (`provenance.versions_line`); else None."""
+    finished = [existing_record(out, s) for s, st in zip(specs, states, strict=True)
+                if st in ("ok", "failed")]
+    return versions_line([r.versions for r in finished if r is not None])
 
 
 def result_line(rec: RunRecord, seconds: float) -> str:
@@ -405,4 +417,5 @@ def failed_count(records: list[RunRecord], planned: int | None = None) -> int:
 __all__ = ["BACKENDS", "STATES", "DataError", "RunOptions", "Sources", "check_writable",
            "checkpoint_path", "clean_leftovers", "existing_record", "failed_count", "grid_specs",
            "grid_summary", "pending", "plan", "prepare", "record_path", "result_line", "run_dir",
-           "run_experiment", "run_grid", "run_one", "run_specs", "set_aside", "status"]
+           "run_experiment", "run_grid", "run_one", "run_specs", "set_aside", "status",
+           "versions_of_finished"]

@@ -72,7 +72,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.config import DataConfig, config_hash, to_dict
+from seqrec.config import DataConfig, config_hash, identity
 from seqrec.data.windows import PARTS, Split, Windows
 
 # Bump when the protocol's output changes for the same settings, so old caches are not reused.
@@ -457,16 +457,10 @@ def _padded_split(u: np.ndarray, it: np.ndarray, counts: np.ndarray, label: np.n
 # ---------------------------------------------------------------------------------------------
 # Cache
 
-# Settings added after the first release, with the value that means "as before": left out of
-# the hash at that value, so earlier cache keys and settings hashes stay what they were.
-_LATER_SETTINGS = {"split": "thesis", "columns": "", "sep": ""}
-
-
 def _settings(cfg: DataConfig) -> dict:
-    """The data settings as hashed: `to_dict(cfg)` without the later settings at their
-    as-before values (`_LATER_SETTINGS`)."""
-    return {k: v for k, v in to_dict(cfg).items()
-            if not (k in _LATER_SETTINGS and v == _LATER_SETTINGS[k])}
+    """The data settings as hashed (`seqrec.config.identity`: settings added later leave the
+    hash at their as-before values, so earlier cache keys stay what they were)."""
+    return identity(cfg)
 
 
 def split_cache_key(events_key: str, cfg: DataConfig, chunk: int) -> str:

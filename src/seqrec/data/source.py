@@ -4,9 +4,10 @@ A `DataRef` is a value: a log file (its path and a fingerprint of its identity) 
 generator (its `SynthConfig`). Its fingerprint is part of every run id, so a grid run on one log
 and then on another into the same output folder trains both and never returns the first one's
 records for the second (docs/design.md, "A run's identity"). The fingerprint of a file is
-cheap (`file_fingerprint`: its resolved path, size and modification time, no parse); that of
-generated data is the hash of the generator's settings, so it does not depend on when or where
-the file was written.
+that of its contents (`content_fingerprint`: its size and a bounded sample of its bytes, no
+parse), so the same log at another path or copied again keeps its runs; that of generated data
+is the hash of the generator's settings, so it does not depend on when or where the file was
+written.
 
 A `DataSource` binds a `DataRef` to an output folder: it generates the built-in log under
 `OUT/data` when needed, reads events once per item identity (through the Parquet cache under
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from seqrec.config import DataConfig, config_hash
-from seqrec.data.lastfm import check_data_path, file_fingerprint, read_events, read_options
+from seqrec.data.identity import content_fingerprint
+from seqrec.data.lastfm import check_data_path, read_events, read_options
 from seqrec.data.synthetic import SynthConfig, generate
 
 # The built-in generated log per profile. Smoke: 80,000 plays of 40 users, so that `make demo`
@@ -62,7 +64,7 @@ class DataRef:
         """A log file (or the LastFM-1K archive), checked now: a folder, a missing, empty,
         compressed or binary file stops here with one sentence (`check_data_path`)."""
         p = check_data_path(path)
-        return cls("file", file_fingerprint(p), path=str(p.resolve()))
+        return cls("file", content_fingerprint(p), path=str(p.resolve()))
 
     @classmethod
     def generated(cls, synth: SynthConfig) -> DataRef:

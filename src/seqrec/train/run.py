@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-import seqrec
 from seqrec.config import RunConfig, to_dict
 from seqrec.data.windows import Split
 from seqrec.io import atomic_write_bytes
 from seqrec.metrics import evaluate
+from seqrec.provenance import code_version
 from seqrec.record import RunLabel, RunRecord
 from seqrec.train.epoch import check_split
 from seqrec.train.stages import (
@@ -143,7 +143,7 @@ def make_record(split: Split, cfg: RunConfig, device: torch.device, label: RunLa
         peak_memory_bytes=peak_memory_bytes(device),
         device=dev,
         versions={"python": platform.python_version(), "torch": torch.__version__,
-                  "numpy": np.__version__, "seqrec": seqrec.__version__},
+                  "numpy": np.__version__, **code_version()},
         seconds=seconds,
         resumed_from=trained.resumed_from if trained else None,
     )

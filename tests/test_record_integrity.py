@@ -194,3 +194,50 @@ def test_the_runner_sets_a_damaged_record_aside_and_redoes_the_run(tmp_path, mon
     assert read_record(folder) == rec
     md = build_report(tmp_path).read_text()
     assert "Damaged run records set aside and their runs redone: 1" in md and aside.name in md
+
+
+WRONG = (None, -1, "x", [1], {"a": "b"})
+PATHS = (("status",), ("reason",), ("config",), ("config", "data"), ("config", "model"),
+         ("request",), ("request", "experiment"), ("request", "overrides"),
+         ("request", "models"), ("request", "data"), ("request", "profile"), ("data",),
+         ("data", "rows_read"), ("data", "synth"), ("split",), ("split", "windows"),
+         ("metrics",), ("metrics", "recall@20"), ("metrics_by_popularity",),
+         ("metrics_by_popularity", "popular"), ("n_windows_by_popularity",),
+         ("n_test_windows",), ("test_loss",), ("n_items",), ("epochs_kept",),
+         ("best_val_loss",), ("history",), ("seq_per_s",), ("device",), ("versions",),
+         ("seconds",), ("spec", "experiment"), ("spec", "model"), ("spec", "chunk"),
+         ("spec", "seed"), ("spec", "value"), ("spec", "axis"), ("spec", "group"))
+
+
+def test_no_wrong_typed_field_breaks_the_report(tmp_path):
+    """Every field of a record set to values of every JSON type, each variant in its own run
+    folder with a valid checksum: one report build lists or uses each, and never raises."""
+    from seqrec.experiments import grid
+
+    specs = grid("exp4", "smoke", ["epochs=1"], models=("gru",), baselines=())
+    good = [a_record(s.run_id) for s in specs[:2]]
+    good = [RunRecord(**{**{f: getattr(r, f) for f in r.__dataclass_fields__},
+                         "spec": s.label(), "request": s.request.to_json()})
+            for r, s in zip(good, specs, strict=False)]
+    for r in good:
+        write_record(folder_of(tmp_path, r.run_id), r)
+    n = 0
+    for path in PATHS:
+        for wrong in WRONG:
+            value = good[0].to_json()
+            run_id = f"variant-{n}"
+            value["run_id"] = run_id
+            target = value
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = wrong
+            value[CHECKSUM_KEY] = json_digest(value)
+            folder_of(tmp_path, run_id).mkdir(parents=True)
+            record_path(folder_of(tmp_path, run_id)).write_text(json.dumps(value))
+            n += 1
+    scan = scan_records(tmp_path)
+    assert len(scan.records) + len(scan.damaged) == n + len(good)
+    with pytest.warns((UserWarning, RuntimeWarning)):
+        md = build_report(tmp_path).read_text()
+    assert f"Damaged run records left out: {len(scan.damaged)}" in md
+    assert {r.run_id for r in good} <= {r.run_id for r in scan.records}

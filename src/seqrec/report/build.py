@@ -256,7 +256,8 @@ def _grids(records: list[RunRecord]) -> tuple[list[tuple[GridRequest, list[RunLa
             requests.setdefault(config_hash(req.to_json()), req)
     grids = []
     for req in requests.values():
-        if req.experiment not in EXPERIMENTS:  # an experiment this version lacks
+        if not isinstance(req.experiment, str) or req.experiment not in EXPERIMENTS:
+            # an experiment this version lacks
             continue
         try:
             labels = [s.label() for s in build_grid(EXPERIMENTS[req.experiment], req)]
@@ -264,7 +265,7 @@ def _grids(records: list[RunRecord]) -> tuple[list[tuple[GridRequest, list[RunLa
             warnings.warn(f"a grid request stored in a run record is refused: {e}",
                           RuntimeWarning, stacklevel=2)
             continue
-        except (KeyError, TypeError, ValueError):  # a setting this version lacks
+        except (KeyError, TypeError, ValueError, AttributeError):  # a setting this version lacks
             continue
         grids.append((req, labels))
     ids = [{label.run_id for label in labels} for _, labels in grids]

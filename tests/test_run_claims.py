@@ -198,16 +198,19 @@ def test_each_pass_cleans_what_a_kill_after_the_record_left(log, tmp_path):
     stale = [tmp_path / "report" / ".report.pdf.abc.tmp",
              tmp_path / "cache" / "splits" / ".split.npz.def.tmp"]
     young = tmp_path / "cache" / ".events.parquet.ghi.tmp"  # maybe another process' write
+    busy = tmp_path / "cache" / ".events-key2.mno.tmp"  # an old folder with a file being written
+    (busy / "events.parquet").parent.mkdir(parents=True)
+    (busy / "events.parquet").write_bytes(b"x")
     for p in [*left, *stale, young]:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
     stale_dir = tmp_path / "cache" / ".events-key.jkl.tmp"  # a cut-short Parquet cache build
     (stale_dir / "part").mkdir(parents=True)
     (stale_dir / "part" / "0.parquet").write_bytes(b"x")
-    for p in [*stale, stale_dir]:
+    for p in [*stale, stale_dir, stale_dir / "part", stale_dir / "part" / "0.parquet", busy]:
         os.utime(p, (old, old))
     lines: list[str] = []
     (rec,) = runner.run_specs([spec], tmp_path, **quiet(lines))
     assert rec.ok and lines[-1] == "1 of 1 runs done (1 before, 0 now)"  # not retrained
     assert not [p for p in [*left, *stale, stale_dir] if p.exists()]  # before: all stayed
-    assert young.exists() and read_record(folder) == rec
+    assert young.exists() and busy.exists() and read_record(folder) == rec

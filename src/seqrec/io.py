@@ -108,7 +108,7 @@ def stale_temporaries(folder: str | Path, older_than: float = STALE_TMP_SECONDS,
     removed = []
     for tmp in sorted(folder.rglob(".*.tmp")):
         try:
-            if now - tmp.lstat().st_mtime <= older_than:
+            if now - _newest_mtime(tmp) <= older_than:
                 continue
             if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -118,6 +118,16 @@ def stale_temporaries(folder: str | Path, older_than: float = STALE_TMP_SECONDS,
             continue  # removed meanwhile by another process, or not ours to remove
         removed.append(tmp)
     return removed
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time of `path` and, for a folder, of anything in it (a file
+    being written inside a temporary folder keeps the folder young)."""
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for inner in path.rglob("*"):
+            newest = max(newest, inner.lstat().st_mtime)
+    return newest
 
 
 def read_json(path: str | Path) -> Any:

@@ -26,6 +26,7 @@ KEYS = ("recall@1", "recall@5", "recall@10", "recall@20", "mrr@1", "mrr@5", "mrr
 def metrics_for(model: str, chunk: int, seed: int, value: float, shift: float = 0.0) -> dict:
     """Distinct, realistic numbers per key, so a swapped key would show in a test."""
     r20 = BASE[model] + 0.01 * chunk + 0.003 * seed + 0.001 * value + shift
+    r20 = r20 if r20 > 0 else 0.001 * (1 + chunk + seed)  # a share: records refuse < 0
     return {"recall@1": r20 / 2.5, "recall@5": r20 * 0.7, "recall@10": r20 * 0.85,
             "recall@20": r20, "mrr@1": r20 / 2.5, "mrr@5": r20 / 2.1, "mrr@10": r20 / 2.05,
             "mrr@20": r20 / 2.02, "ndcg@20": r20 / 1.6}

@@ -185,7 +185,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not specs:
         raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
                          f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
-    (record,) = run_grid(specs[:1], args.out, _options(args), log=_log_stderr)
+    records = run_grid(specs[:1], args.out, _options(args), log=_log_stderr)
+    if not records:  # another process holds the run (the line saying so is logged)
+        return 1
+    (record,) = records
     if args.json:
         print(json.dumps(record.to_json()))
     else:

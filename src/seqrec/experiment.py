@@ -227,8 +227,21 @@ def split_axis(overrides: tuple[str, ...], axis: str) -> tuple[tuple | None, tup
     return values, tuple(rest)
 
 
+# The most runs one grid may plan. The thesis' largest grid is a few hundred runs (exp 1: 2
+# thresholds x 10 chunks x 7 models; times the seeds); 100,000 runs is centuries of training at
+# the thesis' sizes and hours of planning alone. A request over it (a typing slip such as
+# seeds=100000000, or a crafted record, whose stored request the report rebuilds) is refused
+# before a single spec is built.
+MAX_GRID_RUNS = 100_000
+
+
+class GridTooLarge(ValueError):
+    """A request whose grid would have more than `MAX_GRID_RUNS` runs."""
+
+
 def build_grid(exp: Experiment, request: GridRequest) -> list[RunSpec]:
-    """The run specs of one experiment for `request`, in a fixed order (see module docstring)."""
+    """The run specs of one experiment for `request`, in a fixed order (see module docstring).
+    `GridTooLarge` when the grid would hold more than `MAX_GRID_RUNS` runs."""
     prof = request.profile
     base = profile(prof)
     if prof not in exp.points:
@@ -243,9 +256,17 @@ def build_grid(exp: Experiment, request: GridRequest) -> list[RunSpec]:
         entry(name)  # unknown names raise, listing the valid ones
     chunks = exp.chunks[prof] if request.chunks is None else request.chunks
     specs = []
+    planned = 0
     for variant in variants:
         cfg_v = apply_overrides(apply_overrides(base, dict(variant.settings)), list(rest))
         points = axis_values or variant.points or exp.points[prof]
+        # an upper bound (models_at may pick fewer), counted before anything is built
+        planned += len(points) * len(chunks) * (len(models) + len(baselines)) * cfg_v.train.seeds
+        if planned > MAX_GRID_RUNS:
+            raise GridTooLarge(
+                f"{exp.name}: the request plans up to {planned:,} runs, more than the "
+                f"{MAX_GRID_RUNS:,} one grid may hold; lower seeds (now {cfg_v.train.seeds:,}), "
+                f"the axis values or the chunks")
         for value in points:
             cfg = apply_overrides(cfg_v, {exp.axis: value})
             for chunk in chunks:

@@ -55,6 +55,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seqrec.board import available as board_available
+from seqrec.claim import RunClaimed
 from seqrec.data.source import DataRef, DataSource
 from seqrec.ray_tracker import Tracker
 from seqrec.record import RunRecord, RunState, read_record
@@ -149,11 +150,12 @@ def set_threads(threads: int) -> int:
 
 
 def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # noqa: ANN001
-             tracker) -> RunRecord:  # noqa: ANN001 - a RunSpec; (Tracker actor, grid) or None
+             tracker) -> RunRecord | str:  # noqa: ANN001 - a RunSpec; (Tracker actor, grid) or None
     """One Ray task: the runner's `run_one` for one spec, in a worker process.
 
     `state` is the run's status when the driver planned it. A retried task finds the record an
-    earlier attempt wrote when its worker died after writing it, and returns that record."""
+    earlier attempt wrote when its worker died after writing it, and returns that record. A run
+    another process holds (`seqrec.claim`) returns the line saying so instead of a record."""
     import ray
 
     folder = Path(out)
@@ -167,8 +169,11 @@ def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # n
         tracker, grid = tracker
         tracker.started.remote(grid, spec.run_id, now, socket.gethostname(), os.getpid(), used,
                                [str(g) for g in gpus])
-    return run_one(spec, folder, _source(folder, spec.data),
-                   dataclasses.replace(options, device=device, progress=False), log=print)
+    try:
+        return run_one(spec, folder, _source(folder, spec.data),
+                       dataclasses.replace(options, device=device, progress=False), log=print)
+    except RunClaimed as e:
+        return str(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +341,10 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
                         lost.append((spec.run_id, _first_line(e)))
                         say(f"{spec.run_id} lost: {_first_line(e)}")
                     else:
+                        if isinstance(rec, str):  # claimed by another process: skipped
+                            say(rec)
+                            bar.update(1)
+                            continue
                         records[spec.run_id] = rec
                         failed += not rec.ok
                         say(f"{spec.run_id}: " + result_line(rec, rec.seconds or 0.0).strip())

@@ -12,7 +12,15 @@ failed runs are retried (`retry_failed`); one with only a checkpoint resumes fro
 training, every split the selection needs is prepared: data that cannot be prepared stops the
 grid with one sentence (`DataError`) and records nothing, so fixing the path or the setting and
 running again is all it takes. Shards (`--shard I/N`) split a grid round robin, so machines
-sharing the folder need no coordination.
+sharing the folder need no coordination; without shards, a run is claimed before it trains
+(`seqrec.claim`: a lease file with a heartbeat each epoch), and a process that finds a run
+claimed by another live one skips it with one line.
+
+A damaged record (`RecordError`: unreadable, failing its checksum, values out of range) is set
+aside as `record.damaged-<UTC time>.json` (kept, never deleted) and the run is done again. Each
+pass over a grid also removes what kills left behind: the checkpoints of runs whose record is ok,
+and temporary files older than `seqrec.io.STALE_TMP_SECONDS` under `cache/` and `report/`
+(docs/reliability.md, "Records, run folders and the report").
 """
 
 from __future__ import annotations
@@ -30,9 +38,11 @@ from tqdm.auto import tqdm
 from seqrec import checkpoint as ckpt
 from seqrec.board import RunBoard
 from seqrec.board import available as board_available
+from seqrec.claim import Lease, RunClaimed, claim
 from seqrec.data.source import DataRef, DataSource
 from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec
+from seqrec.io import stale_temporaries
 from seqrec.provenance import versions_line
 from seqrec.record import (
     EpochRow,
@@ -98,20 +108,41 @@ def checkpoint_path(out_dir: str | Path, spec: RunSpec, options: RunOptions = Ru
     return folder / CHECKPOINT_FILE
 
 
-def existing_record(out_dir: str | Path, spec: RunSpec) -> RunRecord | None:
+DAMAGED_PREFIX = "record.damaged-"
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged record to `record.damaged-<UTC time>.json` beside it (kept for a
+    look, never read again: the report lists these files)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{DAMAGED_PREFIX}{stamp}.json")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{DAMAGED_PREFIX}{stamp}-{n}.json")
+    path.rename(target)
+    return target
+
+
+def existing_record(out_dir: str | Path, spec: RunSpec, set_aside_damaged: bool = False
+                    ) -> RunRecord | None:
     """The run's record, or None when it has none or only a damaged one (warned about: it is
-    redone, and the new record replaces it)."""
+    redone, and the new record replaces it). With `set_aside_damaged` a damaged record is
+    renamed first (`set_aside`), as every pass that runs a grid does."""
     try:
         return read_record(run_dir(out_dir, spec))
     except RecordError as e:
-        warnings.warn(f"{e}; the run will be done again", RuntimeWarning, stacklevel=2)
+        aside = ""
+        if set_aside_damaged:
+            aside = f"; set aside as {set_aside(record_path(run_dir(out_dir, spec))).name}"
+        warnings.warn(f"{e}{aside}; the run will be done again", RuntimeWarning, stacklevel=2)
         return None
 
 
-def status(out_dir: str | Path, spec: RunSpec, options: RunOptions = RunOptions()
-           ) -> RunState:
+def status(out_dir: str | Path, spec: RunSpec, options: RunOptions = RunOptions(),
+           set_aside_damaged: bool = False) -> RunState:
     """`ok` or `failed` when a record exists, `partial` with only a checkpoint, else `todo`."""
-    record = existing_record(out_dir, spec)
+    record = existing_record(out_dir, spec, set_aside_damaged)
     if record is not None:
         return RunState(record.status)
     ckpt_file = checkpoint_path(out_dir, spec, options)
@@ -129,6 +160,22 @@ def _clean_temporaries(folder: Path) -> None:
     are never read; seqrec.io names them `.<name>.<random>.tmp`)."""
     for tmp in folder.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def clean_leftovers(out: Path, specs: list[RunSpec], states: list[str],
+                    options: RunOptions) -> None:
+    """What a kill after a run's record left: the checkpoints of runs whose record is ok (and
+    their temporary files), and temporary files under `cache/` and `report/` old enough not to
+    be another process' write in progress (`seqrec.io.stale_temporaries`)."""
+    for spec, state in zip(specs, states, strict=True):
+        if state == "ok":
+            ckpt_file = checkpoint_path(out, spec, options)
+            ckpt.remove_checkpoints(ckpt_file)
+            if ckpt_file.parent != run_dir(out, spec) and ckpt_file.parent.is_dir() \
+                    and not any(ckpt_file.parent.iterdir()):
+                ckpt_file.parent.rmdir()
+    for name in ("cache", "report"):
+        stale_temporaries(out / name)
 
 
 class Sources:
@@ -186,9 +233,25 @@ def run_one(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOption
     The record carries the run's data source and grid request; after a successful run the
     checkpoints are deleted (a failed run keeps them, so a retry resumes). Each finished epoch
     is logged as one line and, with `options.tensorboard`, to the run's TensorBoard folder.
+    The run folder is claimed first (`seqrec.claim`): `RunClaimed` when another live process
+    holds it; a run another process finished meanwhile returns that process' record.
     """
     folder = run_dir(out_dir, spec)
     folder.mkdir(parents=True, exist_ok=True)
+    lease = claim(folder)  # RunClaimed: another live process trains this run
+    try:
+        return _run_claimed(spec, out_dir, source, options, log, lease)
+    finally:
+        lease.release()
+
+
+def _run_claimed(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOptions,
+                 log: Log, lease: Lease) -> RunRecord:
+    folder = run_dir(out_dir, spec)
+    done = existing_record(out_dir, spec, set_aside_damaged=True)
+    if done is not None and done.ok:  # finished by another process since the grid was planned
+        log(f"    {spec.run_id}: finished by another process meanwhile")
+        return done
     _clean_temporaries(folder)
     ckpt_file = checkpoint_path(out_dir, spec, options)
     ckpt_file.parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +260,7 @@ def run_one(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOption
         else None
 
     def on_epoch(row: dict) -> None:
+        lease.renew(row.get("seconds") or 0.0)  # ClaimLost: taken over, stop before writing
         log(_epoch_line(spec.run_id, row))
         if board is not None:
             board.epoch(row)
@@ -249,7 +313,12 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
             say(f"{spec.run_id}" + (" (resuming)" if state == RunState.PARTIAL else "")
                 + (" (retrying a failed run)" if state == RunState.FAILED else ""))
             t0 = time.time()
-            rec = run_one(spec, out, sources(spec.data), options, log=say)
+            try:
+                rec = run_one(spec, out, sources(spec.data), options, log=say)
+            except RunClaimed as e:  # another process trains it: no record from us
+                say(f"    {e}")
+                bar.update(1)
+                continue
             failed += not rec.ok
             say(result_line(rec, time.time() - t0))
             records.append(rec)
@@ -265,8 +334,9 @@ def pending(specs: list[RunSpec], out: Path, options: RunOptions
     what every backend does before any training (data that cannot be prepared raises
     `DataError` here, so nothing runs and nothing is recorded)."""
     sources = Sources(out)
-    states = [status(out, s, options) for s in specs]
+    states = [status(out, s, options, set_aside_damaged=True) for s in specs]
     todo = [s for s, st in zip(specs, states, strict=True) if _to_run(st, options.retry_failed)]
+    clean_leftovers(out, specs, states, options)
     prepare(todo, sources)
     return sources, states, todo
 
@@ -312,6 +382,7 @@ def failed_count(records: list[RunRecord], planned: int | None = None) -> int:
 
 
 __all__ = ["STATES", "DataError", "RunOptions", "Sources", "check_writable",
-           "checkpoint_path", "existing_record", "failed_count", "grid_summary", "pending",
-           "plan", "prepare", "record_path", "result_line", "run_dir", "run_one", "run_specs",
-           "split_of_each", "status", "versions_of_finished"]
+           "checkpoint_path", "clean_leftovers", "existing_record", "failed_count",
+           "grid_summary", "pending", "plan", "prepare", "record_path", "result_line", "run_dir",
+           "run_one", "run_specs", "set_aside", "split_of_each", "status",
+           "versions_of_finished"]

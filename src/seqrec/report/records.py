@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +39,48 @@ def third_column(third: str, metric: str) -> str:
     return metric if third == "overall" else f"{third}/{metric}"
 
 
-def load_records(out_dir: str | Path) -> list[RunRecord]:
-    """Every readable `<out_dir>/runs/*/record.json`, sorted by path.
+DAMAGED_GLOB = "record.damaged-*.json"  # records the runner set aside (seqrec.runner)
 
-    A file that cannot be read or parsed, or is not a run record, is skipped with a warning
-    naming it, so one damaged file never hides the others. A missing `runs` folder gives an
-    empty list (nothing has run yet).
-    """
+
+@dataclass(frozen=True)
+class RecordScan:
+    """What a folder's run records are: the good ones, the damaged ones (path, why; left out),
+    and the records the runner set aside as damaged (`record.damaged-*.json`, redone)."""
+
+    records: list[RunRecord]
+    damaged: list[tuple[Path, str]] = field(default_factory=list)
+    set_aside: list[Path] = field(default_factory=list)
+
+    @property
+    def unverified(self) -> list[RunRecord]:
+        """Records of a format before the checksum (read, values checked, content unverified)."""
+        return [r for r in self.records if not r.verified]
+
+
+def scan_records(out_dir: str | Path) -> RecordScan:
+    """Read every `<out_dir>/runs/*/record.json` (sorted by path), keeping the damaged ones
+    apart (see `RecordScan`), so one damaged file never hides or breaks the others. A missing
+    `runs` folder gives no records (nothing has run yet)."""
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"output folder {out} does not exist; pass the folder the runs "
                                 "were written to (the --out of the runner)")
-    records = []
+    records, damaged = [], []
     for path in sorted(out.glob(f"runs/*/{RECORD_FILE}")):
         try:
-            record = read_record(path.parent)
+            records.append(read_record(path.parent))
         except RecordError as err:
-            warnings.warn(f"skipping {err}", stacklevel=2)
-            continue
-        records.append(record)
-    return records
+            damaged.append((path, str(err)))
+    return RecordScan(records, damaged, sorted(out.glob(f"runs/*/{DAMAGED_GLOB}")))
+
+
+def load_records(out_dir: str | Path) -> list[RunRecord]:
+    """Every good run record of `scan_records`; each damaged one is skipped with a warning
+    naming it."""
+    scan = scan_records(out_dir)
+    for _, reason in scan.damaged:
+        warnings.warn(f"skipping {reason}", stacklevel=2)
+    return scan.records
 
 
 def _number(value: Any) -> float:

@@ -281,7 +281,7 @@ def test_a_fifth_experiment_is_one_registry_entry(log, tmp_path, monkeypatch, ca
 
     exp5 = Experiment(
         name="exp5", title="Exp 5: hidden size", description="GRU width against accuracy.",
-        axis="hidden_size", axis_label="Hidden size", points={"smoke": (8, 16)},
+        axis="hidden_size", points={"smoke": (8, 16)},
         chunks={"smoke": (0,)}, models=("gru",), baselines=("pop",),
         settings={"smoke": {"epochs": 1, "embedding_size": 8, "batch_size": 512,
                             "start_frac": 0.5, "chunks": 1}},

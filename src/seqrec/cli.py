@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from seqrec.app import build_report, resolved_options, run_grid
+from seqrec.config import DEFAULT_PROFILE
 from seqrec.data.synthetic import SynthConfig, write_synthetic
 from seqrec.experiments import EXPERIMENTS, grid
 from seqrec.models.registry import MODEL_NAMES
@@ -39,7 +40,7 @@ from seqrec.validate import describe_size, validation_size
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
     axes = ", ".join(f"{e.name}: {e.axis}" for e in EXPERIMENTS.values())
-    p.add_argument("--profile", default="smoke",
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
                    help="settings profile: smoke (tiny, CPU) or thesis (the thesis' sizes)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set lr=0.01 (repeatable). The setting an "
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validation experiment: generated data with planted "
                                         "taste / long-range structure switched on and off")
     p.add_argument("--out", required=True, help="output folder (data, runs, report)")
-    p.add_argument("--profile", default="smoke",
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
                    help="size: smoke (CPU, minutes) or thesis (bigger, a GPU job)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run setting (lr=0.01), a generator knob (synth.n_rows=5000)"
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="execute the notebook headlessly on generated data (smoke)")
     p.add_argument("--out", default="demo_out", help="output folder")
-    p.add_argument("--profile", default="smoke")
+    p.add_argument("--profile", default=DEFAULT_PROFILE)
     p.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for training (default 1: the smoke models gain nothing from "

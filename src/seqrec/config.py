@@ -264,6 +264,9 @@ def _smoke() -> RunConfig:
 
 
 PROFILES = {"thesis": RunConfig, "smoke": _smoke}
+# The profile wherever none is named (CLI, grid requests, the notebook's Session, the demo): the
+# one that runs anywhere. The notebook's config cell names its own.
+DEFAULT_PROFILE = "smoke"
 
 
 def profile(name: str) -> RunConfig:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from seqrec.config import (
+    DEFAULT_PROFILE,
     RunConfig,
     apply_overrides,
     config_hash,
@@ -64,7 +65,7 @@ class GridRequest:
     `data` None means the profile's built-in log (or the experiment's own data)."""
 
     experiment: str
-    profile: str = "smoke"
+    profile: str = DEFAULT_PROFILE
     overrides: tuple[str, ...] = ()
     models: tuple[str, ...] | None = None
     baselines: tuple[str, ...] | None = None
@@ -182,7 +183,6 @@ class Experiment:
     title: str
     description: str
     axis: str
-    axis_label: str
     points: Mapping[str, tuple]
     chunks: Mapping[str, tuple[int, ...]]
     models: tuple[str, ...]
@@ -194,6 +194,9 @@ class Experiment:
     models_at: Callable[[Any, tuple[str, ...]], tuple[str, ...]] = _all_models
     variants: Callable[[GridRequest], tuple[list[Variant], tuple[str, ...]]] | None = None
     thesis: bool = True  # one of the thesis' experiments (`--experiment all` runs these)
+    # (file name, what it holds): a summary of the experiment's own in OUT/report that the
+    # report points to when it exists
+    summary: tuple[str, str] | None = None
 
     def default_variants(self, request: GridRequest) -> tuple[list[Variant], tuple[str, ...]]:
         if self.variants is not None:

@@ -44,7 +44,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         description="The whole log in 10 equal consecutive time chunks; in each, items played "
                     "at most `threshold` times are dropped (20: exp 1.1, 2: exp 1.2). GRU and "
                     "user-based GRU; Recall@20 and Recall@1 per chunk.",
-        axis="threshold", axis_label="Item play-count threshold",
+        axis="threshold",
         points={"thesis": (20, 2), "smoke": (5, 2)},
         chunks={"thesis": tuple(range(10)), "smoke": (0, 1)},
         models=RECURRENT, baselines=BASELINE_MODELS,
@@ -59,7 +59,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                     "the last 5% are validation and test, and training uses [p n, 0.95 n) for "
                     "p = 0, 0.1, ..., 0.9. Every p is tested on the same events (fixed_eval; "
                     "the thesis' test set shrank with its training set).",
-        axis="train_start_frac", axis_label="Train start p",
+        axis="train_start_frac",
         points={"thesis": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                 "smoke": (0.0, 0.5)},
         chunks={"thesis": (0,), "smoke": (0,)},
@@ -78,7 +78,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                     "embedding size (and one-hot input for the GRU), hidden size 1000, on the "
                     "first three chunks of exp 1. Only the early-stopping stage matters, so "
                     "the retraining stage is off; count baselines have no validation loss.",
-        axis="embedding_size", axis_label="Embedding size",
+        axis="embedding_size",
         points={"thesis": (32, 64, 128, 256, 512, 1000, 2048, 4096, 8192, ONE_HOT),
                 "smoke": (8, 32, ONE_HOT)},
         chunks={"thesis": (0, 1, 2), "smoke": (0,)},
@@ -96,7 +96,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         description="The last 30% of the log in 3 chunks; window length 5, 10, 20, 50; GRU and "
                     "DNC, each vanilla and user-based; overall and per popularity third of the "
                     "target item, mean and standard deviation over the chunks.",
-        axis="seq_len", axis_label="Window length L",
+        axis="seq_len",
         points={"thesis": (5, 10, 20, 50), "smoke": (5, 10)},
         # smoke: two of the three chunks (the DNCs take most of the demo's minutes)
         chunks={"thesis": (0, 1, 2), "smoke": (0, 1)},
@@ -113,13 +113,15 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         description="Generated logs with a planted user taste, a planted long-range "
                     "dependency, or neither; a short window that cannot see the recalled play "
                     "and a long one that can (docs/validation.md).",
-        axis="seq_len", axis_label="Window length L",
+        axis="seq_len",
         points={p: (s.short_len, s.long_len) for p, s in VALIDATION_SIZES.items()},
         chunks={p: (0,) for p in VALIDATION_SIZES},
         models=VALIDATION_MODELS, baselines=VALIDATION_BASELINES,
         variants=validation_variants,
         table=validation_table, figure=figure_validation, comparisons=validation_comparisons,
         thesis=False,
+        summary=("validation.md", "The checks of the validation experiment (planted effects "
+                                  "found or not)"),
     ),
 )}
 

@@ -19,6 +19,7 @@ import torch
 
 from seqrec import __version__
 from seqrec.app import build_report, resolved_options, run_grid
+from seqrec.config import DEFAULT_PROFILE
 from seqrec.experiments import THESIS_EXPERIMENTS, grid
 from seqrec.experiments import experiment as lookup
 from seqrec.plan import make_plan, plan_lines
@@ -56,7 +57,7 @@ class Session:
 
     out_dir: str
     data: str | None = None
-    profile: str = "thesis"
+    profile: str = DEFAULT_PROFILE
     device: str = "auto"
     overrides: list[str] = field(default_factory=list)
     models: tuple[str, ...] | None = None
@@ -216,7 +217,7 @@ def demo_blockers() -> list[str]:
 DEMO_THREADS = 1  # CPU threads of the demo's training (see `run_demo`)
 
 
-def run_demo(out_dir: Path, profile: str = "smoke", timeout: int = 3600,
+def run_demo(out_dir: Path, profile: str = DEFAULT_PROFILE, timeout: int = 3600,
              threads: int | None = DEMO_THREADS) -> Path | None:
     """`seqrec demo`: execute the notebook headlessly when it can be (see `demo_blockers`);
     otherwise say why and run the same calls the notebook makes (every thesis experiment,
@@ -261,7 +262,7 @@ class CellProgress:
         self.write(f"  done in {time.time() - self.started:.0f}s")
 
 
-def run_notebook(out_dir: Path, profile: str = "smoke", data: str | None = None,
+def run_notebook(out_dir: Path, profile: str = DEFAULT_PROFILE, data: str | None = None,
                  overrides: list[str] | None = None, experiments: list[str] | None = None,
                  notebook: Path | None = None, timeout: int = 3600,
                  threads: int | None = None) -> Path:

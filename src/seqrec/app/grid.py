@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from seqrec.config import DEFAULT_PROFILE
 from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec
 from seqrec.experiments import grid
@@ -46,7 +47,7 @@ def run_grid(specs: list[RunSpec], out_dir: str | Path, options: RunOptions | No
 
 
 def run_experiment(experiment: str, out_dir: str | Path, data: str | Path | None = None,
-                   profile: str = "smoke", overrides=(), only: list[str] | None = None,  # noqa: ANN001
+                   profile: str = DEFAULT_PROFILE, overrides=(), only: list[str] | None = None,  # noqa: ANN001
                    shard_spec: str | None = None, models: tuple[str, ...] | None = None,
                    baselines: tuple[str, ...] | None = None,
                    options: RunOptions | None = None, log: Log | None = None

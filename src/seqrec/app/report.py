@@ -115,10 +115,10 @@ def _experiment_section(name: str, records: list[RunRecord], files: _Files,
         return section
     stem = safe_name(f"{name}{suffix}", "the experiment name in a run record")
     table = exp.table(ok) if exp else table_other(ok, name)
-    if name == "validate" and (files.folder / "validation.md").exists():
-        # written by `seqrec validate` with the planted-effect checks; point readers at it
-        section.md += ["The checks of the validation experiment (planted effects found or not) "
-                       "are in [validation.md](validation.md).", ""]
+    if exp is not None and exp.summary and (files.folder / exp.summary[0]).exists():
+        # a file of the experiment's own (written by `seqrec validate`): point readers at it
+        file, what = exp.summary
+        section.md += [f"{what} are in [{file}]({file}).", ""]
     files.text(f"{stem}.md", to_markdown(table))
     files.text(f"{stem}.tex", to_latex(table, caption=section.title, label=f"tab:{stem}"))
     files.text(f"{stem}.csv", table.to_csv(index=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from seqrec import __version__
+from seqrec.app import build_report
 from seqrec.experiment import GridRequest, build_grid
 from seqrec.experiments import EXPERIMENTS
 from seqrec.provenance import _git_head, code_version, version_text, versions_line
@@ -67,3 +68,20 @@ def test_the_commit_of_a_checkout_is_read_from_its_files(tmp_path):
     (tmp_path / "wt" / ".git").write_text(f"gitdir: {wt_git}\n")
     assert _git_head(tmp_path / "wt") == sha
     assert _git_head(tmp_path / "nothing") == ""
+
+
+def test_the_report_names_the_code_and_warns_when_a_grid_mixes_versions(tmp_path):
+    specs = build_grid(EXPERIMENTS["exp4"], GridRequest("exp4", "smoke", models=(),
+                                                        baselines=("pop", "recent"),
+                                                        chunks=(0,)))
+    run_specs(specs, tmp_path, OPTIONS, log=lambda _: None)
+    text = build_report(tmp_path).read_text()
+    assert f"Trained by seqrec {version_text(code_version())}" in text
+    assert "more than one version" not in text
+    folder = run_dir(tmp_path, specs[0])
+    old = read_record(folder)
+    write_record(folder, dataclasses.replace(old, versions={**old.versions, "seqrec": "0.2.0",
+                                                             "commit": ""}))
+    text = build_report(tmp_path).read_text()
+    assert ("WARNING: these runs came from more than one version of seqrec (1 by seqrec 0.2.0, "
+            f"3 by seqrec {version_text(code_version())})") in text

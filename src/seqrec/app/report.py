@@ -226,13 +226,12 @@ def _data_line(d: dict) -> str:
 
 def _context_lines(req: GridRequest, records: list[RunRecord]) -> list[str]:
     sources = {r.data.get("fingerprint"): r.data for r in records if r.data}
-    lines = [_data_line(d) for d in sources.values()]
+    lines = [_data_line(d) for d in sources.values()] + [_code_line(records)]
     settings = ", ".join(_other_settings(req)) or "the profile as is"
     lines.append(f"Profile: {req.profile}; settings: {settings}"
                  + ("" if req.models is None else f"; models {', '.join(req.models)}")
                  + ("" if req.baselines is None
                     else f"; baselines {', '.join(req.baselines) or 'none'}"))
-    lines.append(_code_line(records))
     return lines
 
 

@@ -132,8 +132,13 @@ def test_load_records_skips_damaged_files_with_a_warning(tmp_path, records):
 # ------------------------------------------------------------------------------------------
 # Tables: specific cells against the record values
 
+
+def of(records, experiment):
+    """The records of one experiment: what the report and the notebook give its table."""
+    return [r for r in records if r.experiment == experiment]
+
 def test_table_exp1_cells_by_metric_model_and_threshold(records):
-    t = table_exp1(records)
+    t = table_exp1(of(records, "exp1"))
     assert list(t.columns) == ["Threshold", "Model", "Metric", "Chunk 0", "Chunk 1", "Chunk 2",
                                "Mean", "Mean std", "Runs"]
     assert list(dict.fromkeys(t["Threshold"])) == [20, 2]  # the thesis' order: 1.1, then 1.2
@@ -167,7 +172,7 @@ def test_table_exp1_cells_by_metric_model_and_threshold(records):
 
 
 def test_table_exp2_training_fraction_means_and_std(records):
-    t = table_exp2(records)
+    t = table_exp2(of(records, "exp2"))
     (i,) = t.index[(t["Model"] == "User-based GRU") & (t["Train start p"] == 0.5)]
     r = t.loc[i]
     assert r["Training fraction"] == pytest.approx(0.95 - 0.5)
@@ -179,7 +184,7 @@ def test_table_exp2_training_fraction_means_and_std(records):
 
 
 def test_table_exp3_one_hot_last_at_item_count(records):
-    t = table_exp3(records)
+    t = table_exp3(of(records, "exp3"))
     assert list(t["Embedding"]) == ["32", "64", "one-hot"]
     onehot = t.iloc[2]
     assert onehot["Embedding size"] == pytest.approx((400 + 410) / 2)
@@ -191,7 +196,7 @@ def test_table_exp3_one_hot_last_at_item_count(records):
 
 
 def test_table_exp4_per_third_mean_and_std(records):
-    t = table_exp4(records)
+    t = table_exp4(of(records, "exp4"))
     sel = (t["Scope"] == "Popular") & (t["Model"] == "DNC") & (t["Window length"] == 10)
     (i,) = t.index[sel]
     vals = [value(records, f"exp4-c{c}-dnc-s0-v10", "recall@1", third="popular")
@@ -233,7 +238,7 @@ def _legend_lines(ax) -> dict:
 
 
 def test_figure_exp4_lines_carry_the_right_models(records):
-    fig = figure_exp4(records)
+    fig = figure_exp4(of(records, "exp4"))
     ax = fig.axes[0]  # Overall, Recall@20
     assert ax.get_ylabel() == "Recall@20" and ax.get_title() == "Overall: Recall@20"
     lines = _legend_lines(ax)
@@ -246,13 +251,13 @@ def test_figure_exp4_lines_carry_the_right_models(records):
 
 
 def test_figure_exp1_and_exp3_labels(records):
-    labels = set(_legend_lines(figure_exp1(records).axes[0]))
+    labels = set(_legend_lines(figure_exp1(of(records, "exp1")).axes[0]))
     assert "User-based GRU, threshold 2" in labels and "GRU, threshold 20" in labels
-    ax = figure_exp3(records).axes[0]
+    ax = figure_exp3(of(records, "exp3")).axes[0]
     assert ax.get_xscale() == "log" and ax.get_ylabel() == "Best validation loss"
     assert any(t.get_text().startswith("one-hot") for t in ax.texts)
     # Jupyter shows the figure even when no pyplot backend registered a formatter.
-    assert figure_exp3(records)._repr_png_()[:4] == b"\x89PNG"
+    assert figure_exp3(of(records, "exp3"))._repr_png_()[:4] == b"\x89PNG"
     empty = figure_exp4([])
     assert [t.get_text() for t in empty.axes[0].texts] == ["no runs yet"]
 

@@ -4,6 +4,9 @@ Every value is looked up by its metric key and labelled with that metric's name;
 labelled by their readable names (`model_label`). A table holds whatever runs exist: missing
 cells are NaN, never a crash. Means and standard deviations pool all runs of a cell (chunks and
 seeds); the standard deviation is the sample one (ddof = 1), NaN for a single run.
+
+Each table function is given the records of its own experiment (the report and the notebook
+select them through the registry entry); none of them knows an experiment's name.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def table_exp1(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
     and Mean std (mean and sample std of the chunk columns, so every chunk weighs the same
     however many seeds it has), Runs.
     """
-    runs = experiment_runs(records, "exp1")
+    runs = runs_frame(records)
     base = ["Threshold", "Model", "Metric"]
     if runs.empty:
         return pd.DataFrame(columns=[*base, "Mean", "Mean" + STD_SUFFIX, "Runs"])
@@ -96,7 +99,7 @@ def table_exp2(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
     number of training windows of the splits. Columns: Model, Train start p, Training fraction,
     Train windows, then per metric `<Metric>` and `<Metric> std`, Runs.
     """
-    runs = experiment_runs(records, "exp2")
+    runs = runs_frame(records)
     columns = ["Model", "Train start p", "Training fraction", "Train windows"]
     columns += [c for m in metrics for c in (metric_label(m), metric_label(m) + STD_SUFFIX)]
     columns.append("Runs")
@@ -132,7 +135,7 @@ def table_exp3(records: list, metric: str = "best_val_loss") -> pd.DataFrame:
     Columns: Model, Embedding (text), Embedding size (number; the item count for one-hot),
     Best validation loss, Best validation loss std, Runs. Rows in increasing size, one-hot last.
     """
-    runs = experiment_runs(records, "exp3")
+    runs = runs_frame(records)
     label = "Best validation loss" if metric == "best_val_loss" else metric_label(metric)
     columns = ["Model", "Embedding", "Embedding size", label, label + STD_SUFFIX, "Runs"]
     if runs.empty:
@@ -159,7 +162,7 @@ def table_exp4(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
     Columns: Scope (Overall, Popular, Semi-popular, Unpopular), Model, Window length, then per
     metric `<Metric>` and `<Metric> std` over the chunks and seeds, Runs.
     """
-    runs = experiment_runs(records, "exp4")
+    runs = runs_frame(records)
     columns = ["Scope", "Model", "Window length"]
     columns += [c for m in metrics for c in (metric_label(m), metric_label(m) + STD_SUFFIX)]
     columns.append("Runs")

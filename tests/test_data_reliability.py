@@ -1,0 +1,105 @@
+"""Nothing unchecked is used (issue 19): the split cache checks its key and its checksum, the
+built-in log its size and digest, the reader its time column and its share of damaged lines;
+and seeded bit flips in a split file and in the events cache are each detected or harmless."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from seqrec.config import DataConfig
+from seqrec.data.protocol import load_or_prepare_split, split_cache_key
+from seqrec.data.windows import PARTS, Split
+
+
+def _log(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids of a small time-ordered log: 20 users, 60 items, skewed item popularity."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 20, n).astype(np.int32)
+    items = np.minimum(rng.geometric(0.05, n) - 1, 59).astype(np.int32)
+    return users, items
+
+
+CFG = DataConfig(chunks=2, threshold=2, seq_len=5)
+
+
+def _arrays(s: Split) -> dict:
+    """Every value a split hands to training and evaluation, by name."""
+    out = {"item_counts": s.item_counts, "n": np.array([s.n_items, s.n_users, s.seq_len]),
+           "dropped": np.array([s.dropped_unseen["val"], s.dropped_unseen["test"]])}
+    for p in PARTS:
+        w = s.part(p)
+        out |= {f"{p}_items": w.items, f"{p}_users": w.users, f"{p}_starts": w.starts}
+    return out
+
+
+def _assert_same(a: Split, b: Split) -> None:
+    x, y = _arrays(a), _arrays(b)
+    for name in x:
+        assert x[name].dtype == y[name].dtype and np.array_equal(x[name], y[name]), name
+    assert a.meta == b.meta
+
+
+def _load(users, items, cache) -> tuple[Split, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        split = load_or_prepare_split("ev", users, items, CFG, 0, cache)
+    return split, [str(w.message) for w in caught]
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 3: the split cache
+
+def test_a_split_file_copied_over_another_chunks_name_is_rebuilt(tmp_path):
+    # Failed before the fix: the copied file (chunk 1's split) was returned as chunk 0's.
+    users, items = _log()
+    chunk0 = load_or_prepare_split("ev", users, items, CFG, 0, tmp_path)
+    chunk1 = load_or_prepare_split("ev", users, items, CFG, 1, tmp_path)
+    name0 = tmp_path / f"split-{split_cache_key('ev', CFG, 0)}.npz"
+    name1 = tmp_path / f"split-{split_cache_key('ev', CFG, 1)}.npz"
+    name0.write_bytes(name1.read_bytes())
+    again, messages = _load(users, items, tmp_path)
+    assert len(messages) == 1 and str(name0) in messages[0] and "rebuilding" in messages[0]
+    assert "holds the split of key" in messages[0]
+    _assert_same(again, chunk0)
+    assert again.meta["chunk"] == 0 and chunk1.meta["chunk"] == 1
+    _assert_same(Split.load(name0), chunk0)  # the rebuilt file replaced the copy
+    assert _load(users, items, tmp_path)[1] == []
+
+
+def test_a_split_of_other_events_is_not_used(tmp_path):
+    users, items = _log()
+    load_or_prepare_split("other-events", users[::-1].copy(), items[::-1].copy(), CFG, 0,
+                          tmp_path)
+    mine = tmp_path / f"split-{split_cache_key('ev', CFG, 0)}.npz"
+    (theirs,) = tmp_path.glob("split-*.npz")
+    mine.write_bytes(theirs.read_bytes())
+    again, messages = _load(users, items, tmp_path)
+    assert len(messages) == 1 and str(mine) in messages[0]
+    _assert_same(again, load_or_prepare_split("ev", users, items, CFG, 0, None))
+
+
+def test_a_split_file_rewritten_with_a_changed_value_is_rebuilt(tmp_path):
+    # Failed before the fix: a file re-zipped with one changed target (its zip CRCs valid) was
+    # used as it was. The zip's CRC-32 catches bits flipped in place; the checksum the split
+    # stores catches a file written again, by hand or by an older seqrec.
+    users, items = _log()
+    good = load_or_prepare_split("ev", users, items, CFG, 0, tmp_path)
+    (path,) = tmp_path.glob("split-*.npz")
+    with np.load(path) as z:
+        arrays = {name: z[name] for name in z.files}
+    arrays["test_items"] = arrays["test_items"].copy()
+    arrays["test_items"][-1] = (arrays["test_items"][-1] + 1) % good.n_items
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    again, messages = _load(users, items, tmp_path)
+    assert len(messages) == 1 and "checksum does not match" in messages[0]
+    assert str(path) in messages[0]
+    _assert_same(again, good)
+    header = arrays["header"].tobytes().replace(b'"checksum"', b'"checksun"')
+    with open(path, "wb") as f:  # no checksum at all: an older file, rebuilt with a warning
+        np.savez(f, **{**arrays, "header": np.frombuffer(header, np.uint8)})
+    again, messages = _load(users, items, tmp_path)
+    assert len(messages) == 1 and "no checksum" in messages[0]
+    _assert_same(again, good)

@@ -10,6 +10,7 @@ import numpy as np
 
 from seqrec.config import DataConfig
 from seqrec.data.protocol import load_or_prepare_split, split_cache_key
+from seqrec.data.synthetic import SynthConfig, expected_lines, generate
 from seqrec.data.windows import PARTS, Split
 
 
@@ -103,3 +104,42 @@ def test_a_split_file_rewritten_with_a_changed_value_is_rebuilt(tmp_path):
     again, messages = _load(users, items, tmp_path)
     assert len(messages) == 1 and "no checksum" in messages[0]
     _assert_same(again, good)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 4: the built-in generated log
+
+TINY_SYNTH = SynthConfig(n_rows=3000, n_users=6, n_artists=30, n_tracks=200, damaged=0.002)
+
+
+def _generate(folder) -> tuple:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = generate(TINY_SYNTH, folder)
+    return path, [str(w.message) for w in caught]
+
+
+def test_a_cut_or_edited_generated_log_is_written_again(tmp_path):
+    # Failed before the fix: the half file was returned as it was (and read under the same
+    # fingerprint as the whole one).
+    path, messages = _generate(tmp_path)
+    whole = path.read_bytes()
+    assert messages == [] and whole.count(b"\n") == expected_lines(TINY_SYNTH) == 3006
+    assert _generate(tmp_path) == (path, [])  # intact: used as it is
+
+    lines = whole.split(b"\n")
+    path.write_bytes(b"\n".join(lines[:1500]) + b"\n")  # cut to half, at a line end
+    again, messages = _generate(tmp_path)
+    assert again == path and path.read_bytes() == whole
+    assert len(messages) == 1 and str(path) in messages[0]
+    assert "has 1,500 lines, expected 3,006" in messages[0]
+
+    edited = whole.replace(b"user_000001", b"user_000002", 1)  # same size, same line count
+    path.write_bytes(edited)
+    assert _generate(tmp_path)[1] == [f"generated log {path} does not match the checksum in "
+                                      f"{path.stem}.json; writing it again"]
+    assert path.read_bytes() == whole
+
+    path.with_suffix(".json").unlink()  # a kill between the log and its stamp
+    assert "has no stamp" in _generate(tmp_path)[1][0]
+    assert path.read_bytes() == whole and _generate(tmp_path)[1] == []

@@ -7,10 +7,14 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 from seqrec.config import DataConfig
+from seqrec.data.inputs import DataFileError
+from seqrec.data.lastfm import read_events, tied_share
 from seqrec.data.protocol import load_or_prepare_split, split_cache_key
-from seqrec.data.synthetic import SynthConfig, expected_lines, generate
+from seqrec.data.source import DataRef, DataSource
+from seqrec.data.synthetic import SynthConfig, expected_lines, generate, write_synthetic
 from seqrec.data.windows import PARTS, Split
 
 
@@ -143,3 +147,93 @@ def test_a_cut_or_edited_generated_log_is_written_again(tmp_path):
     path.with_suffix(".json").unlink()  # a kill between the log and its stamp
     assert "has no stamp" in _generate(tmp_path)[1][0]
     assert path.read_bytes() == whole and _generate(tmp_path)[1] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 5: a time column that cannot order the plays
+
+def _ratings_log(path, n_users: int = 10, plays: int = 30) -> None:
+    """`user item rating time`, tab-separated: real times in field 3, ratings 1..5 in field 2."""
+    rng = np.random.default_rng(1)
+    lines = [f"u{u}\ti{int(rng.integers(0, 50))}\t{int(rng.integers(1, 6))}\t"
+             f"{1_000_000 + 97 * k + u}" for u in range(n_users) for k in range(plays)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_rating_column_mapped_as_time_stops_with_one_sentence(tmp_path):
+    # Failed before the fix: the ratings were read as times and the order became file order.
+    path = tmp_path / "ratings.tsv"
+    _ratings_log(path)
+    with pytest.raises(DataFileError) as err:
+        read_events(path, columns="user=0,item=1,time=2")
+    text = str(err.value)
+    assert str(path) in text and "the time column (field 2, counting from 0)" in text
+    assert "cannot order the plays" in text and "more than 50%" in text
+    assert text.count(". ") == 0  # one sentence
+    ev = read_events(path, columns="user=0,item=1,time=3")  # the real time column reads
+    assert len(ev) == 300 and tied_share(ev.users, ev.timestamps) == 0.0
+
+
+def test_a_constant_time_column_stops(tmp_path):
+    path = tmp_path / "const.csv"
+    path.write_text("".join(f"u{k % 3},i{k},7,{1000 + k}\n" for k in range(10)))
+    with pytest.raises(DataFileError, match=r"field 2, counting from 0\) holds one value for "
+                                            r"all 10 rows \(7\)"):
+        read_events(path, columns="user=0,item=1,time=2")
+
+
+def test_tied_share_counts_ties_within_a_user_only():
+    # Rows in time order. User 0: times 5 5 5 9 (2 of its 3 later plays tie); user 1: 5 6
+    # (none: its 5 equals user 0's, another user); user 2: one play. 2 of 4 later plays tie.
+    users = np.array([0, 1, 0, 0, 1, 0, 2])
+    times = np.array([5, 5, 5, 5, 6, 9, 9], dtype=np.int64)
+    assert tied_share(users, times) == 2 / 4
+    assert tied_share(np.array([0, 1]), np.array([3, 3], dtype=np.int64)) == 0.0
+
+
+def test_second_resolution_listening_logs_are_not_refused(tmp_path):
+    # LastFM-1K's timestamps are seconds with rare same-second plays; the generator copies
+    # that (same_second, 0.001 by default; 20 times as many here, and still read).
+    cfg = SynthConfig(**{**TINY_SYNTH.__dict__, "same_second": 0.02})
+    ev = read_events(write_synthetic(tmp_path / "log.tsv", cfg))
+    assert 0.01 < tied_share(ev.users, ev.timestamps) < 0.03
+    assert len(ev) == 3000 and ev.report.lines_skipped == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 6: damaged lines, on the console and past a share
+
+def _latin1_log(path, n: int, bad: int) -> None:
+    """A `user,item,time` log of `n` lines whose first `bad` items are Latin-1 (not UTF-8)."""
+    cafe = "caf\u00e9"
+    lines = [f"u{k % 7},{cafe if k < bad else 'tea'}{k % 40},{1000 + k}\n" for k in range(n)]
+    path.write_bytes("".join(lines[:bad]).encode("latin-1") + "".join(lines[bad:]).encode())
+
+
+def test_a_log_mostly_in_another_encoding_stops(tmp_path):
+    # Failed before the fix: the 31% of lines that decode were read as the log.
+    path = tmp_path / "latin1.csv"
+    _latin1_log(path, n=1000, bad=690)
+    with pytest.raises(DataFileError) as err:
+        read_events(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: 690 of its 1,000 lines (69.0%) are damaged, more than "
+                           f"the 5% seqrec reads past (e.g. line 1: ")
+    assert "iconv" in text and text.replace("e.g. ", "").count(". ") == 0  # one sentence
+
+
+def test_damaged_lines_under_the_share_are_read_and_said_on_the_console(tmp_path):
+    path = tmp_path / "some.csv"
+    _latin1_log(path, n=2000, bad=100)  # exactly 5%: read, and said
+    source = DataSource(DataRef.file(path), tmp_path / "out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ev = source.events(DataConfig())
+        source.events(DataConfig())  # read once per process: said once
+    examples = "; ".join(f"line {k}: bytes that are not UTF-8 in field 'item'" for k in (1, 2, 3))
+    assert [str(w.message) for w in caught] == [
+        f"data {path}: 1900 rows read, 100 damaged lines skipped ({examples})"]
+    assert len(ev) == 1900
+    _latin1_log(path, n=2000, bad=101)  # one more: refused
+    with pytest.raises(DataFileError, match="101 of its 2,000 lines"):
+        read_events(path)

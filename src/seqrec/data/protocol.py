@@ -473,10 +473,13 @@ def split_cache_key(events_key: str, cfg: DataConfig, chunk: int) -> str:
     })
 
 
-# What a damaged split file can raise on load: the zip layer (a cut or edited archive), numpy's
-# array headers, the JSON header (bad UTF-8 or JSON is a ValueError) and a header field of the
-# wrong type or missing; and ValueError for a checksum or key that does not match.
-_DAMAGE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+# What a damaged split file can raise on load: the zip layer (a cut or edited archive; a flipped
+# bit in a member's flags or method reads as encryption, RuntimeError, or an unknown compression,
+# NotImplementedError), numpy's array headers, the JSON header (bad UTF-8 or JSON is a
+# ValueError) and a header field of the wrong type or missing; and ValueError for a checksum or
+# key that does not match. Found by the seeded bit flips of tests/test_data_reliability.py.
+_DAMAGE = (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError,
+           NotImplementedError, zipfile.BadZipFile)
 
 
 def load_or_prepare_split(events_key: str, users: np.ndarray, items: np.ndarray,

@@ -270,7 +270,8 @@ class Split:
         whose arrays or header differ from what was saved (a flipped bit, a cut copy); the
         zip and JSON layers raise their own errors (`zipfile.BadZipFile`, `KeyError`, ...).
         """
-        with np.load(path, allow_pickle=False) as z:
+        # Opened here, not by np.load, which leaves its file open when the zip fails to parse.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             header = json.loads(z["header"].tobytes().decode())
             arrays = {name: z[name] for name in z.files if name != "header"}
         if not isinstance(header, dict) or "checksum" not in header:

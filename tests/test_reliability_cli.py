@@ -87,6 +87,8 @@ def test_ctrl_c_is_one_line_that_says_the_run_resumes(monkeypatch, capsys, tmp_p
      "error: no space left on the device; free some space or choose another --out"),
     (OSError(errno.ENOSPC, "No space left on device", "/o/runs/r/ckpt.pt"),
      "error: no space left on the device while writing /o/runs/r/ckpt.pt; free some space"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"),
+     "error: the disk quota is exhausted; free some space, then run again: finished runs"),
     (OSError(errno.EFBIG, "File too large"),
      "error: a file grew past the size limit of this process (ulimit -f); raise it"),
     (PermissionError(errno.EACCES, "Permission denied", "/ro/ckpt/r"),

@@ -190,6 +190,16 @@ def test_tied_share_counts_ties_within_a_user_only():
     times = np.array([5, 5, 5, 5, 6, 9, 9], dtype=np.int64)
     assert tied_share(users, times) == 2 / 4
     assert tied_share(np.array([0, 1]), np.array([3, 3], dtype=np.int64)) == 0.0
+    rng = np.random.default_rng(5)  # against a plain loop on random small logs
+    for _ in range(100):
+        n = int(rng.integers(1, 40))
+        users, times = rng.integers(0, 4, n), np.sort(rng.integers(0, 6, n))
+        seen, ties = set(), 0
+        for pair in zip(users.tolist(), times.tolist(), strict=True):
+            ties += pair in seen
+            seen.add(pair)
+        later = n - len(set(users.tolist()))
+        assert tied_share(users, times) == (ties / later if later else 0.0)
 
 
 def test_second_resolution_listening_logs_are_not_refused(tmp_path):

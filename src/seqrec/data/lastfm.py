@@ -565,9 +565,9 @@ def tied_share(users: np.ndarray, timestamps: np.ndarray) -> float:
     """Share of plays with the same time as an earlier play of the same user, among the plays
     that have an earlier play of their user; 0.0 when there are none.
 
-    `users` int[N], `timestamps` int64[N]: rows in time order. Only rows whose time equals a
-    neighbour's can tie, so only those are sorted by (time, user); for second-resolution logs
-    that is a small part of the rows.
+    `users` int[N] (dense ids below 2**31), `timestamps` int64[N]: rows in time order, so equal
+    times are runs. Only rows in a run longer than one can tie, so only those are sorted, by
+    (run, user) packed into one int64; for second-resolution logs they are a small part.
     """
     n = timestamps.shape[0]
     later = _later_plays(users)
@@ -578,10 +578,9 @@ def tied_share(users: np.ndarray, timestamps: np.ndarray) -> float:
     shared[1:] |= same
     shared[:-1] |= same
     rows = np.flatnonzero(shared)
-    t, u = timestamps[rows], users[rows]
-    order = np.lexsort((u, t))
-    t, u = t[order], u[order]
-    ties = np.count_nonzero((t[1:] == t[:-1]) & (u[1:] == u[:-1]))
+    run = np.cumsum(np.concatenate([[True], ~same]))[rows]  # [R] run number of each row
+    keys = np.sort((run.astype(np.int64) << 32) | users[rows].astype(np.int64))
+    ties = np.count_nonzero(keys[1:] == keys[:-1])  # a user's 2nd, 3rd, ... play of a run
     return ties / later
 
 

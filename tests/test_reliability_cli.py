@@ -8,6 +8,7 @@ import json
 import os
 import resource
 import sys
+import warnings
 
 import nbformat
 import pytest
@@ -204,3 +205,21 @@ def test_out_of_memory_in_training_names_the_settings_to_lower(tmp_path):
     assert rec["reason"] == ("run oom: out of memory on cpu; lower batch_size (now 16) or "
                              "eval_batch_size (now 64), hidden_size and embedding_size (the "
                              "model), or seq_len (now 5)")
+
+
+def test_damaged_lines_are_one_warning_line_on_the_console(monkeypatch, capsys, tmp_path):
+    log = write_synthetic(tmp_path / "log.tsv",
+                          SynthConfig(n_rows=20_000, n_users=6, seed=3, damaged=0.001))
+    with pytest.warns(UserWarning) as caught:  # pytest records warnings instead of printing
+        assert main(["prepare", "--experiment", "exp4", "--data", str(log), "--out",
+                     str(tmp_path / "out")]) == 0
+    (only,) = caught
+    assert str(only.message).startswith(f"data {log}: 20000 rows read, 20 damaged lines "
+                                        f"skipped (line 3078: unparsable time")
+    # ... and main prints each warning as one line while a command runs, as it prints errors.
+    shown = []
+    monkeypatch.setitem(cli.COMMANDS, "report", lambda args: shown.append(
+        warnings.formatwarning("a cache was rebuilt", UserWarning, "x.py", 1)) or 0)
+    default = warnings.formatwarning
+    assert main(["report", "--out", str(tmp_path)]) == 0
+    assert shown == ["warning: a cache was rebuilt\n"] and warnings.formatwarning is default

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -362,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     bad input and file problems (exit 2), Ctrl-C (130), memory running out (2), a closed
     output pipe (`| head`: 141, silently). Errors that are bugs still raise."""
     args = build_parser().parse_args(argv)
+    # Warnings (a cache rebuilt, damaged lines skipped) as one `warning: ...` line each, like
+    # the errors, instead of Python's two lines with a source line; restored on return.
+    default_format = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         _check_paths(args)
         code = COMMANDS[args.command](args)
@@ -385,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: out of memory ({' '.join(str(e).split())[:120] or type(e).__name__});"
               f" lower {MEMORY_SETTINGS} with --set", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = default_format
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"warning: {message}\n"
 
 
 def _check_paths(args: argparse.Namespace) -> None:

@@ -7,8 +7,11 @@ stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import torch
 from seqrec.app import build_report, resolved_options, run_grid
 from seqrec.config import DEFAULT_PROFILE
 from seqrec.data.synthetic import SynthConfig, write_synthetic
+from seqrec.experiment import select
 from seqrec.experiments import EXPERIMENTS, grid
 from seqrec.models.registry import MODEL_NAMES
 from seqrec.notebook import run_demo
@@ -35,6 +39,7 @@ from seqrec.runner import (
     split_of_each,
     versions_of_finished,
 )
+from seqrec.train.stages import MEMORY_SETTINGS, is_out_of_memory
 from seqrec.validate import describe_size, validation_size
 
 
@@ -268,8 +273,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend_options = _backend_options(args)
     check_writable(args.out)
     options = _options(args)
-    specs = grid(args.experiment, args.profile, args.overrides, _names(args.baselines),
-                 _names(args.models), args.data, only=args.only, shard_spec=args.shard)
+    every = grid(args.experiment, args.profile, args.overrides, _names(args.baselines),
+                 _names(args.models), args.data)
+    if args.only and not select(every, args.only):
+        ids = ", ".join(s.run_id for s in every[:3])
+        raise ValueError(f"--only {' '.join(args.only)} matches none of the {len(every)} runs "
+                         f"of {args.experiment} (e.g. {ids}); give a glob or substring of a "
+                         f"run id (--dry-run lists them)")
+    specs = select(every, args.only, args.shard)
     if args.dry_run:
         counts: dict[str, int] = {}
         states = plan(specs, args.out, options)
@@ -340,10 +351,104 @@ COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "train": cmd_train, "run
             "report": cmd_report, "demo": cmd_demo, "validate": cmd_validate}
 
 
+# Exit statuses besides 0 (done), 1 (runs failed) and 2 (bad input or a file problem): the
+# shell's own for a process ended by Ctrl-C (128 + SIGINT) and by a closed pipe (128 + SIGPIPE).
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+RESUME = ("finished runs keep their records and an interrupted run resumes from its last "
+          "checkpoint when you run the same command again")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; whatever stops it ends in one line on stderr, never a traceback:
+    bad input and file problems (exit 2), Ctrl-C (130), memory running out (2), a closed
+    output pipe (`| head`: 141, silently). Errors that are bugs still raise."""
     args = build_parser().parse_args(argv)
+    # Warnings (a cache rebuilt, damaged lines skipped) as one `warning: ...` line each, like
+    # the errors, instead of Python's two lines with a source line; restored on return.
+    default_format = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
-        return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+        _check_paths(args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+        return code
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {RESUME}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as e:
+        print(f"error: {os_error_sentence(e)}", file=sys.stderr)
+        return 2
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"error: out of memory ({' '.join(str(e).split())[:120] or type(e).__name__});"
+              f" lower {MEMORY_SETTINGS} with --set", file=sys.stderr)
+        return 2
+    finally:
+        warnings.formatwarning = default_format
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"warning: {message}\n"
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse an empty --out or --checkpoint-dir (Path('') is the current folder) and a
+    `synth --out` that is a folder, before any work."""
+    for flag in ("out", "checkpoint_dir"):
+        value = getattr(args, flag, None)
+        if value is not None and not str(value).strip():
+            raise ValueError(f"--{flag.replace('_', '-')} is empty; give a folder "
+                             f"(an empty path would write into the current folder)")
+    if args.command == "synth" and Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the path of the log file to "
+                         f"write, e.g. {Path(args.out) / 'log.tsv'}")
+
+
+def os_error_sentence(e: OSError) -> str:
+    """One sentence for an OSError, naming the path and what to do.
+
+    Errors seqrec raises itself (a missing data file) carry their sentence already; raw ones
+    from the system carry an errno and often a file name, turned into advice here.
+    """
+    if e.errno is None:
+        return str(e)
+    name = e.filename if e.filename is not None else None
+    where = f" while writing {name}" if name else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on the device{where}; free some space or choose another --out "
+                f"(or --checkpoint-dir), then run again: {RESUME}")
+    if e.errno == errno.EFBIG:
+        return (f"a file grew past the size limit of this process{where} (ulimit -f); raise it "
+                f"(ulimit -f unlimited), then run again: {RESUME}")
+    if e.errno == errno.EDQUOT:
+        return f"the disk quota is exhausted{where}; free some space, then run again: {RESUME}"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"{name or 'a file'} cannot be written ({e.strerror}); make the folder "
+                f"writable or choose another --out (or --checkpoint-dir)")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST) and name is not None:
+        blocker = next((p for p in (Path(name), *Path(name).parents)
+                        if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return (f"{blocker} is a file where seqrec needs a folder (for {name}); move it "
+                    f"away or choose another --out (or --checkpoint-dir)")
+    if e.errno == errno.EISDIR and name is not None:
+        return f"{name} is a folder where seqrec needs a file; move it away"
+    return f"{name + ': ' if name else ''}{e.strerror or e}"
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null, so that Python's flush at exit does not
+    print a second BrokenPipeError (the recipe of Python's `signal` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests capture it)
+        pass

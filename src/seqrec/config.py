@@ -211,6 +211,11 @@ class TrainConfig:
                f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         _check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        # torch's generators take a seed as a signed 64-bit integer; a larger one stopped a
+        # run with torch's raw "Overflow when unpacking long long".
+        _check(self.seed + self.seeds - 1 < 2**63,
+               f"seed + seeds - 1 must be below 2**63 (torch takes a seed as a 64-bit signed "
+               f"integer), got seed={self.seed}, seeds={self.seeds}")
 
 
 @dataclass(frozen=True)

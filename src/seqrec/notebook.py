@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,7 +281,7 @@ def run_notebook(out_dir: Path, profile: str = DEFAULT_PROFILE, data: str | None
     nb = nbformat.read(src, as_version=4)
     params = {
         "OUT_DIR": str(out),
-        "DATA_PATH": data,
+        "DATA_PATH": None if data is None else str(Path(data).resolve()),
         "PROFILE": profile,
         "DEVICE": "cpu",
         "OVERRIDES": list(overrides or []),
@@ -296,17 +297,21 @@ def run_notebook(out_dir: Path, profile: str = DEFAULT_PROFILE, data: str | None
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected"]}))
     t0 = time.time()
     progress = CellProgress(nb.cells)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(out)}},
-                            on_cell_execute=progress.start, on_cell_executed=progress.done)
     executed = out / NOTEBOOK
     env = dict(os.environ)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
-    try:
-        client.execute(env=env)
-    finally:
-        nbformat.write(nb, executed)
+    # The kernel starts in a fresh empty folder of ours, not in OUT: Python puts a kernel's
+    # working folder first on its import path, so a seqrec.py (or torch.py, ...) that someone
+    # placed in a shared output folder would otherwise run as the package.
+    with tempfile.TemporaryDirectory(prefix="seqrec-kernel-") as kernel_dir:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": kernel_dir}},
+                                on_cell_execute=progress.start, on_cell_executed=progress.done)
+        try:
+            client.execute(env=env)
+        finally:
+            nbformat.write(nb, executed)
     print(f"executed {src.name} in {time.time() - t0:.0f}s -> {executed}")
     print(f"records: {out / 'runs'}; report: {out / 'report' / 'report.md'} "
           f"and {out / 'report' / 'report.pdf'}")

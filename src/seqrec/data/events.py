@@ -120,7 +120,7 @@ def _digest(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=DIGEST_BYTES).hexdigest()
 
 
-def _file_digest(path: Path) -> dict:
+def file_digest(path: Path) -> dict:
     """`{"bytes": size, "blake2b": hex digest}` of a file, read in pieces."""
     h = hashlib.blake2b(digest_size=DIGEST_BYTES)
     size = 0
@@ -166,7 +166,7 @@ def save_events(ev: Events, cache_dir: str | Path) -> Path:
             pq.write_table(_names_table(names), tmp / NAME_FILES[kind], compression="lz4")
         # The files are hashed as written, read back from the page cache: cheaper in memory
         # than holding a serialised copy of the events.
-        files = {name: _file_digest(tmp / name) for name in (EVENTS_FILE, *NAME_FILES.values())}
+        files = {name: file_digest(tmp / name) for name in (EVENTS_FILE, *NAME_FILES.values())}
         report = dataclasses.asdict(ev.report)
         report["examples"] = [list(e) for e in ev.report.examples]
         meta = {"format": CACHE_FORMAT, "key": ev.key, "report": report, "files": files}

@@ -16,6 +16,7 @@ A `DataSource` binds a `DataRef` to an output folder: it generates the built-in 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,11 +122,20 @@ class DataSource:
         return self.out_dir / "cache"
 
     def events(self, data: DataConfig):  # noqa: ANN201 - seqrec.data.events.Events
-        """The events as `data`'s reading options read them, read once per set of options."""
+        """The events as `data`'s reading options read them, read once per set of options.
+
+        When the reader skipped damaged lines, one warning says how many (on the console, and
+        in the notebook's output), each time a process first reads them, cached or not: a run
+        trained on a log with damaged lines says so where it is watched, not only in its
+        record.
+        """
         options = read_options(data)
         key = tuple(sorted(options.items()))
         if key not in self._events:
-            self._events[key] = read_events(self.path, cache_dir=self.cache_dir, **options)
+            events = read_events(self.path, cache_dir=self.cache_dir, **options)
+            if events.report.lines_skipped:
+                warnings.warn(f"data {self.path}: {events.report.describe()}", stacklevel=2)
+            self._events[key] = events
         return self._events[key]
 
     def split(self, data: DataConfig, chunk: int):  # noqa: ANN201 - seqrec.data.windows.Split

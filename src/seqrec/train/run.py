@@ -34,7 +34,9 @@ from seqrec.train.stages import (
     TrainingFailed,
     fit_counts,
     fit_neural,
+    is_out_of_memory,
     new_model,
+    out_of_memory_reason,
 )
 
 CHECKPOINT_FILE = "ckpt.pt"
@@ -81,12 +83,10 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         result = evaluate(trained.model, split.test, split, cfg, device)
     except TrainingFailed as e:
         status, reason, history = RunState.FAILED, e.reason, e.history
-    except torch.OutOfMemoryError:
-        status, reason = RunState.FAILED, (f"run {label.run_id}: out of memory on {device} while "
-                                    f"evaluating; lower eval_batch_size (now "
-                                    f"{cfg.train.eval_batch_size})")
     except RuntimeError as e:
-        status, reason = RunState.FAILED, f"run {label.run_id}: {e}"
+        status = RunState.FAILED
+        reason = (out_of_memory_reason(label.run_id, device, cfg) if is_out_of_memory(e)
+                  else f"run {label.run_id}: {e}")
     if status == RunState.FAILED and device.type == "cuda":
         torch.cuda.empty_cache()
     if status == RunState.OK and keep_model:

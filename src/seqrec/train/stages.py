@@ -238,13 +238,35 @@ def _finished(fit: Fit, state: StageState, row: dict, model: nn.Module,
     return state
 
 
+# What torch's allocators say when memory runs out: CUDA raises torch.OutOfMemoryError ("CUDA
+# out of memory"), the CPU allocator a plain RuntimeError ("DefaultCPUAllocator: not enough
+# memory: you tried to allocate ..."; "can't allocate memory" in older versions).
+_OOM_TEXTS = ("out of memory", "DefaultCPUAllocator", "not enough memory",
+              "can't allocate memory")
+# The settings that size a run's memory, largest effect first, for every out-of-memory message.
+MEMORY_SETTINGS = "batch_size, eval_batch_size, hidden_size and embedding_size, or seq_len"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is memory running out: torch's OutOfMemoryError, its CPU allocator's
+    RuntimeError, or Python's MemoryError (numpy)."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(t in str(error) for t in _OOM_TEXTS)
+
+
+def out_of_memory_reason(run_id: str, device: torch.device, cfg: RunConfig) -> str:
+    """The one-line reason of a run that ran out of memory, with the settings to lower."""
+    t = cfg.train
+    return (f"run {run_id}: out of memory on {device}; lower batch_size (now {t.batch_size}) "
+            f"or eval_batch_size (now {t.eval_batch_size}), hidden_size and embedding_size "
+            f"(the model), or seq_len (now {cfg.data.seq_len})")
+
+
 def _failure(fit: Fit, error: RuntimeError, state: StageState) -> TrainingFailed:
     """The run's own failure as a `TrainingFailed` carrying the epochs that finished."""
-    if isinstance(error, torch.OutOfMemoryError):
-        t = fit.cfg.train
-        reason = (f"run {fit.run_id}: out of memory on {fit.device}; lower batch_size (now "
-                  f"{t.batch_size}) or eval_batch_size (now {t.eval_batch_size}), or use a "
-                  f"smaller model")
+    if is_out_of_memory(error):
+        reason = out_of_memory_reason(fit.run_id, fit.device, fit.cfg)
     elif isinstance(error, TrainingDiverged):
         reason = str(error)
     else:

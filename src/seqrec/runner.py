@@ -34,6 +34,7 @@ from seqrec.data.source import DataRef, DataSource
 from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec, build_grid, select
 from seqrec.experiments import EXPERIMENTS, requests
+from seqrec.ranks import ranks_path
 from seqrec.record import RecordError, RunRecord, read_record, record_path, write_record
 
 Log = Callable[..., None]
@@ -186,7 +187,8 @@ def run_one(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOption
     try:
         record = train_run(split, spec.config, folder, resolve_device(options.device),
                            label=spec.label(), progress=options.progress, on_epoch=on_epoch,
-                           checkpoint=ckpt_file, keep_model=options.keep_model)
+                           checkpoint=ckpt_file, keep_model=options.keep_model,
+                           ranks_file=ranks_path(folder))  # per-window ranks (seqrec.ranks)
         record = dataclasses.replace(
             record, data=source.summary(spec.config.data),
             request=spec.request.to_json() if spec.request is not None else None)

@@ -23,6 +23,7 @@ from seqrec.config import RunConfig, to_dict
 from seqrec.data.windows import Split
 from seqrec.io import atomic_write_bytes
 from seqrec.metrics import evaluate
+from seqrec.ranks import RunRanks, write_ranks
 from seqrec.record import RunLabel, RunRecord
 from seqrec.train.epoch import check_split
 from seqrec.train.stages import (
@@ -50,7 +51,7 @@ def default_factory(cfg: RunConfig) -> ModelFactory:
 def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device, *,
               label: RunLabel, progress: bool = True, model_factory: ModelFactory | None = None,
               keep_model: bool = False, on_epoch: EpochCallback | None = None,
-              checkpoint: Path | None = None) -> RunRecord:
+              checkpoint: Path | None = None, ranks_file: Path | None = None) -> RunRecord:
     """Train (both stages, or one count fit) and evaluate on test; return the run's record.
 
     Resumes from `checkpoint` (default `run_dir/ckpt.pt`; or its `.prev.pt`) when present. A
@@ -61,6 +62,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
     `model_factory(n_items, n_users)` replaces the model registry (tests, custom models); the
     model it builds says by its `kind` whether it is trained or counted (models/contract.py).
     `on_epoch(row)` is called after every finished epoch with its history row.
+    `ranks_file`: where a finished run writes its per-window test ranks (`seqrec.ranks`; the
+    runner puts them beside the record); None writes none.
     """
     run_dir = Path(run_dir)
     check_split(split)
@@ -79,7 +82,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         else:
             trained = fit_counts(split, cfg, device, model, factory)
         history = trained.history
-        result = evaluate(trained.model, split.test, split, cfg, device)
+        result = evaluate(trained.model, split.test, split, cfg, device,
+                          keep_ranks=ranks_file is not None)
     except TrainingFailed as e:
         status, reason, history = "failed", e.reason, e.history
     except torch.OutOfMemoryError:
@@ -90,6 +94,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         status, reason = "failed", f"run {label.run_id}: {e}"
     if status == "failed" and device.type == "cuda":
         torch.cuda.empty_cache()
+    if status == "ok" and ranks_file is not None:
+        write_ranks(ranks_file, RunRanks.from_evaluation(result["ranks"], cfg.eval.ties))
     if status == "ok" and keep_model:
         weights = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         atomic_write_bytes(run_dir / MODEL_FILE, _torch_bytes(weights))

@@ -47,9 +47,9 @@ def _loop_replicates(cells, metric, n_boot, seed):
             num = den = 0.0
             for c in members:
                 value = 0.0
-                for r, k in zip(c.runs, c.coefs):
+                for r, k in zip(c.runs, c.coefs, strict=True):
                     per = r.per_window(metric)
-                    tot = sum(weight[int(u)] * v for u, v in zip(r.user, per))
+                    tot = sum(weight[int(u)] * v for u, v in zip(r.user, per, strict=True))
                     cnt = sum(weight[int(u)] for u in r.user)
                     value += k * tot / cnt
                 num += sw[c.seed] * value

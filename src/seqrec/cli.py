@@ -289,10 +289,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _report(out) -> Path | None:  # noqa: ANN001
     from seqrec.report import build_report
+    from seqrec.report.verdicts import verdicts_path
 
     path = build_report(Path(out))
     print(f"report: {path}" if path else f"no run records under {Path(out) / 'runs'}; no "
           "report written")
+    if path is not None and verdicts_path(path.parent).exists():
+        print(verdicts_path(path.parent).read_text().rstrip())  # the claims' verdicts
     return path
 
 

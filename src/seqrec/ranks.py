@@ -151,3 +151,17 @@ def read_ranks(run_dir: str | Path) -> RunRanks | None:
         warnings.warn(f"{e}; treated as absent (its run reports from its record alone)",
                       RuntimeWarning, stacklevel=2)
         return None
+
+
+class RanksReader:
+    """`reader(record)`: the ranks of a record's run under `out_dir/runs/<run_id>/` (the
+    runner's layout), read once per run (None when absent or damaged)."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.runs = Path(out_dir) / "runs"
+        self._cache: dict[str, RunRanks | None] = {}
+
+    def __call__(self, record) -> RunRanks | None:  # noqa: ANN001 - a seqrec.record.RunRecord
+        if record.run_id not in self._cache:
+            self._cache[record.run_id] = read_ranks(self.runs / record.run_id)
+        return self._cache[record.run_id]

@@ -24,12 +24,14 @@ from seqrec.config import config_hash
 from seqrec.experiment import GridRequest, build_grid, split_axis
 from seqrec.experiments import EXPERIMENTS
 from seqrec.io import atomic_write, atomic_write_text
+from seqrec.ranks import RanksReader
 from seqrec.record import RunLabel, RunRecord
 from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
 from seqrec.report.records import load_records, metric_label, status_lists
 from seqrec.report.render import to_latex, to_markdown, to_text
 from seqrec.report.stats import MIN_WILCOXON_PAIRS
 from seqrec.report.tables import table_other
+from seqrec.report.verdicts import claims_chapter, side_by_side, verdicts_path
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 
@@ -313,6 +315,9 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
           "context has its own chapter.", ""]
     summary: list[str] = []
     sections: list[_Section] = []
+    ranks_of = RanksReader(out_dir)  # per-window ranks beside the records (seqrec.ranks)
+    verdicts: list[str] = []
+    by_chapter: list[tuple[str, object]] = []
     for chapter in parts:
         names = _ordered([n for n in chapter.names if experiments is None or n in experiments])
         if not names:
@@ -326,12 +331,27 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
             md += [f"# {chapter.title}", ""]
         md += [*(f"{line}  " for line in head), ""]  # two spaces: a Markdown line break
         summary += [chapter.title, *head, ""]
-        mine = [_experiment_section(n, records, folder, chapter.suffix) for n in names]
+        # The chapter opens with the thesis' conclusions tested on its runs (issue 21).
+        claims = claims_chapter(records, ranks_of, folder, chapter.suffix)
+        opening = _Section("The thesis' conclusions")
+        opening.md, opening.pdf = claims.md, claims.pdf
+        verdicts += [f"{chapter.title}: {line}" for line in claims.verdicts]
+        by_chapter.append((chapter.title, claims.frame))
+        mine = [opening] + [_experiment_section(n, records, folder, chapter.suffix)
+                            for n in names]
         mine.append(_status_section(failed, None if expected is None else missing,
                                     None if expected is None else len(expected)))
         for section in mine:
             md += section.md
         sections += mine
+    table = side_by_side(by_chapter)
+    if ((table.drop(columns=["Claim"]) != "-").sum(axis=1) > 1).any():
+        # One folder, several contexts (e.g. splits): does each conclusion survive them all?
+        md[4:4] = ["## Verdicts side by side", "", "The same claims under each chapter's "
+                   "context (data, split, settings; each chapter's head names them):", "",
+                   to_markdown(table)]
+        summary += ["Verdicts side by side", *to_text(table), ""]
+    atomic_write_text(verdicts_path(folder), "\n".join(verdicts) + "\n")
     atomic_write_text(folder / "report.md", "\n".join(md).rstrip() + "\n")
     atomic_write(folder / "report.pdf", lambda f: _write_pdf(f, summary, sections))
     return folder / "report.md"

@@ -149,7 +149,8 @@ def bootstrap_effect(cells: Sequence[Cell], metric: str = "recall@20", n_boot: i
                 coef[row, i] = k
                 row += 1
         sums_m, counts_m = np.array(sums), np.array(counts)  # [R, U]
-        point = (sums_m.sum(1) / counts_m.sum(1)) @ coef  # [cells]
+        with np.errstate(invalid="ignore", divide="ignore"):  # a run without windows: NaN
+            point = (sums_m.sum(1) / counts_m.sum(1)) @ coef  # [cells]
         user_w = _counts(rng.integers(0, len(users), (n_boot, len(users))), len(users))
         if len(seeds) > 1:
             seed_w = _counts(rng.integers(0, len(seeds), (n_boot, len(seeds))), len(seeds))

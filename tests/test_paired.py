@@ -28,33 +28,31 @@ def _loop_replicates(cells, metric, n_boot, seed):
     then plain loops over windows."""
     rng = np.random.default_rng(seed)
     strata = {}
-    for c in cells:
-        strata.setdefault(c.stratum, []).append(c)
-    out = [0.0] * n_boot
-    for members in strata.values():
-        users = sorted({int(u) for c in members for r in c.runs for u in r.user})
-        seeds = sorted({c.seed for c in members})
-        udraw = rng.integers(0, len(users), (n_boot, len(users)))
-        sdraw = rng.integers(0, len(seeds), (n_boot, len(seeds))) if len(seeds) > 1 else None
+    for i, c in enumerate(cells):
+        strata.setdefault(c.stratum, []).append(i)
+    # first stage: per stratum, the users drawn, as a weight per user, per replicate
+    weights = [None] * len(cells)
+    for idx in strata.values():
+        users = sorted({int(u) for i in idx for r in cells[i].runs for u in r.user})
+        draws = rng.integers(0, len(users), (n_boot, len(users)))
+        w = [{u: 0 for u in users} for _ in range(n_boot)]
         for b in range(n_boot):
-            weight = {u: 0 for u in users}
-            for i in udraw[b]:
-                weight[users[i]] += 1
-            sw = {s: 1 for s in seeds} if sdraw is None else {s: 0 for s in seeds}
-            if sdraw is not None:
-                for i in sdraw[b]:
-                    sw[seeds[i]] += 1
-            num = den = 0.0
-            for c in members:
-                value = 0.0
-                for r, k in zip(c.runs, c.coefs, strict=True):
-                    per = r.per_window(metric)
-                    tot = sum(weight[int(u)] * v for u, v in zip(r.user, per, strict=True))
-                    cnt = sum(weight[int(u)] for u in r.user)
-                    value += k * tot / cnt
-                num += sw[c.seed] * value
-                den += sw[c.seed]
-            out[b] += len(members) / len(cells) * num / den
+            for j in draws[b]:
+                w[b][users[j]] += 1
+        for i in idx:
+            weights[i] = w
+    cell_draws = (rng.integers(0, len(cells), (n_boot, len(cells))) if len(cells) > 1
+                  else np.zeros((n_boot, 1), dtype=int))
+    out = []
+    for b in range(n_boot):
+        total = 0.0
+        for i in cell_draws[b]:  # second stage: the cells drawn
+            c, w = cells[i], weights[i][b]
+            for r, k in zip(c.runs, c.coefs, strict=True):
+                per = r.per_window(metric)
+                tot = sum(w[int(u)] * v for u, v in zip(r.user, per, strict=True))
+                total += k * tot / sum(w[int(u)] for u in r.user)
+        out.append(total / len(cells))
     return out
 
 

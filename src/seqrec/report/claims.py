@@ -22,7 +22,10 @@ interval with the margin `MARGIN` (docs/validation.md, "Claims and their verdict
 - `gain` ("less than in proportion", claim 3): supported when significant and at least the
   margin; contradicted when the interval lies below the margin.
 
-A claim is contradicted when any of its comparisons is, supported when all are, else undecided.
+A comparison that rests on fewer than `MIN_CELLS` trainings (chunks x seeds) is undecided
+whatever its interval: resampling the test users of one training cannot show how much another
+training would differ. A claim is contradicted when any of its comparisons is, supported when
+all are, else undecided.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ METRIC = "recall@20"
 VERDICTS = ("supported", "contradicted", "undecided")
 KINDS = ("no_gain", "no_loss", "no_effect", "gain")
 THIRD_NAMES = ("popular", "semi", "unpopular")
+MIN_CELLS = 2  # trainings (chunks x seeds) a comparison needs before it can decide anything
 CELL_BOOT = 500  # bootstrap replicates of a single cell's interval (the forest plot's)
 
 RanksOf = Callable[[RunRecord], RunRanks | None]
@@ -410,9 +414,15 @@ def comparison_effect(comp: Comparison, ranks_of: RanksOf, n_boot: int = 2000,
     return seed_effect(values, METRIC), [seed_effect([v], METRIC) for v in values]
 
 
+def settled(effect: Effect) -> bool:
+    """Whether an effect can decide a verdict: it has an interval and rests on at least
+    `MIN_CELLS` trainings (one training's interval covers the test users, not the training)."""
+    return effect.decided and effect.n_cells >= MIN_CELLS
+
+
 def verdict(effect: Effect, kind: str, margin: float = MARGIN) -> str:
     """Supported, contradicted or undecided (module docstring) for one effect."""
-    if not effect.decided:
+    if not settled(effect):
         return "undecided"
     est, low, high = effect.estimate, effect.low, effect.high
     if kind == "no_loss":
@@ -496,9 +506,9 @@ def _sentence(claim: Claim, results: list[ComparisonResult], decided: str,
     n = len(results)
     cells = f"{e.n_cells} cell" + ("" if e.n_cells == 1 else "s")
     what = f"{label}: {e.estimate:+.4f} Recall@20 ({_interval(e)}, {cells})"
-    if not e.decided:
-        return (f"Undecided: {what}; one cell gives no interval (more seeds or chunks, or runs "
-                f"with their ranks, would).")
+    if not settled(e):
+        return (f"Undecided: {what}; it rests on one training per setting, so its interval "
+                f"cannot cover the variation between trainings (run more seeds or chunks).")
     extra = deciding.comparison.extra
     time_text = (f"; it takes {extra['time_ratio']:.0%} of the training time"
                  if "time_ratio" in extra else "")
@@ -542,7 +552,7 @@ def evaluate_claim(claim: Claim, records: list[RunRecord], ranks_of: RanksOf,
         effect, cells = comparison_effect(comp, ranks_of, n_boot, seed)
         v = verdict(effect, claim.kind)
         if (claim.kind == "no_loss" and comp.extra.get("time_ratio", 0.0) >= 1.0
-                and effect.decided):
+                and settled(effect)):
             v = "contradicted"  # the cheaper setting saved no training time
         results.append(ComparisonResult(claim.key, comp, effect, tuple(cells), v))
     verdicts = {r.verdict for r in results}

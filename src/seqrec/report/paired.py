@@ -15,20 +15,21 @@ users; the effect pooled over cells is the mean of the cells' contrasts.
 The interval: a two-stage cluster bootstrap (Davison and Hinkley, *Bootstrap Methods and their
 Application*, 1997, section 3.8; Field and Welsh, "Bootstrapping clustered data", JRSS B 2007).
 Each replicate draws, per stratum, the stratum's users with replacement (one draw shared by all
-its cells, so a user's correlated windows in several runs move together) and, where the
-stratum has several seeds, its seeds with replacement (so the interval also covers the
-variation between trainings, which resampling test users alone cannot see). A run's mean is
-then the weighted mean of the drawn users' windows. The interval is the percentile interval of
-the replicates; the p-value is the bootstrap test by the shift method (Efron and Tibshirani, *An
-Introduction to the Bootstrap*, 1993, section 16.4; the test Sakai recommends for IR metrics,
-"Evaluating evaluation metrics based on the bootstrap", SIGIR 2006): the share of replicates
-whose distance from the estimate is at least the estimate's distance from 0. Identical runs give
+its cells, so a user's correlated windows in several runs move together; a run's mean is then
+the weighted mean of the drawn users' windows), and then the cells themselves with replacement
+(each cell is its own training run, so the interval also covers the variation between trainings
+and chunks, which resampling test users alone cannot see; with one cell it cannot). The
+interval is the percentile interval of the replicates; the p-value is the bootstrap test by the
+shift method (Efron and Tibshirani, *An Introduction to the Bootstrap*, 1993, section 16.4; the
+test Sakai recommends for IR metrics, "Evaluating evaluation metrics based on the bootstrap",
+SIGIR 2006): the share of replicates whose distance from the estimate is at least the
+estimate's distance from 0. Identical runs give
 an estimate of 0, every replicate 0 and p = 1.
 
 Everything is vectorised (one matrix product per stratum); the draws come from
-`numpy.random.default_rng(seed)` in a fixed order (per stratum in order of first appearance:
-users `integers(0, U, (B, U))`, then seeds `integers(0, S, (B, S))` when S > 1), so a result is
-reproducible and the tests recompute it with a plain loop.
+`numpy.random.default_rng(seed)` in a fixed order (per stratum in order of first appearance,
+users `integers(0, U, (B, U))`; then, with C > 1 cells, cells `integers(0, C, (B, C))`), so a
+result is reproducible and the tests recompute it with a plain loop.
 
 Without ranks (records of an older seqrec) `seed_effect` falls back to the cells' record metrics:
 a t-interval and paired t-test over cells.
@@ -55,9 +56,8 @@ SEED_LEVEL = "seed-level t (no ranks)"
 class Cell:
     """One contrast of one chunk and seed: `sum_j coefs[j] * mean metric of runs[j]`.
 
-    `stratum`: what shares users (data source and chunk); `seed`: the training seed (cells of
-    one stratum and seed move together when seeds are resampled); `paired`: the runs must rank
-    the same windows (checked), else they need only share users.
+    `stratum`: what shares users (data source and chunk); `seed`: the training seed (a label);
+    `paired`: the runs must rank the same windows (checked), else they need only share users.
     """
 
     runs: tuple[RunRanks, ...]
@@ -122,47 +122,44 @@ def _counts(draws: np.ndarray, size: int) -> np.ndarray:
 def bootstrap_effect(cells: Sequence[Cell], metric: str = "recall@20", n_boot: int = N_BOOT,
                      seed: int = 0, level: float = LEVEL) -> Effect:
     """The pooled effect of `cells` (mean of their contrasts) with its two-stage cluster
-    bootstrap interval and shift-method p-value (module docstring). No cells: NaNs."""
+    bootstrap interval (users per stratum, then cells) and shift-method p-value (module
+    docstring). No cells: NaNs."""
     if not cells:
         return _no_effect(metric, BOOTSTRAP)
     rng = np.random.default_rng(seed)
-    strata: dict[Hashable, list[Cell]] = {}
-    for c in cells:
-        strata.setdefault(c.stratum, []).append(c)
+    strata: dict[Hashable, list[int]] = {}
+    for i, c in enumerate(cells):
+        strata.setdefault(c.stratum, []).append(i)
     total = len(cells)
-    estimate = 0.0
-    replicate = np.zeros(n_boot)
+    point = np.zeros(total)
+    per_cell = np.zeros((n_boot, total))  # each cell's contrast in each replicate
     n_users = n_windows = 0
-    for members in strata.values():
+    for idx in strata.values():
+        members = [cells[i] for i in idx]
         users = np.unique(np.concatenate([r.user for c in members for r in c.runs]))
         n_users += len(users)
         n_windows += sum(len(c.runs[0]) for c in members)
-        seeds = sorted({c.seed for c in members})
-        # one row per (cell, run): per-user sums and counts  [R, U]
-        sums, counts, coef = [], [], np.zeros((sum(len(c.runs) for c in members), len(members)))
+        # one row per (cell, run): per-user sums and counts  [R, U]; coefficients [R, cells]
+        sums, counts = [], []
+        coef = np.zeros((sum(len(c.runs) for c in members), len(members)))
         row = 0
-        for i, c in enumerate(members):
+        for j, c in enumerate(members):
             for ranks, k in zip(c.runs, c.coefs, strict=True):
                 s, n = _user_sums(ranks, metric, users)
                 sums.append(s)
                 counts.append(n)
-                coef[row, i] = k
+                coef[row, j] = k
                 row += 1
-        sums_m, counts_m = np.array(sums), np.array(counts)  # [R, U]
-        with np.errstate(invalid="ignore", divide="ignore"):  # a run without windows: NaN
-            point = (sums_m.sum(1) / counts_m.sum(1)) @ coef  # [cells]
+        sums_m, counts_m = np.array(sums), np.array(counts)
         user_w = _counts(rng.integers(0, len(users), (n_boot, len(users))), len(users))
-        if len(seeds) > 1:
-            seed_w = _counts(rng.integers(0, len(seeds), (n_boot, len(seeds))), len(seeds))
-        else:
-            seed_w = np.ones((n_boot, 1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = (user_w @ sums_m.T) / (user_w @ counts_m.T)  # [B, R]
-        per_cell = means @ coef  # [B, cells]
-        cell_w = seed_w[:, [seeds.index(c.seed) for c in members]]  # [B, cells]
-        share = len(members) / total
-        estimate += share * float(point.mean())
-        replicate += share * (per_cell * cell_w).sum(1) / cell_w.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a run without windows: NaN
+            point[idx] = (sums_m.sum(1) / counts_m.sum(1)) @ coef
+            per_cell[:, idx] = ((user_w @ sums_m.T) / (user_w @ counts_m.T)) @ coef
+    # Second stage: the cells (trainings) themselves, drawn with replacement.
+    cell_w = (_counts(rng.integers(0, total, (n_boot, total)), total) if total > 1
+              else np.ones((n_boot, 1)))
+    replicate = (np.where(cell_w > 0, per_cell, 0.0) * cell_w).sum(1) / total
+    estimate = float(point.mean())
     valid = replicate[np.isfinite(replicate)]
     if len(valid) == 0:
         return Effect(estimate, math.nan, math.nan, math.nan, total, n_users, n_windows,
@@ -183,8 +180,7 @@ def paired_difference(a: Sequence[RunRanks], b: Sequence[RunRanks], metric: str 
                       level: float = LEVEL) -> Effect:
     """Run a against run b, cell by cell (`a[i]`, `b[i]` rank the same windows, checked):
     the mean per-window difference pooled over cells, its interval and p-value. `strata[i]`
-    (default: every cell its own) and `seeds[i]` (default 0) say which cells share users and
-    which share a training seed."""
+    (default: every cell its own) says which cells share users; `seeds[i]` labels them."""
     if len(a) != len(b):
         raise ValueError(f"paired_difference needs as many runs a as b, got {len(a)} and "
                          f"{len(b)}")

@@ -7,7 +7,7 @@ validation experiment's scenarios, where the truth is known (docs/validation.md)
 
 - `taste` (the user's favourite artists planted): claim 1 must come out *contradicted*;
 - `long_range` (a recall of the play 5 back planted): claim 2 must come out *contradicted*,
-  through the DNC at the long window;
+  through the DNC at the long window (against its short window, or against the GRU);
 - `neither`: claims 1 and 2 must come out *supported* or *undecided*, never contradicted.
 """
 
@@ -26,6 +26,7 @@ from seqrec.report.claims import (
     MARGIN,
     Claim,
     ClaimResult,
+    ComparisonResult,
     RanksOf,
     claims_frame,
     details_frame,
@@ -45,8 +46,23 @@ PLANTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("neither", "1"): ("supported", "undecided"),
     ("neither", "2"): ("supported", "undecided"),
 }
+# ... and claim 2 on `long_range` must be contradicted through the DNC at the long window.
+PLANTED_VIA = {("long_range", "2"): "dnc"}
 PLANTED_COLUMNS = ["Scenario", "Claim", "Expected", "Verdict", "As expected",
                    "Deciding comparison", "Effect (Recall@20)", "Low", "High"]
+
+
+def _via_long(res: ClaimResult, model: str) -> ComparisonResult | None:
+    """The strongest contradicted comparison whose first run is `model` at the longest window
+    of its comparison (the DNC at the long window, against its short window or the GRU)."""
+    found = []
+    for c in res.results:
+        first = c.comparison.cells[0].runs[0]
+        values = {r.spec.value for cell in c.comparison.cells for r in cell.runs}
+        if (c.verdict == "contradicted" and first.spec.model == model
+                and first.spec.value == max(values)):
+            found.append(c)
+    return max(found, key=lambda c: c.effect.estimate) if found else None
 
 
 def _claim(key: str) -> Claim:
@@ -66,11 +82,15 @@ def planted_claims(records: list[RunRecord], ranks_of: RanksOf, n_boot: int = 20
             res = evaluate_claim(_claim(key), part, ranks_of, reads=(VALIDATE,), n_boot=n_boot)
             results[scenario, key] = res
             expected = PLANTED.get((scenario, key))
-            e = res.deciding.effect if res.deciding else None
+            shown, ok = res.deciding, expected is not None and res.verdict in expected
+            via = PLANTED_VIA.get((scenario, key))
+            if via is not None:
+                shown = _via_long(res, via)
+                ok = ok and shown is not None
+            e = shown.effect if shown else None
             rows.append([scenario, key, " or ".join(expected) if expected else "-",
-                         res.verdict, "-" if expected is None else
-                         ("yes" if res.verdict in expected else "NO"),
-                         res.deciding.comparison.label if res.deciding else "-",
+                         res.verdict, "-" if expected is None else ("yes" if ok else "NO"),
+                         shown.comparison.label if shown else "-",
                          e.estimate if e else float("nan"), e.low if e else float("nan"),
                          e.high if e else float("nan")])
     return pd.DataFrame(rows, columns=PLANTED_COLUMNS), results

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("seqrec", "seqrec.io", "seqrec.provenance", "seqrec.device",
      "seqrec.models.registry", "seqrec.data.options"),
     ("seqrec.config", "seqrec.record", "seqrec.board", "seqrec.claim"),
-    ("seqrec.data", "seqrec.models", "seqrec.metrics", "seqrec.checkpoint"),
+    ("seqrec.data", "seqrec.models", "seqrec.metrics", "seqrec.checkpoint", "seqrec.ranks"),
     ("seqrec.train",),
     ("seqrec.experiment", "seqrec.validate", "seqrec.report"),
     ("seqrec.experiments",),

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from seqrec.app import build_report, resolved_options, run_grid
+from seqrec.app.verdicts import verdicts_path
 from seqrec.config import DEFAULT_PROFILE
 from seqrec.data.synthetic import SynthConfig, write_synthetic
 from seqrec.experiment import select
@@ -315,6 +316,8 @@ def _report(out) -> Path | None:  # noqa: ANN001
     path = build_report(Path(out))
     print(f"report: {path}" if path else f"no run records under {Path(out) / 'runs'}; no "
           "report written")
+    if path is not None and verdicts_path(path.parent).exists():
+        print(verdicts_path(path.parent).read_text().rstrip())  # the claims' verdicts
     return path
 
 

@@ -17,6 +17,16 @@ from functools import partial
 from seqrec.data.source import DataRef
 from seqrec.experiment import Experiment, GridRequest, RunSpec, build_grid, select
 from seqrec.models.registry import BASELINE_MODELS
+from seqrec.report.claims import (
+    Claim,
+    cheap_settings,
+    embedding_effect,
+    length_relation,
+    long_range_gains,
+    recency_curve,
+    threshold_twin_gain,
+    twin_gains,
+)
 from seqrec.report.figures import figure_exp1, figure_exp2, figure_exp3, figure_exp4
 from seqrec.report.stats import twin_comparisons
 from seqrec.report.tables import table_exp1, table_exp2, table_exp3, table_exp4
@@ -124,6 +134,53 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                                   "found or not)"),
     ),
 )}
+
+# The thesis' conclusions (its abstract; docs/protocol.md, "The thesis' conclusions"), each read
+# from experiments of this registry and tested by seqrec.report.claims.
+CLAIMS: tuple[Claim, ...] = (
+    Claim("1", "the user matters little",
+          "Adding the user to the GRU (and to the DNC) matters less than earlier work reported: "
+          "the user-based models gain little over their vanilla twins.",
+          reads=("exp1", "exp2", "exp4"), kind="no_gain", comparisons=twin_gains),
+    Claim("2", "long-term dependencies matter little",
+          "Long-term dependencies do not seem important: the DNC does not beat the GRU, and "
+          "longer windows do not beat shorter ones.",
+          reads=("exp4",), kind="no_gain", comparisons=long_range_gains),
+    Claim("3", "the most recent data matters most",
+          "Shrinking the training set while keeping it next to the test period costs Recall "
+          "less than in proportion: most useful information is the most recent.",
+          reads=("exp2",), kind="gain", comparisons=recency_curve),
+    Claim("4", "no relation of window length and scores",
+          "There is no clear relation between the window length and the scores, overall or "
+          "within any popularity third.",
+          reads=("exp4",), kind="no_effect", comparisons=length_relation),
+    Claim("5", "less data and shorter windows are cheap",
+          "If runtime is key, use less data and shorter windows: they save training time and "
+          "cost little accuracy.",
+          reads=("exp2", "exp4"), kind="no_loss", comparisons=cheap_settings),
+    Claim("exp1", "the threshold does not change the user's gain",
+          "The item play-count threshold (2 instead of 20) does not change what the user adds "
+          "to the GRU: preprocessing does not explain the gains earlier work reported.",
+          reads=("exp1",), kind="no_effect", comparisons=threshold_twin_gain),
+    Claim("exp3", "the embedding size matters little",
+          "The size of the item embedding matters little: the largest and the smallest "
+          "embedding score alike.",
+          reads=("exp3",), kind="no_effect", comparisons=embedding_effect),
+)
+# The validation experiment's planted truth reads claims 1 and 2 on its scenarios
+# (seqrec.report.claims.planted_claims; docs/validation.md).
+PLANTED_CLAIMS: tuple[str, ...] = ("1", "2")
+
+
+def _check_claims() -> None:
+    """Every claim reads experiments of this registry (a renamed experiment fails here)."""
+    for claim in CLAIMS:
+        unknown = [name for name in claim.reads if name not in EXPERIMENTS]
+        if unknown:
+            raise ValueError(f"claim {claim.key} reads {unknown}, which are not in EXPERIMENTS")
+
+
+_check_claims()
 
 THESIS_EXPERIMENTS: tuple[str, ...] = tuple(n for n, e in EXPERIMENTS.items() if e.thesis)
 CHOICES: tuple[str, ...] = (*EXPERIMENTS, "all")

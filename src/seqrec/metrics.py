@@ -41,6 +41,7 @@ from seqrec.data.windows import THIRDS, DeviceWindows, Split, Windows
 from seqrec.models.contract import scores_are_logits
 
 METRIC_NAMES = ("recall", "mrr", "ndcg")
+RANK_FIELDS = ("twice_rank", "user", "target", "third")  # `evaluate(keep_ranks=True)`'s arrays
 
 
 def twice_rank(scores: Tensor, target: Tensor, ties: str, workspace: Tensor | None = None
@@ -132,15 +133,23 @@ class MetricAccumulator:
         self.loss_sum = torch.zeros(self.groups, dtype=torch.float64, device=self.device)
 
     def update(self, scores: Tensor, target: Tensor, group: Tensor, loss: Tensor | None = None
-               ) -> None:
+               ) -> Tensor:
         """Add a batch: `scores [B, n_items]`, `target` int64 `[B]`, `group` int64 `[B]` in
-        `[0, groups)`, optional per-window loss `[B]`."""
+        `[0, groups)`, optional per-window loss `[B]`. Returns the batch's twice-ranks int64
+        `[B]` (`twice_rank`, not cut off)."""
         work = self.workspace
         if (work is None or work.shape[0] < scores.shape[0] or work.shape[1] != scores.shape[1]
                 or work.device != scores.device):
             # Kept between batches: a fresh [B, n_items] buffer per batch costs page faults.
             work = self.workspace = new_workspace(scores.shape, scores.device)
-        h = twice_rank(scores, target, self.ties, work).clamp_(max=self.bins - 1)  # [B]
+        h = twice_rank(scores, target, self.ties, work)  # [B]
+        self.add_ranks(h, group, loss)
+        return h
+
+    def add_ranks(self, h: Tensor, group: Tensor, loss: Tensor | None = None) -> None:
+        """Add windows by their twice-ranks `h` int64 `[B]` (`twice_rank`; any size, ranks
+        past every cut-off share the overflow bin) and groups `group` int64 `[B]`."""
+        h = h.clamp(max=self.bins - 1)
         self.hist += torch.bincount(group * self.bins + h, minlength=self.groups * self.bins
                                     ).view(self.groups, self.bins)
         if loss is not None:
@@ -188,7 +197,8 @@ def _eval_batches(n: int, batch_size: int, device: torch.device):
 
 
 def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Split,
-             cfg: RunConfig, device: torch.device, groups: np.ndarray | None = None) -> dict:
+             cfg: RunConfig, device: torch.device, groups: np.ndarray | None = None,
+             keep_ranks: bool = False) -> dict:
     """Evaluate `model` on every window (none dropped), ranking each target among all items.
 
     Popularity thirds of the target come from `split.item_counts` only (cf. thesis defect 4).
@@ -203,6 +213,11 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
     `groups`: optional int `[n_windows]` labels >= 0 (e.g. a window's history length, or its
     user); adds "metrics_by_group" {label: metrics} and "n_windows_by_group" for the labels
     that occur.
+
+    `keep_ranks`: adds "ranks", the evaluation per window in window order (numpy `[n_windows]`
+    each): "twice_rank" (int64, `twice_rank` under `cfg.eval.ties`, not cut off; 0 for a NaN
+    target score), "user" and "target" (int64) and "third" (int64, 0 popular .. 2 unpopular).
+    The metrics above are a function of these alone (`metrics_from_ranks`).
     """
     dw = windows if isinstance(windows, DeviceWindows) else windows.to(device)
     if len(dw) == 0:
@@ -220,6 +235,7 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
         by_acc = MetricAccumulator(tuple(cfg.eval.ks), cfg.eval.ties, device,
                                    groups=int(groups.max()) + 1)
     logits = scores_are_logits(model)
+    kept: list[tuple[Tensor, ...]] = []
     was_training = model.training
     model.eval()
     try:
@@ -234,7 +250,10 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
                 # Count baselines' scores are not logits: a cross-entropy of them means nothing.
                 loss = (F.cross_entropy(scores.float(), target, reduction="none")  # [B]
                         if logits else None)
-                acc.update(scores, target, thirds[target], loss)
+                h = acc.update(scores, target, thirds[target], loss)
+                if keep_ranks:
+                    # a window's user is the same at every position (padding included)
+                    kept.append((h, users[:, -1], target, thirds[target]))
                 if by_acc is not None:
                     by_acc.workspace = acc.workspace  # the same buffer serves both
                     by_acc.update(scores, target, by[idx])
@@ -248,9 +267,29 @@ def evaluate(model: torch.nn.Module, windows: Windows | DeviceWindows, split: Sp
         "n_windows": res["n_windows"],
         "loss": res["loss"] if logits else None,
     }
+    if keep_ranks:
+        out["ranks"] = {name: torch.cat([k[i] for k in kept]).cpu().numpy().astype(np.int64)
+                        for i, name in enumerate(RANK_FIELDS)}
     if by_acc is not None:
         res = by_acc.result()
         present = [g for g, c in enumerate(res["counts"]) if c]
         out["metrics_by_group"] = {g: res["by_group"][g] for g in present}
         out["n_windows_by_group"] = {g: res["counts"][g] for g in present}
     return out
+
+
+def metrics_from_ranks(twice_ranks: np.ndarray, thirds: np.ndarray, ks: tuple[int, ...],
+                       ties: str = "conservative") -> dict:
+    """The metrics `evaluate` reports, from its per-window twice-ranks and popularity thirds
+    (int `[n]` each): {"metrics", "metrics_by_popularity", "n_windows_by_popularity",
+    "n_windows"}. The same histogram and the same sums as the streamed evaluation, so the
+    values are equal to the last bit. `ties` only labels the accumulator (the ranks already
+    carry their tie policy)."""
+    acc = MetricAccumulator(tuple(ks), ties, torch.device("cpu"), groups=len(THIRDS))
+    acc.add_ranks(torch.as_tensor(np.asarray(twice_ranks, dtype=np.int64)),
+                  torch.as_tensor(np.asarray(thirds, dtype=np.int64)))
+    res = acc.result()
+    return {"metrics": res["metrics"],
+            "metrics_by_popularity": dict(zip(THIRDS, res["by_group"], strict=True)),
+            "n_windows_by_popularity": dict(zip(THIRDS, res["counts"], strict=True)),
+            "n_windows": res["n_windows"]}

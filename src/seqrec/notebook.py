@@ -21,11 +21,13 @@ import torch
 from seqrec import __version__
 from seqrec.app import build_report, resolved_options, run_grid
 from seqrec.config import DEFAULT_PROFILE
-from seqrec.experiments import THESIS_EXPERIMENTS, grid
+from seqrec.experiments import CLAIMS, THESIS_EXPERIMENTS, grid
 from seqrec.experiments import experiment as lookup
 from seqrec.plan import make_plan, plan_lines
+from seqrec.ranks import RanksReader
 from seqrec.report import load_records
 from seqrec.report.baselines import baseline_check, baseline_sentences
+from seqrec.report.claims import claims_frame, evaluate_claims
 from seqrec.report.records import results_frame
 from seqrec.runner import (
     RunOptions,
@@ -164,6 +166,16 @@ class Session:
             self.run(name)
             self.show(name, heading=False)
 
+    def claims(self, experiments: list[str] | None = None):  # noqa: ANN201 - a DataFrame
+        """The thesis' conclusions tested on this session's runs (default: the thesis'
+        experiments): one row per claim with its statement, the runs it reads, its effect on
+        Recall@20 with a 95% interval, p-value, method, verdict and one plain sentence
+        (seqrec/report/claims.py; docs/validation.md, "Claims and their verdicts")."""
+        wanted = {s.run_id for name in experiments or self.experiments()
+                  for s in self.specs(name)}
+        records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
+        return claims_frame(evaluate_claims(CLAIMS, records, RanksReader(self.out_dir)))
+
     def report(self) -> Path | None:
         """Build report.md and report.pdf from every record in the output folder."""
         path = build_report(Path(self.out_dir))
@@ -238,6 +250,7 @@ def run_demo(out_dir: Path, profile: str = DEFAULT_PROFILE, timeout: int = 3600,
         torch.set_num_threads(threads)
     session = Session(str(out_dir), profile=profile, device="cpu")
     session.run_all()
+    _display_whole(session.claims())
     session.report()
     return None
 

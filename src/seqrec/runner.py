@@ -44,6 +44,7 @@ from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec
 from seqrec.io import stale_temporaries
 from seqrec.provenance import versions_line
+from seqrec.ranks import ranks_path
 from seqrec.record import (
     EpochRow,
     RecordError,
@@ -268,7 +269,8 @@ def _run_claimed(spec: RunSpec, out_dir: Path, source: DataSource, options: RunO
     try:
         record = train_run(split, spec.config, folder, resolve_device(options.device),
                            label=spec.label(), progress=options.progress, on_epoch=on_epoch,
-                           checkpoint=ckpt_file, keep_model=options.keep_model)
+                           checkpoint=ckpt_file, keep_model=options.keep_model,
+                           ranks_file=ranks_path(folder))  # per-window ranks (seqrec.ranks)
         record = dataclasses.replace(
             record, data=source.summary(spec.config.data),
             request=spec.request.to_json() if spec.request is not None else None)

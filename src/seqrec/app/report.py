@@ -31,11 +31,13 @@ import matplotlib
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from seqrec.app.verdicts import claims_chapter, side_by_side, verdicts_path
 from seqrec.config import config_hash
 from seqrec.experiment import GridRequest, GridTooLarge, build_grid, split_axis
 from seqrec.experiments import EXPERIMENTS
 from seqrec.io import atomic_write, atomic_write_json, atomic_write_text, read_json, safe_name
 from seqrec.provenance import version_text
+from seqrec.ranks import RanksReader
 from seqrec.record import RunLabel, RunRecord
 from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
 from seqrec.report.records import RecordScan, metric_label, scan_records, status_lists
@@ -408,6 +410,9 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
         md += [*integrity, ""]
     summary: list[str] = [*integrity, *([""] if integrity else [])]
     sections: list[_Section] = []
+    ranks_of = RanksReader(out_dir)  # per-window ranks beside the records (seqrec.ranks)
+    verdicts: list[str] = []
+    by_chapter: list[tuple[str, object]] = []
     for chapter in parts:
         names = _ordered([n for n in chapter.names if experiments is None or n in experiments])
         if not names:
@@ -421,12 +426,32 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
             md += [f"# {chapter.title}", ""]
         md += [*(f"{line}  " for line in head), ""]  # two spaces: a Markdown line break
         summary += [chapter.title, *head, ""]
-        mine = [_experiment_section(n, records, files, chapter.suffix) for n in names]
+        # The chapter opens with the thesis' conclusions tested on its runs (issue 21).
+        claims = claims_chapter(records, ranks_of, folder, chapter.suffix)
+        stem = f"claims{chapter.suffix}"
+        for name in (f"{stem}.md", f"{stem}.tex", f"{stem}.csv", f"{stem}_details.md",
+                     f"{stem}.png"):
+            if (folder / name).exists():
+                files.path(name)  # written by claims_chapter: tracked like every report file
+        opening = _Section("The thesis' conclusions")
+        opening.md, opening.pdf = claims.md, claims.pdf
+        verdicts += [f"{chapter.title}: {line}" for line in claims.verdicts]
+        by_chapter.append((chapter.title, claims.frame))
+        mine = [opening] + [_experiment_section(n, records, files, chapter.suffix)
+                            for n in names]
         mine.append(_status_section(failed, None if expected is None else missing,
                                     None if expected is None else len(expected)))
         for section in mine:
             md += section.md
         sections += mine
+    table = side_by_side(by_chapter)
+    if ((table.drop(columns=["Claim"]) != "-").sum(axis=1) > 1).any():
+        # One folder, several contexts (e.g. splits): does each conclusion survive them all?
+        md[4:4] = ["## Verdicts side by side", "", "The same claims under each chapter's "
+                   "context (data, split, settings; each chapter's head names them):", "",
+                   to_markdown(table)]
+        summary += ["Verdicts side by side", *to_text(table), ""]
+    files.text(verdicts_path(folder).name, "\n".join(verdicts) + "\n")
     files.text("report.md", "\n".join(md).rstrip() + "\n")
     atomic_write(files.path("report.pdf"), lambda f: _write_pdf(f, summary, sections))
     files.remove_stale()

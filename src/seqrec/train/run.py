@@ -24,6 +24,7 @@ from seqrec.io import atomic_write_bytes
 from seqrec.metrics import evaluate
 from seqrec.models import build_model
 from seqrec.provenance import code_version
+from seqrec.ranks import RunRanks, write_ranks
 from seqrec.record import RunLabel, RunRecord, RunState
 from seqrec.train.epoch import check_split
 from seqrec.train.stages import (
@@ -51,7 +52,7 @@ def default_factory(cfg: RunConfig) -> ModelFactory:
 def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device, *,
               label: RunLabel, progress: bool = True, model_factory: ModelFactory | None = None,
               keep_model: bool = False, on_epoch: EpochCallback | None = None,
-              checkpoint: Path | None = None) -> RunRecord:
+              checkpoint: Path | None = None, ranks_file: Path | None = None) -> RunRecord:
     """Train (both stages, or one count fit) and evaluate on test; return the run's record.
 
     Resumes from `checkpoint` (default `run_dir/ckpt.pt`; or its `.prev.pt`) when present. A
@@ -62,6 +63,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
     `model_factory(n_items, n_users)` replaces the model registry (tests, custom models); the
     model it builds says by its `kind` whether it is trained or counted (models/contract.py).
     `on_epoch(row)` is called after every finished epoch with its history row.
+    `ranks_file`: where a finished run writes its per-window test ranks (`seqrec.ranks`; the
+    runner puts them beside the record); None writes none.
     """
     run_dir = Path(run_dir)
     check_split(split)
@@ -80,7 +83,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         else:
             trained = fit_counts(split, cfg, device, model, factory)
         history = trained.history
-        result = evaluate(trained.model, split.test, split, cfg, device)
+        result = evaluate(trained.model, split.test, split, cfg, device,
+                          keep_ranks=ranks_file is not None)
     except TrainingFailed as e:
         status, reason, history = RunState.FAILED, e.reason, e.history
     except RuntimeError as e:
@@ -89,6 +93,8 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
                   else f"run {label.run_id}: {e}")
     if status == RunState.FAILED and device.type == "cuda":
         torch.cuda.empty_cache()
+    if status == RunState.OK and ranks_file is not None:
+        write_ranks(ranks_file, RunRanks.from_evaluation(result["ranks"], cfg.eval.ties))
     if status == RunState.OK and keep_model:
         weights = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         atomic_write_bytes(run_dir / MODEL_FILE, _torch_bytes(weights))

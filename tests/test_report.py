@@ -133,7 +133,7 @@ def test_load_records_skips_damaged_files_with_a_warning(tmp_path, records):
 def test_table_exp1_cells_by_metric_model_and_threshold(records):
     t = table_exp1(records)
     assert list(t.columns) == ["Threshold", "Model", "Metric", "Chunk 0", "Chunk 1", "Chunk 2",
-                               "Mean", "Mean std", "Runs"]
+                               "Mean", "Mean std", "Test windows", "Runs"]
     assert list(dict.fromkeys(t["Threshold"])) == [20, 2]  # the thesis' order: 1.1, then 1.2
 
     def row(group, model, metric):
@@ -349,7 +349,7 @@ def test_render_report_from_partial_grid(tmp_path):
     assert "Missing runs: 1 of" in md and "`exp1.2-c2-user_gru-s0-v2`" in md
     assert "19 finished (seeds 0, 1), 1 failed, 1 missing" in md  # exp 1 summary line
     # Chunks 0 and 1: losses 6.00625 and 5.90625.
-    assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 2 |" in (folder / "exp3.md").read_text()
+    assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 100 | 2 |" in (folder / "exp3.md").read_text()
     assert "User-based GRU" in md and "user_gru beats gru on recall@20" in md
     assert "no runs yet" not in md
     # An experiment outside the registry gets a per-run table of its own.

@@ -13,6 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqrec.experiment import describe_grid
+from seqrec.preflight import as_list, grid_lines, optional_path
+from seqrec.report.coverage import few_window_sentence
+from seqrec.report.render import to_markdown
 from seqrec.runner import RunOptions
 
 NOTEBOOK = "thesis_experiments.ipynb"
@@ -48,6 +52,16 @@ class Session:
     backend: str = "local"  # "ray": every run a Ray task (docs/cluster.md)
     backend_options: dict = field(default_factory=dict)  # RayOptions' fields, e.g. address
 
+    def __post_init__(self) -> None:
+        # The config cell's values as a newcomer types them (issue 22): one string where a
+        # list is expected, an empty form field for "none".
+        self.data = optional_path(self.data, "DATA_PATH")
+        self.checkpoint_dir = optional_path(self.checkpoint_dir, "CHECKPOINT_DIR")
+        self.overrides = as_list(self.overrides, "OVERRIDES") or []
+        for name in ("models", "baselines"):
+            value = as_list(getattr(self, name), name)
+            setattr(self, name, None if value is None else tuple(value))
+
     def options(self, retry_failed: bool = False) -> RunOptions:
         return RunOptions(device=self.device, retry_failed=retry_failed,
                           tensorboard=self.tensorboard, checkpoint_dir=self.checkpoint_dir,
@@ -74,9 +88,12 @@ class Session:
                 else f"CPU ({torch.get_num_threads()} threads)")
         print(f"seqrec {_version()}: profile {self.profile!r} on {name}; data: "
               f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
-        specs = [s for name in experiments or self.experiments() for s in self.specs(name)]
+        names = as_list(experiments, "EXPERIMENTS") or self.experiments()
+        specs = [s for name in names for s in self.specs(name)]
         plans = make_plan(specs, Path(self.out_dir), self.options(), steps)
         for line in plan_lines(plans, self.profile, dev):
+            print(line)
+        for line in grid_lines(specs, self.out_dir, self.options()):
             print(line)
         return plans
 
@@ -130,7 +147,7 @@ class Session:
         wanted = set(results["run_id"])
         records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
         if heading:
-            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+            _display_markdown(self.heading(experiment))
         ok = [r for r in records if r.ok]
         not_ok = results[results["status"] != "ok"]
         if len(not_ok):
@@ -141,22 +158,42 @@ class Session:
             print(f"{experiment}: no finished runs yet")
             return
         table = exp.table(ok)
-        _display_whole(table)
+        _display_markdown(to_markdown(table))  # as the report shows it: "0.3637 ± 0.0110"
+        print(f"session.table({experiment!r}) gives this table as a DataFrame, "
+              f"session.results({experiment!r}) one row per run")
         from seqrec.report.baselines import baseline_check, baseline_sentences
 
-        for sentence in baseline_sentences(baseline_check(ok, experiment)):
+        few = few_window_sentence(ok, experiment, table)
+        for sentence in [*([few] if few else []), *baseline_sentences(
+                baseline_check(ok, experiment))]:
             print(sentence)
         if exp.figure is not None:
             fig = exp.figure(ok, table=table)
             _display(fig)
 
-    def run_all(self, experiments: list[str] | None = None) -> None:
-        """Run and show each experiment in turn (default: the thesis' four, in order)."""
+    def table(self, experiment: str):  # noqa: ANN201 - a pandas DataFrame
+        """The experiment's table (as `show` displays it) as a numeric DataFrame: means and
+        `<metric> std` columns, `Test windows` and `Runs`, from this session's finished runs."""
+        from seqrec.experiments import experiment as lookup
+        from seqrec.report import load_records
+
+        wanted = {s.run_id for s in self.specs(experiment)}
+        ok = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted and r.ok]
+        return lookup(experiment).table(ok)
+
+    def heading(self, experiment: str) -> str:
+        """The experiment's heading as Markdown: title, design, and what this grid runs
+        (written from the grid, not the thesis': `describe_grid`)."""
         from seqrec.experiments import experiment as lookup
 
-        for name in experiments or self.experiments():
-            exp = lookup(name)
-            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+        exp = lookup(experiment)
+        labels = [s.label() for s in self.specs(experiment)]
+        return f"### {exp.title}\n\n{exp.description}\n\n{describe_grid(labels, exp.axis_label)}"
+
+    def run_all(self, experiments: list[str] | None = None) -> None:
+        """Run and show each experiment in turn (default: the thesis' four, in order)."""
+        for name in as_list(experiments, "EXPERIMENTS") or self.experiments():
+            _display_markdown(self.heading(name))
             self.run(name)
             self.show(name, heading=False)
 

@@ -33,6 +33,8 @@ from seqrec.experiment import RunSpec
 from seqrec.experiments import grid
 from seqrec.models import build_model
 from seqrec.models.registry import REGISTRY
+from seqrec.report.coverage import MIN_TEST_WINDOWS
+from seqrec.runner import RunOptions, Sources, status
 
 FLOAT_BYTES = 4
 ASSUMED_ITEMS = 50_000  # the catalogue assumed by the GPU check before any data is read
@@ -216,8 +218,12 @@ def disk_estimate(sizes: Iterable[tuple[RunConfig, int, int]], folder: str | Pat
     """`sizes`: (config, items, users) of every run still to train; `folder`: where their
     checkpoints go."""
     peak = written = 0
+    known: dict[tuple, int] = {}
     for cfg, n_items, n_users in sizes:
-        one = checkpoint_bytes(cfg, n_items, n_users)
+        key = (cfg.model, n_items, n_users)
+        if key not in known:
+            known[key] = checkpoint_bytes(cfg, n_items, n_users)
+        one = known[key]
         epochs = cfg.train.epochs * (2 if cfg.train.retrain else 1)
         peak = max(peak, 2 * one)
         written += one * epochs
@@ -278,3 +284,40 @@ def is_disk_full(exc: BaseException) -> bool:
 def on_drive(path: str | Path | None) -> bool:
     """Whether `path` is on Colab's Drive mount."""
     return path is not None and str(Path(path)).startswith("/content/drive")
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid's splits: too few windows, and what the grid writes
+
+def grid_lines(specs: list[RunSpec], out_dir: str | Path, options: RunOptions) -> list[str]:
+    """What to warn about before a grid trains, from its splits (prepared and cached here, as
+    the runner would before training): splits with fewer test (or validation) windows than
+    `MIN_TEST_WINDOWS`, whose numbers will be noise; and the checkpoints the runs still to
+    train will write against the free space where they go (`disk_lines`)."""
+    sources = Sources(Path(out_dir))
+    few: dict[tuple, tuple[str, int]] = {}
+    sizes = []
+    for spec in specs:
+        state = status(out_dir, spec, options)
+        if state not in ("todo", "partial"):
+            continue
+        split = sources(spec.data).split(spec.config.data, spec.chunk)
+        part, n = min((("test", len(split.test)), ("validation", len(split.val))),
+                      key=lambda p: p[1])
+        if n < MIN_TEST_WINDOWS:
+            few.setdefault((spec.experiment, spec.axis, spec.value, spec.chunk),
+                           (part, n))
+        if REGISTRY[spec.model].trained:
+            sizes.append((spec.config, split.n_items, split.n_users))
+    lines = []
+    if few:
+        shown = "; ".join(f"{e} {a}={v} chunk {c}: {n} {part} windows"
+                          for (e, a, v, c), (part, n) in list(few.items())[:4])
+        more = f"; and {len(few) - 4} more" if len(few) > 4 else ""
+        lines.append(f"WARNING: {len(few)} split{'s' if len(few) > 1 else ''} leave fewer than "
+                     f"{MIN_TEST_WINDOWS} windows to evaluate on ({shown}{more}); their "
+                     "numbers will be noise and are marked in the tables and figures: use a "
+                     "larger log, fewer chunks or a shorter window length.")
+    folder = options.checkpoint_dir or out_dir
+    lines += disk_lines(disk_estimate(sizes, folder), on_drive(folder))
+    return lines

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
+from seqrec.data.windows import THIRDS
+
 MIN_TEST_WINDOWS = 100
 FEW_MARK = "(few)"
 TEST_WINDOWS = "Test windows"
@@ -32,29 +36,42 @@ def count_text(count: float) -> str:
     return f"{count:,.0f}" + (f" {FEW_MARK}" if is_few(count) else "")
 
 
-def few_runs(records: list, thirds: tuple[str, ...] = ()) -> list[tuple[str, int]]:
-    """(run id, fewest windows) of every finished run with fewer test windows than the minimum,
-    overall or in one of `thirds` (exp 4's tables show each third)."""
+def few_runs(records: list, thirds: tuple[str, ...] = (), part: str = "test"
+             ) -> list[tuple[str, int]]:
+    """(run id, fewest windows) of every finished run with fewer windows of `part` ("test",
+    or "val" for exp 3's validation loss) than the minimum, overall or in one of `thirds`."""
     out = []
     for r in records:
         if not r.ok:
             continue
-        counts = [r.n_test_windows, *((r.n_windows_by_popularity or {}).get(t, 0)
-                                      for t in thirds)]
-        if min(counts) < MIN_TEST_WINDOWS:
+        if part == "val":
+            counts = [int(((r.split or {}).get("windows") or {}).get("val", 0))]
+        else:
+            by_third = r.n_windows_by_popularity or {}
+            counts = [*([r.n_test_windows] if r.n_test_windows else []),  # 0: not recorded
+                      *(by_third[t] for t in thirds if t in by_third)]
+        counts = [c for c in counts if c or part == "test"]
+        if counts and min(counts) < MIN_TEST_WINDOWS:
             out.append((r.run_id, int(min(counts))))
     return out
 
 
-def few_window_sentence(records: list, experiment: str, thirds: tuple[str, ...] = (),
+def few_window_sentence(records: list, experiment: str, table: pd.DataFrame | None = None,
                         shown: int = 5) -> str | None:
-    """One sentence naming the runs below the minimum (None when there are none)."""
-    few = few_runs([r for r in records if r.experiment == experiment], thirds)
+    """One sentence naming the runs of `experiment` below the minimum (None when there are
+    none). Which windows count is read from its `table`: validation windows where it shows
+    `Val windows`, and each popularity third where it has a `Scope` column (exp 4)."""
+    columns = set(table.columns) if table is not None else set()
+    part = "val" if VAL_WINDOWS in columns else "test"
+    thirds = THIRDS if "Scope" in columns else ()
+    few = few_runs([r for r in records if r.experiment == experiment], thirds, part)
     if not few:
         return None
     where = " overall or in a popularity third" if thirds else ""
     names = ", ".join(f"{run_id} ({n})" for run_id, n in few[:shown])
     more = f" and {len(few) - shown} more" if len(few) > shown else ""
+    what = "validation" if part == "val" else "test"
     return (f"WARNING: {len(few)} {experiment} run{'s' if len(few) != 1 else ''} rest on fewer "
-            f"than {MIN_TEST_WINDOWS} test windows{where}, too few for the numbers to mean "
-            f"much (marked {FEW_MARK} in the table and circled in the figure): {names}{more}")
+            f"than {MIN_TEST_WINDOWS} {what} windows{where}, too few for their numbers to "
+            f"mean much (marked {FEW_MARK} in the table and circled in the figure): "
+            f"{names}{more}")

@@ -34,6 +34,17 @@ def metric_label(key: str) -> str:
     return f"{pretty}@{k}" if k else pretty
 
 
+def data_name(data: dict | None) -> str:
+    """A record's data source in a few words: the file's name, or the built-in log's size."""
+    data = data or {}
+    if data.get("kind") == "file":
+        return Path(str(data.get("file") or data.get("path") or "?")).name
+    synth = data.get("synth") or {}
+    if data.get("kind") == "generated" or synth:
+        return f"built-in generated log ({synth.get('n_rows', 0):,} plays)"
+    return "unknown data"
+
+
 def third_column(third: str, metric: str) -> str:
     """Column of `runs_frame` holding `metric` for a popularity third (or `"overall"`)."""
     return metric if third == "overall" else f"{third}/{metric}"
@@ -100,7 +111,8 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
         row["n_items"] = _number(r.n_items if r.n_items is not None else r.split.get("n_items"))
         row["train_windows"] = _number(_get(r.split, "windows", "train"))
         row["best_val_loss"] = _number(r.best_val_loss)
-        row[WINDOWS_KEY] = _number(r.n_test_windows)
+        # 0: not recorded (a finished run has test windows; its split was checked)
+        row[WINDOWS_KEY] = _number(r.n_test_windows) if r.n_test_windows else math.nan
         row["val_windows"] = _number(_get(r.split, "windows", "val"))
         row["data"] = r.data.get("fingerprint")
         for key, value in (r.metrics or {}).items():

@@ -378,7 +378,7 @@ def test_records_of_other_settings_get_their_own_chapter_never_pooled(tmp_path):
     assert parts[0].suffix != parts[1].suffix
     write_records(tmp_path, records)
     md = build_report(tmp_path).read_text()
-    assert md.count("# Runs ") == 2 and "Missing runs: 1 of" in md and "Missing runs: 0 of" in md
+    assert md.count("# Group ") == 2 and "Missing runs: 1 of" in md and "Missing runs: 0 of" in md
     # A grid whose runs all belong to a larger one (1 seed inside 2 seeds) is not a chapter.
     seeds = experiment_grid("exp3", "smoke", ["epochs=1", "seeds=2"])
     parts = chapters(fake_records(one, 0.1) + fake_records(seeds, 0.1)[len(one):])
@@ -386,7 +386,7 @@ def test_records_of_other_settings_get_their_own_chapter_never_pooled(tmp_path):
     # Records without a request (an older seqrec) are shown apart, missing runs unknown.
     parts = chapters([*fake_records(one, 0.1), record("exp4", "exp4", "gru", 0, 0, "seq_len",
                                                       5)])
-    assert [c.title for c in parts] == ["Runs 1", "Records without a grid request"]
+    assert [c.title.split(":")[0] for c in parts] == ["Group 1", "Records without a grid request"]
     assert parts[1].expected is None
 
 

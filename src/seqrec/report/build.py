@@ -21,12 +21,13 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from seqrec.config import config_hash
-from seqrec.experiment import GridRequest, build_grid, split_axis
+from seqrec.experiment import GridRequest, build_grid, describe_grid, split_axis
 from seqrec.experiments import EXPERIMENTS
 from seqrec.io import atomic_write, atomic_write_text
 from seqrec.record import RunLabel, RunRecord
 from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
-from seqrec.report.records import load_records, metric_label, status_lists
+from seqrec.report.coverage import FEW_MARK, MIN_TEST_WINDOWS, few_window_sentence
+from seqrec.report.records import data_name, load_records, metric_label, status_lists
 from seqrec.report.render import to_latex, to_markdown, to_text
 from seqrec.report.stats import MIN_WILCOXON_PAIRS
 from seqrec.report.tables import table_other
@@ -72,10 +73,14 @@ def _experiment_section(name: str, records: list[RunRecord], folder: Path,
     atomic_write_text(folder / f"{stem}.tex", to_latex(table, caption=section.title,
                                                        label=f"tab:{stem}"))
     atomic_write_text(folder / f"{stem}.csv", table.to_csv(index=False))
-    section.md += [f"{_count(len(ok), 'finished run')}. Table files: [{stem}.md]({stem}.md), "
-                   f"[{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv).", "",
-                   to_markdown(table)]
-    section.pdf.append((f"{section.title}: table", to_text(table), 2))
+    ran = describe_grid([r.spec for r in ok], exp.axis_label) if exp else ""
+    few = few_window_sentence(ok, name, table)
+    notes = [f"{FEW_MARK}: fewer than {MIN_TEST_WINDOWS} windows behind a number."]
+    section.md += [f"{ran} {_count(len(ok), 'finished run')}. Table files: "
+                   f"[{stem}.md]({stem}.md), [{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv).",
+                   "", *([f"**{few}**", ""] if few else []), to_markdown(table), *notes, ""]
+    section.pdf.append((f"{section.title}: table",
+                        [*to_text(table), "", *notes, *([few] if few else []), "", ran], 2))
     if exp is not None and exp.figure is not None:
         fig = exp.figure(ok, table=table)
         _save_figure(fig, folder / f"{stem}.png")
@@ -229,7 +234,9 @@ def chapters(records: list[RunRecord]) -> list[Chapter]:
         labels = [label for _, ls in members for label in ls]
         wanted = {label.run_id for label in labels}
         mine = [r for r in records if r.run_id in wanted]
-        out.append(Chapter(f"Runs {n}", _context_lines(members[0][0], mine), mine, labels,
+        sources = ", ".join(dict.fromkeys(data_name(r.data) for r in mine)) or "no data yet"
+        title = f"Group {n}: {sources}, profile {members[0][0].profile}"
+        out.append(Chapter(title, _context_lines(members[0][0], mine), mine, labels,
                            names=list(dict.fromkeys(req.experiment for req, _ in members))))
     if unplanned:
         out.append(Chapter(
@@ -332,6 +339,9 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
         for section in mine:
             md += section.md
         sections += mine
+    summary = [f"Runs are grouped by the data they read, the profile and the settings; each "
+               "group is reported on its own, never pooled with another "
+               f"({_count(len(parts), 'group')} here).", "", *summary]
     atomic_write_text(folder / "report.md", "\n".join(md).rstrip() + "\n")
     atomic_write(folder / "report.pdf", lambda f: _write_pdf(f, summary, sections))
     return folder / "report.md"

@@ -197,14 +197,41 @@ class Session:
             self.run(name)
             self.show(name, heading=False)
 
-    def report(self) -> Path | None:
-        """Build report.md and report.pdf from every record in the output folder."""
+    def report(self, download: bool = False) -> Path | None:
+        """Build report.md and report.pdf from every record in the output folder, show its
+        summary (what finished, failed and is missing) inline and, with `download` on Colab,
+        send report.pdf to the browser as a download. Returns the path of report.md."""
         from seqrec.report import build_report
 
         path = build_report(Path(self.out_dir))
-        print(f"report: {path} and {path.with_suffix('.pdf')}" if path else
-              "no run records yet; no report written")
+        if path is None:
+            print("no run records yet; no report written")
+            return None
+        pdf = path.with_suffix(".pdf")
+        _display_markdown(report_summary(path.read_text()))
+        print(f"report: {path} and {pdf} (tables also as .md, .tex and .csv, figures as .png, "
+              "in the same folder)")
+        if download:
+            _download(pdf)
         return path
+
+
+def report_summary(markdown: str) -> str:
+    """The head of a report.md: its introduction and each group's counts, up to the first
+    experiment's section (the tables and figures are shown above it in the notebook)."""
+    lines = markdown.splitlines()
+    end = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
+    return "\n".join(lines[:end]).rstrip()
+
+
+def _download(path: Path) -> None:
+    """Offer `path` for download: Colab's browser download, elsewhere where the file is."""
+    try:
+        from google.colab import files  # only on Colab
+    except ImportError:
+        print(f"download: open {path} (not on Colab: no browser download from here)")
+        return
+    files.download(str(path))
 
 
 def _display_whole(frame) -> None:  # noqa: ANN001 - a pandas DataFrame
@@ -225,8 +252,12 @@ def _version() -> str:
 
 def _display_markdown(text: str) -> None:
     try:
+        from IPython import get_ipython
         from IPython.display import Markdown
     except ImportError:
+        print(text)
+        return
+    if get_ipython() is None:  # IPython installed but not running: its repr would show
         print(text)
         return
     _display(Markdown(text))

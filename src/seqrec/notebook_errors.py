@@ -79,7 +79,11 @@ def short_errors(debug: bool = False, out_dir: str | None = None, shell=None) ->
             shown = OSError(text) if is_disk_full(value) else type(value)(text)
         except Exception:  # noqa: BLE001 - a type whose constructor wants more than a message
             shown = RuntimeError(text)
-        self.showtraceback((type(shown), shown, None), exception_only=True)
+        show = getattr(self, "_showtraceback", None)
+        if show is None:  # an IPython without the hook: its own short form (one more line)
+            self.showtraceback((type(shown), shown, None), exception_only=True)
+        else:  # the error alone: no "An exception has occurred, use %tb ..." header
+            show(type(shown), shown, self.InteractiveTB.get_exception_only(type(shown), shown))
         return None
 
     shell.set_custom_exc(HANDLED, handler)

@@ -329,8 +329,7 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
             e for e in chapter.expected if e.experiment in names]
         failed, missing = status_lists(records, expected)
         head = [*chapter.context, *_summary(records, expected, failed, missing, names)]
-        if len(parts) > 1:
-            md += [f"# {chapter.title}", ""]
+        md += [f"# {chapter.title}", ""]
         md += [*(f"{line}  " for line in head), ""]  # two spaces: a Markdown line break
         summary += [chapter.title, *head, ""]
         mine = [_experiment_section(n, records, folder, chapter.suffix) for n in names]

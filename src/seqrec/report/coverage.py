@@ -71,7 +71,8 @@ def few_window_sentence(records: list, experiment: str, table: pd.DataFrame | No
     names = ", ".join(f"{run_id} ({n})" for run_id, n in few[:shown])
     more = f" and {len(few) - shown} more" if len(few) > shown else ""
     what = "validation" if part == "val" else "test"
-    return (f"WARNING: {len(few)} {experiment} run{'s' if len(few) != 1 else ''} rest on fewer "
+    runs = f"{len(few)} {experiment} run" + (" rests" if len(few) == 1 else "s rest")
+    return (f"WARNING: {runs} on fewer "
             f"than {MIN_TEST_WINDOWS} {what} windows{where}, too few for their numbers to "
             f"mean much (marked {FEW_MARK} in the table and circled in the figure): "
             f"{names}{more}")

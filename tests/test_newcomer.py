@@ -104,6 +104,10 @@ def test_a_wrong_data_path_suggests_the_built_in_data(tmp_path):
     with pytest.raises(SetupError) as err:
         check_runtime("smoke", "cpu", str(tmp_path / "lastfm.tsv"), info=CPU)
     assert "DATA_PATH = None" in str(err.value) and "write_synthetic" not in str(err.value)
+    (tmp_path / "lastfm").mkdir()
+    (tmp_path / "lastfm" / "userid-timestamp-artid-artname-traid-traname.tsv").write_text("x")
+    with pytest.raises(ValueError, match="is a folder; pass the log inside it"):
+        check_runtime("smoke", "cpu", str(tmp_path / "lastfm"), info=CPU)
 
 
 # ---------------------------------------------------------------------------------------------

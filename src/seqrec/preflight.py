@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from seqrec.config import RunConfig
+from seqrec.data.inputs import inspect_path
 from seqrec.experiment import RunSpec
 from seqrec.experiments import grid
 from seqrec.models import build_model
@@ -75,11 +76,16 @@ def optional_path(value: object, name: str) -> str | None:
 
 
 def check_data_path(data: str | None) -> None:
-    """A DATA_PATH that does not exist stops with the sentence a notebook user needs."""
-    if data is not None and not Path(data).exists():
+    """A DATA_PATH that does not exist stops with the sentence a notebook user needs; one that
+    exists is inspected at once (a folder, an empty or binary file: `inspect_path`'s
+    sentences), so these stop in the first seconds rather than after the plan."""
+    if data is None:
+        return
+    if not Path(data).exists():
         raise SetupError(f"DATA_PATH {data!r} does not exist; check the path (on Colab, Drive "
                          "files are under /content/drive/MyDrive/), or set DATA_PATH = None to "
                          "use the built-in generated log")
+    inspect_path(data)
 
 
 # ---------------------------------------------------------------------------------------------

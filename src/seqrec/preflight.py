@@ -106,7 +106,8 @@ def probe_device(device: str = "auto") -> DeviceInfo:
     without asking for it (a missing GPU is reported by `device_lines`)."""
     threads = torch.get_num_threads()
     if device == "cpu" or not torch.cuda.is_available():
-        return DeviceInfo("cpu", f"CPU ({threads} threads)", None, threads)
+        return DeviceInfo("cpu", f"CPU ({threads} thread{'s' if threads != 1 else ''})", None,
+                          threads)
     index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
     props = torch.cuda.get_device_properties(index)
     return DeviceInfo("cuda", props.name, int(props.total_memory), threads)
@@ -177,8 +178,7 @@ def device_lines(profile: str, device: str, info: DeviceInfo, thesis_specs: list
         else:
             lines.append(f"Memory: {what}: it does NOT fit; such runs will fail for lack of "
                          "memory and be recorded as failed (the rest of the grid goes on); "
-                         "choose a GPU with more memory (an A100) or lower batch_size in "
-                         "OVERRIDES.")
+                         "choose a GPU with more memory (an L4 has 22 GiB, an A100 40 or 80).")
     return lines
 
 

@@ -93,8 +93,9 @@ def _finish(fig: Figure, records: list, title: str, bars: bool = True,
                    bbox_to_anchor=(right + 0.01, fig.subplotpars.top), frameon=False)
     note = ("Error bars: one standard deviation over chunks and seeds, cut at 0. "
             if bars else "")
-    note += (f"Circled in red: fewer than {MIN_TEST_WINDOWS} {windows} windows behind the "
-             "point, too few to read much into.")
+    if FEW_LABEL in handles:
+        note += (f"Circled in red: fewer than {MIN_TEST_WINDOWS} {windows} windows behind the "
+                 "point, too few to read much into.")
     fig.text(0.01, 0.01, note, fontsize="small", va="bottom")
     return fig
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 import sys
 
 import tqdm.auto as tqdm_auto
+import tqdm.autonotebook as tqdm_notebook
 import tqdm.std as tqdm_std
 
 
 def text_only_kernel() -> bool:
-    """Whether this is a Jupyter kernel where `tqdm.auto` fell back to a text bar."""
-    return "ipykernel" in sys.modules and tqdm_auto.tqdm is tqdm_std.tqdm
+    """Whether this is a Jupyter kernel where `tqdm.auto` fell back to a text bar: its
+    notebook choice (`tqdm.autonotebook`, which `tqdm.auto` wraps with asyncio support) is
+    the plain text bar."""
+    return "ipykernel" in sys.modules and tqdm_notebook.tqdm is tqdm_std.tqdm
 
 
 def progress_bar(*, per_batch: bool = False, disable: bool = False, **kwargs

@@ -277,6 +277,13 @@ def test_headings_describe_the_grid_that_runs(tmp_path):
                          "Item-KNN; 1 seed; 32 runs.")
     labels = [s.label() for s in grid("exp3", "smoke")]
     assert "embedding size 8, 32, one-hot; chunk 0;" in describe_grid(labels, "Embedding size")
+    # The report passes records in path order: the same sentence (was "32, 8, one-hot" and
+    # the models alphabetical in the demo's report).
+    assert describe_grid(labels[::-1], "Embedding size") == describe_grid(labels,
+                                                                          "Embedding size")
+    exp4 = [s.label() for s in grid("exp4", "smoke")]
+    assert describe_grid(sorted(exp4, key=lambda x: x.run_id), "Window length L") == \
+        describe_grid(exp4, "Window length L")
 
 
 # ---------------------------------------------------------------------------------------------

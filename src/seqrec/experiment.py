@@ -36,7 +36,7 @@ from seqrec.config import (
     to_dict,
 )
 from seqrec.data.source import DataRef
-from seqrec.models.registry import entry, model_label
+from seqrec.models.registry import entry, model_label, model_order
 from seqrec.record import RunLabel
 
 if TYPE_CHECKING:
@@ -205,14 +205,16 @@ def describe_grid(labels: list[RunLabel], axis_label: str) -> str:
     if not labels:
         return "This grid has no runs."
 
-    axis = labels[0].axis
-
     def listed(values: list, on_axis: bool = False) -> str:
         return ", ".join(_shown(v, axis if on_axis else "") for v in values)
 
-    values = list(dict.fromkeys(label.value for label in labels))
+    axis = labels[0].axis
+    # Ordered as a grid orders them whatever order the labels come in (records load by path):
+    # values ascending with exp 3's one-hot last, models in registry order.
+    values = sorted({label.value for label in labels},
+                    key=lambda v: (axis == "embedding_size" and v == -1, v))
     chunks = sorted({label.chunk for label in labels})
-    models = list(dict.fromkeys(model_label(label.model) for label in labels))
+    models = [model_label(m) for m in model_order(label.model for label in labels)]
     seeds = len({label.seed for label in labels})
     profiles = ", ".join(sorted({label.profile for label in labels if label.profile}))
     axis_text = axis_label[:1].lower() + axis_label[1:]

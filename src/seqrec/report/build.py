@@ -4,8 +4,8 @@ The report takes everything it tabulates from the run records in the folder: eac
 the grid request that planned it (experiment, profile, overrides, models, data), so the grid is
 rebuilt from the records themselves and the runs it still lacks are listed as missing. Records
 of different requests (another data file, other settings, another profile) are never pooled:
-each request context gets its own chapter, headed by its data source and settings, with the
-experiments in registry order. Failed runs are listed with their reasons. Every file is written
+each request context gets its own chapter ("Group N: <data>, profile <p>"), headed by its data
+source and settings, with the experiments in registry order. Failed runs are listed with their reasons. Every file is written
 atomically (seqrec.io), and a folder without records never overwrites a report.
 """
 
@@ -317,7 +317,7 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
     md = ["# seqrec report", "", f"Run records from `{Path(out_dir)}`. Every number is named by "
           "its metric (e.g. Recall@20); means and standard deviations (sample, ddof = 1) pool "
           "chunks and seeds. Records of other data or settings are never pooled: each request "
-          "context has its own chapter.", ""]
+          "context (data, profile, settings) is a group of its own.", ""]
     summary: list[str] = []
     sections: list[_Section] = []
     for chapter in parts:

@@ -153,7 +153,7 @@ def test_one_grid_on_two_logs_trains_both_and_the_report_keeps_them_apart(tmp_pa
     from seqrec.report.build import build_report
 
     text = build_report(out).read_text()
-    assert text.count("# Runs ") == 2 and str(first) in text and str(other) in text
+    assert text.count("# Group ") == 2 and str(first) in text and str(other) in text
     assert text.count("4 run records: 4 finished, 0 failed; 0 of 4 expected") == 2
     tables = sorted(p.name for p in (out / "report").glob("exp2-*.md"))
     assert len(tables) == 2 and all("tests" not in t for t in tables)

@@ -5,8 +5,9 @@ the grid request that planned it (experiment, profile, overrides, models, data),
 rebuilt from the records themselves and the runs it still lacks are listed as missing. Records
 of different requests (another data file, other settings, another profile) are never pooled:
 each request context gets its own chapter ("Group N: <data>, profile <p>"), headed by its data
-source and settings, with the experiments in registry order. Failed runs are listed with their reasons. Every file is written
-atomically (seqrec.io), and a folder without records never overwrites a report.
+source and settings, with the experiments in registry order. Failed runs are listed with their
+reasons. Every file is written atomically (seqrec.io), and a folder without records never
+overwrites a report.
 """
 
 from __future__ import annotations

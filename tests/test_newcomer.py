@@ -36,7 +36,7 @@ from seqrec.report.coverage import MIN_TEST_WINDOWS, few_window_sentence
 from seqrec.report.figures import FEW_LABEL, figure_exp2, figure_exp4
 from seqrec.report.render import to_markdown
 from seqrec.report.tables import table_exp2, table_exp4
-from seqrec.runner import RunOptions
+from seqrec.runner import RunOptions, Sources
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["epochs=1", "hidden_size=8", "embedding_size=8", "memory_cells=4", "word_size=4",
@@ -82,7 +82,7 @@ def test_a_gpu_is_named_with_its_memory_and_whether_the_thesis_fits():
     check_runtime("thesis", "auto", info=big, log=lines.append)
     assert lines[0] == "Device: GPU NVIDIA A100-SXM4-40GB with 40.0 GiB of memory."
     assert lines[1].startswith("Memory: the largest model of this grid (exp3, ")
-    assert f"at {ASSUMED_ITEMS:,} items" in lines[1] and lines[1].endswith("it fits.")
+    assert f"at an assumed {ASSUMED_ITEMS:,} items" in lines[1] and lines[1].endswith("it fits.")
     lines.clear()
     check_runtime("thesis", "auto", info=small, experiments="exp4", log=lines.append)
     assert "(exp4, " in lines[1] and "does NOT fit" in lines[1]
@@ -303,6 +303,14 @@ def test_plan_warns_before_training_when_a_split_leaves_few_windows(ran):
         lines[0].startswith("WARNING: 2 splits leave fewer than 100 windows")
     assert "exp2 train_start_frac=0.0 chunk 0: " in lines[0]
     assert lines[1].startswith("Checkpoints: the runs still to train write about")
+    # On a GPU the largest run is set against its memory at the data's own item count.
+    gpu = DeviceInfo("cuda", "Tesla T4", 15 * GIB)
+    specs = session.specs("exp2")
+    lines = grid_lines(specs, session.out_dir, session.options(), gpu)
+    split_items = Sources(Path(session.out_dir))(specs[0].data).split(
+        specs[0].config.data, 0).n_items
+    assert lines[1].startswith("Memory: the largest model of this grid (exp2, user_gru, ")
+    assert f"at this data's {split_items:,} items" in lines[1] and lines[1].endswith("fits.")
 
 
 def test_epoch_bars_stay_off_in_a_kernel_without_widgets(ran, capsys, monkeypatch):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqrec.experiment import describe_grid
-from seqrec.preflight import as_list, grid_lines, optional_path
+from seqrec.preflight import as_list, grid_lines, optional_path, probe_device
 from seqrec.report.coverage import few_window_sentence
 from seqrec.report.render import to_markdown
 from seqrec.runner import RunOptions
@@ -93,7 +93,7 @@ class Session:
         plans = make_plan(specs, Path(self.out_dir), self.options(), steps)
         for line in plan_lines(plans, self.profile, dev):
             print(line)
-        for line in grid_lines(specs, self.out_dir, self.options()):
+        for line in grid_lines(specs, self.out_dir, self.options(), probe_device(self.device)):
             print(line)
         return plans
 

@@ -170,16 +170,21 @@ def device_lines(profile: str, device: str, info: DeviceInfo, thesis_specs: list
     lines = [f"Device: GPU {info.name} with {info.memory_bytes / GIB:.1f} GiB of memory."]
     spec, need = largest_run(thesis_specs, n_items, n_users)
     if spec is not None:
-        what = (f"the largest model of this grid ({spec.experiment}, {spec.model}, "
-                f"{spec.axis}={spec.value}) needs about {need / GIB:.1f} GiB to train at "
-                f"{n_items:,} items (an estimate; seqrec/preflight.py says how it is made)")
-        if need <= 0.9 * (info.memory_bytes or 0):
-            lines.append(f"Memory: {what}: it fits.")
-        else:
-            lines.append(f"Memory: {what}: it does NOT fit; such runs will fail for lack of "
-                         "memory and be recorded as failed (the rest of the grid goes on); "
-                         "choose a GPU with more memory (an L4 has 22 GiB, an A100 40 or 80).")
+        lines.append(memory_line(spec, need, info, f"at an assumed {n_items:,} items (the "
+                                                   "plan checks again with the data's own)"))
     return lines
+
+
+def memory_line(spec: RunSpec, need: int, info: DeviceInfo, where: str) -> str:
+    """Whether the run needing the most memory fits the GPU, in one line."""
+    what = (f"the largest model of this grid ({spec.experiment}, {spec.model}, "
+            f"{spec.axis}={spec.value}) needs about {need / GIB:.1f} GiB to train {where}; an "
+            "estimate, seqrec/preflight.py says how it is made")
+    if need <= 0.9 * (info.memory_bytes or 0):
+        return f"Memory: {what}: it fits."
+    return (f"Memory: {what}: it does NOT fit; such runs will fail for lack of memory and be "
+            "recorded as failed (the rest of the grid goes on); choose a GPU with more memory "
+            "(an L4 has 22 GiB, an A100 40 or 80).")
 
 
 def check_runtime(profile: str, device: str = "auto", data: object = None,
@@ -295,14 +300,16 @@ def on_drive(path: str | Path | None) -> bool:
 # ---------------------------------------------------------------------------------------------
 # The grid's splits: too few windows, and what the grid writes
 
-def grid_lines(specs: list[RunSpec], out_dir: str | Path, options: RunOptions) -> list[str]:
+def grid_lines(specs: list[RunSpec], out_dir: str | Path, options: RunOptions,
+               info: DeviceInfo | None = None) -> list[str]:
     """What to warn about before a grid trains, from its splits (prepared and cached here, as
     the runner would before training): splits with fewer test (or validation) windows than
-    `MIN_TEST_WINDOWS`, whose numbers will be noise; and the checkpoints the runs still to
+    `MIN_TEST_WINDOWS`, whose numbers will be noise; on a GPU (`info`), whether the largest
+    run fits its memory at the data's own item counts; and the checkpoints the runs still to
     train will write against the free space where they go (`disk_lines`)."""
     sources = Sources(Path(out_dir))
     few: dict[tuple, tuple[str, int]] = {}
-    sizes = []
+    sized: list[tuple[RunSpec, int, int]] = []  # trained runs to do, with items and users
     for spec in specs:
         state = status(out_dir, spec, options)
         if state not in ("todo", "partial"):
@@ -314,7 +321,7 @@ def grid_lines(specs: list[RunSpec], out_dir: str | Path, options: RunOptions) -
             few.setdefault((spec.experiment, spec.axis, spec.value, spec.chunk),
                            (part, n))
         if REGISTRY[spec.model].trained:
-            sizes.append((spec.config, split.n_items, split.n_users))
+            sized.append((spec, split.n_items, split.n_users))
     lines = []
     if few:
         shown = "; ".join(f"{e} {a}={v} chunk {c}: {n} {part} windows"
@@ -324,6 +331,11 @@ def grid_lines(specs: list[RunSpec], out_dir: str | Path, options: RunOptions) -
                      f"{MIN_TEST_WINDOWS} windows to evaluate on ({shown}{more}); their "
                      "numbers will be noise and are marked in the tables and figures: use a "
                      "larger log, fewer chunks or a shorter window length.")
+    if info is not None and info.kind == "cuda" and sized:
+        need, spec, n_items = max(((train_memory_bytes(s.config, i, u), s, i)
+                                   for s, i, u in sized), key=lambda p: p[0])
+        lines.append(memory_line(spec, need, info, f"at this data's {n_items:,} items"))
     folder = options.checkpoint_dir or out_dir
+    sizes = [(s.config, i, u) for s, i, u in sized]
     lines += disk_lines(disk_estimate(sizes, folder), on_drive(folder))
     return lines

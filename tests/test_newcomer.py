@@ -178,6 +178,8 @@ def test_in_a_kernel_seqrecs_errors_are_one_line_and_stop_run_all(tmp_path):
     widgets = importlib.util.find_spec("ipywidgets") is not None
     printed = "".join(o.text for o in nb.cells[0].outputs if o.get("name") == "stdout")
     assert printed.split() == ["True", str(not widgets)]
+    # ... and tqdm's "IProgress not found" warning no longer opens the set-up cell's output.
+    assert not [o for o in nb.cells[0].outputs if "IProgress" in o.get("text", "")]
     (error,) = [o for o in nb.cells[1].outputs if o.output_type == "error"]
     shown = "\n".join(error.traceback)
     assert error.ename == "SetupError" and "DATA_PATH = None" in error.evalue

@@ -5,16 +5,25 @@ back to a text bar otherwise. In a plain Jupyter kernel or `make demo` (no ipywi
 redraw of a text bar becomes another line of the cell's stored output: the per-batch epoch bars
 wrote about 3,600 lines into one cell and made the executed notebook 1.9 MB instead of 395 KB
 (issue 22). There, `progress_bar(per_batch=True)` is switched off: the grid's bar (one step per
-run) and the line kept per epoch (losses, time) still say how far a grid is.
+run) and the line kept per epoch (losses, time) still say how far a grid is. Every bar of seqrec
+(the grid's, the epochs') is made here.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
-import tqdm.auto as tqdm_auto
-import tqdm.autonotebook as tqdm_notebook
 import tqdm.std as tqdm_std
+
+with warnings.catch_warnings():
+    # Without ipywidgets in a kernel, tqdm warns "IProgress not found" as it falls back to
+    # text; the fallback is handled here (`text_only_kernel`), so in a newcomer's set-up cell
+    # the warning is only noise. Every seqrec bar comes through this module, so this is where
+    # tqdm.auto is first imported.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto as tqdm_auto
+    import tqdm.autonotebook as tqdm_notebook
 
 
 def text_only_kernel() -> bool:

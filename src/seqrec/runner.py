@@ -25,8 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from seqrec import checkpoint as ckpt
 from seqrec.board import RunBoard
 from seqrec.board import available as board_available
@@ -34,6 +32,7 @@ from seqrec.data.source import DataRef, DataSource
 from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec, build_grid, select
 from seqrec.experiments import EXPERIMENTS, requests
+from seqrec.progress import progress_bar
 from seqrec.record import RecordError, RunRecord, read_record, record_path, write_record
 
 Log = Callable[..., None]
@@ -216,8 +215,9 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
     sources, states, todo = pending(specs, out, options)
     if options.tensorboard and todo and not board_available():
         (log or print)("TensorBoard is not installed (pip install tensorboard): no event files")
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run", desc="grid",
-               disable=not options.progress or log is not None or not todo, leave=True)
+    bar = progress_bar(total=len(specs), initial=len(specs) - len(todo), unit="run",
+                       desc="grid", leave=True,
+                       disable=not options.progress or log is not None or not todo)
     say = log or bar.write
     records, failed = [], 0
     with bar:

@@ -355,7 +355,8 @@ def test_show_prints_the_table_as_the_report_does(ran, capsys):
     out = capsys.readouterr().out
     assert "Group 1: log.tsv, profile smoke" in out and "## " not in out
     assert path.name == "report.md"
-    assert report_summary("# r\n\nintro\n\n## Exp 1\n\ntable") == "# r\n\nintro"
+    two = "# r\nintro\n# Group 1: a\nA\n## Exp 1\nt\n### x\nt\n# Group 2: b\nB\n## Exp 1\nt"
+    assert report_summary(two) == "# r\nintro\n# Group 1: a\nA\n# Group 2: b\nB"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -217,11 +217,17 @@ class Session:
 
 
 def report_summary(markdown: str) -> str:
-    """The head of a report.md: its introduction and each group's counts, up to the first
-    experiment's section (the tables and figures are shown above it in the notebook)."""
-    lines = markdown.splitlines()
-    end = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
-    return "\n".join(lines[:end]).rstrip()
+    """A report.md without its experiments' sections: its introduction and each group's
+    heading and counts (the tables and figures are shown above it in the notebook)."""
+    kept, inside = [], False
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            inside = True  # an experiment's section, up to the next group
+        elif line.startswith("# "):
+            inside = False
+        if not inside:
+            kept.append(line)
+    return "\n".join(kept).rstrip()
 
 
 def _download(path: Path) -> None:

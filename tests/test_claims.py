@@ -214,9 +214,10 @@ def test_one_folder_with_two_splits_sets_the_verdicts_side_by_side(log, tmp_path
     _grid(log, tmp_path, ["split=leave_one_out"])
     assert main(["report", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    head = text[:text.index("# Runs 1")]
+    head = text[:text.index("# Group 1")]
     assert "## Verdicts side by side" in head
-    assert "| Claim | Runs 1 | Runs 2 |" in head
+    assert ("| Claim | Group 1: log.tsv, profile smoke | Group 2: log.tsv, profile smoke, split "
+            "leave_one_out |") in head
     assert text.count("The thesis' conclusions on these runs") == 2
 
 

@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top. A module may import modules of its own layer or below; prefixes match
 # packages (`seqrec.data` covers `seqrec.data.lastfm`).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("seqrec", "seqrec.io", "seqrec.provenance", "seqrec.device",
+    ("seqrec", "seqrec.io", "seqrec.progress", "seqrec.provenance", "seqrec.device",
      "seqrec.models.registry", "seqrec.data.options"),
     ("seqrec.config", "seqrec.record", "seqrec.board", "seqrec.claim"),
     ("seqrec.data", "seqrec.models", "seqrec.metrics", "seqrec.checkpoint", "seqrec.ranks"),
@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("seqrec.experiment", "seqrec.validate", "seqrec.report"),
     ("seqrec.experiments",),
     ("seqrec.runner", "seqrec.plan", "seqrec.ray_tracker", "seqrec.ray_backend"),
-    ("seqrec.app",),
+    ("seqrec.app", "seqrec.preflight", "seqrec.notebook_errors"),
     ("seqrec.notebook", "seqrec.cli"),
     ("seqrec.__main__",),
 )

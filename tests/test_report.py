@@ -140,7 +140,7 @@ def of(records, experiment):
 def test_table_exp1_cells_by_metric_model_and_threshold(records):
     t = table_exp1(of(records, "exp1"))
     assert list(t.columns) == ["Threshold", "Model", "Metric", "Chunk 0", "Chunk 1", "Chunk 2",
-                               "Mean", "Mean std", "Runs"]
+                               "Mean", "Mean std", "Test windows", "Runs"]
     assert list(dict.fromkeys(t["Threshold"])) == [20, 2]  # the thesis' order: 1.1, then 1.2
 
     def row(group, model, metric):
@@ -356,7 +356,7 @@ def test_render_report_from_partial_grid(tmp_path):
     assert "Missing runs: 1 of" in md and "`exp1.2-c2-user_gru-s0-v2`" in md
     assert "19 finished (seeds 0, 1), 1 failed, 1 missing" in md  # exp 1 summary line
     # Chunks 0 and 1: losses 6.00625 and 5.90625.
-    assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 2 |" in (folder / "exp3.md").read_text()
+    assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 100 | 2 |" in (folder / "exp3.md").read_text()
     assert "User-based GRU" in md and "user_gru beats gru on recall@20" in md
     assert "no runs yet" not in md
     # An experiment outside the registry gets a per-run table of its own.
@@ -385,7 +385,7 @@ def test_records_of_other_settings_get_their_own_chapter_never_pooled(tmp_path):
     assert parts[0].suffix != parts[1].suffix
     write_records(tmp_path, records)
     md = build_report(tmp_path).read_text()
-    assert md.count("# Runs ") == 2 and "Missing runs: 1 of" in md and "Missing runs: 0 of" in md
+    assert md.count("# Group ") == 2 and "Missing runs: 1 of" in md and "Missing runs: 0 of" in md
     # A grid whose runs all belong to a larger one (1 seed inside 2 seeds) is not a chapter.
     seeds = experiment_grid("exp3", "smoke", ["epochs=1", "seeds=2"])
     parts = chapters(fake_records(one, 0.1) + fake_records(seeds, 0.1)[len(one):])
@@ -393,7 +393,7 @@ def test_records_of_other_settings_get_their_own_chapter_never_pooled(tmp_path):
     # Records without a request (an older seqrec) are shown apart, missing runs unknown.
     parts = chapters([*fake_records(one, 0.1), record("exp4", "exp4", "gru", 0, 0, "seq_len",
                                                       5)])
-    assert [c.title for c in parts] == ["Runs 1", "Records without a grid request"]
+    assert [c.title.split(":")[0] for c in parts] == ["Group 1", "Records without a grid request"]
     assert parts[1].expected is None
 
 

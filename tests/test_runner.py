@@ -154,7 +154,7 @@ def test_one_grid_on_two_logs_trains_both_and_the_report_keeps_them_apart(tmp_pa
     from seqrec.app.report import build_report
 
     text = build_report(out).read_text()
-    assert text.count("# Runs ") == 2 and str(first) in text and str(other) in text
+    assert text.count("# Group ") == 2 and str(first) in text and str(other) in text
     assert text.count("4 run records: 4 finished, 0 failed; 0 of 4 expected") == 2
     tables = sorted(p.name for p in (out / "report").glob("exp2-*.md"))
     assert len(tables) == 2 and all("tests" not in t for t in tables)
@@ -281,7 +281,7 @@ def test_a_fifth_experiment_is_one_registry_entry(log, tmp_path, monkeypatch, ca
 
     exp5 = Experiment(
         name="exp5", title="Exp 5: hidden size", description="GRU width against accuracy.",
-        axis="hidden_size", points={"smoke": (8, 16)},
+        axis="hidden_size", axis_label="Hidden size", points={"smoke": (8, 16)},
         chunks={"smoke": (0,)}, models=("gru",), baselines=("pop",),
         settings={"smoke": {"epochs": 1, "embedding_size": 8, "batch_size": 512,
                             "start_frac": 0.5, "chunks": 1}},

@@ -37,7 +37,7 @@ from seqrec.config import (
     setting_key,
 )
 from seqrec.data.source import DataRef
-from seqrec.models.registry import entry
+from seqrec.models.registry import entry, model_label, model_order
 from seqrec.record import RunLabel
 
 if TYPE_CHECKING:
@@ -183,6 +183,7 @@ class Experiment:
     title: str
     description: str
     axis: str
+    axis_label: str
     points: Mapping[str, tuple]
     chunks: Mapping[str, tuple[int, ...]]
     models: tuple[str, ...]
@@ -202,6 +203,38 @@ class Experiment:
         if self.variants is not None:
             return self.variants(request)
         return [Variant(self.name, request.data_ref())], request.overrides
+
+
+def describe_grid(labels: list[RunLabel], axis_label: str) -> str:
+    """What a grid ran, in one sentence written from its runs (not the thesis' design): the
+    axis' values, the chunks, the models and the seeds, e.g. "This grid (profile smoke): window
+    length L 5, 10; chunks 0, 1; models GRU, DNC; 1 seed; 8 runs."."""
+    if not labels:
+        return "This grid has no runs."
+
+    def listed(values: list, on_axis: bool = False) -> str:
+        return ", ".join(_shown(v, axis if on_axis else "") for v in values)
+
+    axis = labels[0].axis
+    # Ordered as a grid orders them whatever order the labels come in (records load by path):
+    # values ascending with exp 3's one-hot last, models in registry order.
+    values = sorted({label.value for label in labels},
+                    key=lambda v: (axis == "embedding_size" and v == -1, v))
+    chunks = sorted({label.chunk for label in labels})
+    models = [model_label(m) for m in model_order(label.model for label in labels)]
+    seeds = len({label.seed for label in labels})
+    profiles = ", ".join(sorted({label.profile for label in labels if label.profile}))
+    axis_text = axis_label[:1].lower() + axis_label[1:]
+    return (f"This grid (profile {profiles}): {axis_text} {listed(values, on_axis=True)}; "
+            f"chunk{'s' if len(chunks) > 1 else ''} {listed(chunks)}; "
+            f"models {', '.join(models)}; {seeds} seed{'s' if seeds > 1 else ''}; "
+            f"{len(labels)} runs.")
+
+
+def _shown(value: Any, axis: str) -> str:
+    if axis == "embedding_size" and value == -1:
+        return "one-hot"  # exp 3's embedding size for one-hot input
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def split_axis(overrides: tuple[str, ...], axis: str) -> tuple[tuple | None, tuple[str, ...]]:

@@ -5,6 +5,10 @@ profile, its chunks, models and fixed settings, and its table, figure and tested
 The `thesis` profile gives the thesis' sizes (docs/protocol.md, "Experiments"; a GPU job);
 `smoke` keeps every axis with fewer points, so all experiments run on a CPU in minutes.
 
+A description states the experiment's design (with the thesis' own grid in words); what a
+particular grid ran (its values, chunks, models, seeds) is written from its runs by
+`seqrec.experiment.describe_grid`, for the notebook's headings and the report's sections.
+
 Adding an experiment: one entry in `EXPERIMENTS` below, and its table function (a generic one
 such as `table_exp2` may serve) in `seqrec/report/tables.py`. The CLI's choices, the report's
 sections, the notebook's loop and the runner read this registry.
@@ -51,10 +55,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment(
         name="exp1",
         title="Exp 1: preprocessing (time chunks, item play-count threshold)",
-        description="The whole log in 10 equal consecutive time chunks; in each, items played "
-                    "at most `threshold` times are dropped (20: exp 1.1, 2: exp 1.2). GRU and "
-                    "user-based GRU; Recall@20 and Recall@1 per chunk.",
-        axis="threshold",
+        description="The whole log in equal consecutive time chunks; in each, items played "
+                    "at most `threshold` times are dropped (the thesis: 10 chunks, thresholds "
+                    "20, exp 1.1, and 2, exp 1.2). GRU and user-based GRU; Recall@20 and "
+                    "Recall@1 per chunk.",
+        axis="threshold", axis_label="Item play-count threshold",
         points={"thesis": (20, 2), "smoke": (5, 2)},
         chunks={"thesis": tuple(range(10)), "smoke": (0, 1)},
         models=RECURRENT, baselines=BASELINE_MODELS,
@@ -66,10 +71,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         name="exp2",
         title="Exp 2: training-set size",
         description="Rows 30% to 50% of the time-sorted log, filtered in two halves; per user "
-                    "the last 5% are validation and test, and training uses [p n, 0.95 n) for "
-                    "p = 0, 0.1, ..., 0.9. Every p is tested on the same events (fixed_eval; "
-                    "the thesis' test set shrank with its training set).",
-        axis="train_start_frac",
+                    "the last 5% are validation and test, and training uses [p n, 0.95 n) "
+                    "(the thesis: p = 0, 0.1, ..., 0.9). Every p is tested on the same events "
+                    "(fixed_eval; the thesis' test set shrank with its training set).",
+        axis="train_start_frac", axis_label="Train start p",
         points={"thesis": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                 "smoke": (0.0, 0.5)},
         chunks={"thesis": (0,), "smoke": (0,)},
@@ -85,10 +90,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         name="exp3",
         title="Exp 3: embedding size",
         description="Best validation loss of the GRU and the user-based GRU against the item "
-                    "embedding size (and one-hot input for the GRU), hidden size 1000, on the "
-                    "first three chunks of exp 1. Only the early-stopping stage matters, so "
-                    "the retraining stage is off; count baselines have no validation loss.",
-        axis="embedding_size",
+                    "embedding size and one-hot input for the GRU, on chunks of exp 1 (the "
+                    "thesis: sizes 32 to 8192, hidden size 1000, the first three chunks). Only "
+                    "the early-stopping stage matters, so the retraining stage is off; count "
+                    "baselines have no validation loss.",
+        axis="embedding_size", axis_label="Embedding size",
         points={"thesis": (32, 64, 128, 256, 512, 1000, 2048, 4096, 8192, ONE_HOT),
                 "smoke": (8, 32, ONE_HOT)},
         chunks={"thesis": (0, 1, 2), "smoke": (0,)},
@@ -103,10 +109,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment(
         name="exp4",
         title="Exp 4: window length, overall and per popularity third",
-        description="The last 30% of the log in 3 chunks; window length 5, 10, 20, 50; GRU and "
-                    "DNC, each vanilla and user-based; overall and per popularity third of the "
-                    "target item, mean and standard deviation over the chunks.",
-        axis="seq_len",
+        description="The last 30% of the log in 3 chunks; windows of several lengths (the "
+                    "thesis: 5, 10, 20, 50 on all three chunks); GRU and DNC, each vanilla and "
+                    "user-based; overall and per popularity third of the target item, mean "
+                    "and standard deviation over the chunks.",
+        axis="seq_len", axis_label="Window length L",
         points={"thesis": (5, 10, 20, 50), "smoke": (5, 10)},
         # smoke: two of the three chunks (the DNCs take most of the demo's minutes)
         chunks={"thesis": (0, 1, 2), "smoke": (0, 1)},
@@ -123,7 +130,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         description="Generated logs with a planted user taste, a planted long-range "
                     "dependency, or neither; a short window that cannot see the recalled play "
                     "and a long one that can (docs/validation.md).",
-        axis="seq_len",
+        axis="seq_len", axis_label="Window length L",
         points={p: (s.short_len, s.long_len) for p, s in VALIDATION_SIZES.items()},
         chunks={p: (0,) for p in VALIDATION_SIZES},
         models=VALIDATION_MODELS, baselines=VALIDATION_BASELINES,

@@ -21,14 +21,18 @@ import torch
 from seqrec import __version__
 from seqrec.app import build_report, resolved_options, run_grid
 from seqrec.config import DEFAULT_PROFILE
+from seqrec.experiment import describe_grid
 from seqrec.experiments import CLAIMS, THESIS_EXPERIMENTS, grid
 from seqrec.experiments import experiment as lookup
 from seqrec.plan import make_plan, plan_lines
+from seqrec.preflight import as_list, grid_lines, optional_path, probe_device
 from seqrec.ranks import RanksReader
 from seqrec.report import load_records
 from seqrec.report.baselines import baseline_check, baseline_sentences
 from seqrec.report.claims import claims_frame, evaluate_claims
+from seqrec.report.coverage import few_window_sentence
 from seqrec.report.records import results_frame
+from seqrec.report.render import to_markdown
 from seqrec.runner import (
     RunOptions,
     check_writable,
@@ -71,6 +75,16 @@ class Session:
     backend: str = "local"  # "ray": every run a Ray task (docs/cluster.md)
     backend_options: dict = field(default_factory=dict)  # RayOptions' fields, e.g. address
 
+    def __post_init__(self) -> None:
+        # The config cell's values as a newcomer types them (issue 22): one string where a
+        # list is expected, an empty form field for "none".
+        self.data = optional_path(self.data, "DATA_PATH")
+        self.checkpoint_dir = optional_path(self.checkpoint_dir, "CHECKPOINT_DIR")
+        self.overrides = as_list(self.overrides, "OVERRIDES") or []
+        for name in ("models", "baselines"):
+            value = as_list(getattr(self, name), name)
+            setattr(self, name, None if value is None else tuple(value))
+
     def options(self, retry_failed: bool = False) -> RunOptions:
         return RunOptions(device=self.device, retry_failed=retry_failed,
                           tensorboard=self.tensorboard, checkpoint_dir=self.checkpoint_dir,
@@ -91,13 +105,16 @@ class Session:
                 else f"CPU ({torch.get_num_threads()} threads)")
         print(f"seqrec {__version__}: profile {self.profile!r} on {name}; data: "
               f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
-        specs = [s for name in experiments or self.experiments() for s in self.specs(name)]
+        names = as_list(experiments, "EXPERIMENTS") or self.experiments()
+        specs = [s for name in names for s in self.specs(name)]
         states = [state for _, state in plan(specs, self.out_dir, options)]
         mixed = versions_of_finished(specs, states, Path(self.out_dir))
         if mixed:
             print(mixed)
         plans = make_plan(specs, Path(self.out_dir), options, steps)
         for line in plan_lines(plans, self.profile, dev):
+            print(line)
+        for line in grid_lines(specs, self.out_dir, self.options(), probe_device(self.device)):
             print(line)
         return plans
 
@@ -140,7 +157,7 @@ class Session:
         wanted = set(results["run_id"])
         records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
         if heading:
-            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+            _display_markdown(self.heading(experiment))
         ok = [r for r in records if r.ok]
         not_ok = results[results["status"] != "ok"]
         if len(not_ok):
@@ -151,18 +168,35 @@ class Session:
             print(f"{experiment}: no finished runs yet")
             return
         table = exp.table(ok)
-        _display_whole(table)
-        for sentence in baseline_sentences(baseline_check(ok, experiment)):
+        _display_markdown(to_markdown(table))  # as the report shows it: "0.3637 ± 0.0110"
+        print(f"session.table({experiment!r}) gives this table as a DataFrame, "
+              f"session.results({experiment!r}) one row per run")
+        few = few_window_sentence(ok, experiment, table)
+        for sentence in [*([few] if few else []), *baseline_sentences(
+                baseline_check(ok, experiment))]:
             print(sentence)
         if exp.figure is not None:
             fig = exp.figure(ok, table=table)
             _display(fig)
 
+    def table(self, experiment: str):  # noqa: ANN201 - a pandas DataFrame
+        """The experiment's table (as `show` displays it) as a numeric DataFrame: means and
+        `<metric> std` columns, `Test windows` and `Runs`, from this session's finished runs."""
+        wanted = {s.run_id for s in self.specs(experiment)}
+        ok = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted and r.ok]
+        return lookup(experiment).table(ok)
+
+    def heading(self, experiment: str) -> str:
+        """The experiment's heading as Markdown: title, design, and what this grid runs
+        (written from the grid, not the thesis': `describe_grid`)."""
+        exp = lookup(experiment)
+        labels = [s.label() for s in self.specs(experiment)]
+        return f"### {exp.title}\n\n{exp.description}\n\n{describe_grid(labels, exp.axis_label)}"
+
     def run_all(self, experiments: list[str] | None = None) -> None:
         """Run and show each experiment in turn (default: the thesis' four, in order)."""
-        for name in experiments or self.experiments():
-            exp = lookup(name)
-            _display_markdown(f"### {exp.title}\n\n{exp.description}")
+        for name in as_list(experiments, "EXPERIMENTS") or self.experiments():
+            _display_markdown(self.heading(name))
             self.run(name)
             self.show(name, heading=False)
 
@@ -171,17 +205,50 @@ class Session:
         experiments): one row per claim with its statement, the runs it reads, its effect on
         Recall@20 with a 95% interval, p-value, method, verdict and one plain sentence
         (seqrec/report/claims.py; docs/validation.md, "Claims and their verdicts")."""
-        wanted = {s.run_id for name in experiments or self.experiments()
+        wanted = {s.run_id for name in as_list(experiments, "EXPERIMENTS") or self.experiments()
                   for s in self.specs(name)}
         records = [r for r in load_records(Path(self.out_dir)) if r.run_id in wanted]
         return claims_frame(evaluate_claims(CLAIMS, records, RanksReader(self.out_dir)))
 
-    def report(self) -> Path | None:
-        """Build report.md and report.pdf from every record in the output folder."""
+    def report(self, download: bool = False) -> Path | None:
+        """Build report.md and report.pdf from every record in the output folder, show its
+        summary (what finished, failed and is missing) inline and, with `download` on Colab,
+        send report.pdf to the browser as a download. Returns the path of report.md."""
         path = build_report(Path(self.out_dir))
-        print(f"report: {path} and {path.with_suffix('.pdf')}" if path else
-              "no run records yet; no report written")
+        if path is None:
+            print("no run records yet; no report written")
+            return None
+        pdf = path.with_suffix(".pdf")
+        _display_markdown(report_summary(path.read_text()))
+        print(f"report: {path} and {pdf} (tables also as .md, .tex and .csv, figures as .png, "
+              "in the same folder)")
+        if download:
+            _download(pdf)
         return path
+
+
+def report_summary(markdown: str) -> str:
+    """A report.md without its experiments' sections: its introduction and each group's
+    heading and counts (the tables and figures are shown above it in the notebook)."""
+    kept, inside = [], False
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            inside = True  # an experiment's section, up to the next group
+        elif line.startswith("# "):
+            inside = False
+        if not inside:
+            kept.append(line)
+    return "\n".join(kept).rstrip()
+
+
+def _download(path: Path) -> None:
+    """Offer `path` for download: Colab's browser download, elsewhere where the file is."""
+    try:
+        from google.colab import files  # only on Colab
+    except ImportError:
+        print(f"download: open {path} (not on Colab: no browser download from here)")
+        return
+    files.download(str(path))
 
 
 def _display_whole(frame) -> None:  # noqa: ANN001 - a pandas DataFrame
@@ -194,8 +261,12 @@ def _display_whole(frame) -> None:  # noqa: ANN001 - a pandas DataFrame
 
 def _display_markdown(text: str) -> None:
     try:
+        from IPython import get_ipython
         from IPython.display import Markdown
     except ImportError:
+        print(text)
+        return
+    if get_ipython() is None:  # IPython installed but not running: its repr would show
         print(text)
         return
     _display(Markdown(text))

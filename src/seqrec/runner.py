@@ -33,8 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from seqrec import checkpoint as ckpt
 from seqrec.board import RunBoard
 from seqrec.board import available as board_available
@@ -43,6 +41,7 @@ from seqrec.data.source import DataRef, DataSource
 from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec
 from seqrec.io import stale_temporaries
+from seqrec.progress import progress_bar
 from seqrec.provenance import versions_line
 from seqrec.ranks import ranks_path
 from seqrec.record import (
@@ -303,8 +302,9 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
         (log or print)(mixed)
     if options.tensorboard and todo and not board_available():
         (log or print)("TensorBoard is not installed (pip install tensorboard): no event files")
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run", desc="grid",
-               disable=not options.progress or log is not None or not todo, leave=True)
+    bar = progress_bar(total=len(specs), initial=len(specs) - len(todo), unit="run",
+                       desc="grid", leave=True,
+                       disable=not options.progress or log is not None or not todo)
     say = log or bar.write
     records, failed = [], 0
     with bar:

@@ -4,9 +4,10 @@ The report takes everything it tabulates from the run records in the folder: eac
 the grid request that planned it (experiment, profile, overrides, models, data), so the grid is
 rebuilt from the records themselves and the runs it still lacks are listed as missing. Records
 of different requests (another data file, other settings, another profile) are never pooled:
-each request context gets its own chapter, headed by its data source and settings, with the
-experiments in registry order. Failed runs are listed with their reasons. Every file is written
-atomically (seqrec.io), and a folder without records never overwrites a report.
+each request context gets its own chapter ("Group N: <data>, profile <p>"), headed by its data
+source and settings, with the experiments in registry order. Failed runs are listed with their
+reasons. Every file is written atomically (seqrec.io), and a folder without records never
+overwrites a report.
 
 Records are input like any other file (output folders are shared): a damaged record is left out
 and listed, with the records the runner set aside and those of a format without a checksum; a
@@ -33,14 +34,21 @@ from matplotlib.figure import Figure
 
 from seqrec.app.verdicts import claims_chapter, side_by_side, verdicts_path
 from seqrec.config import config_hash
-from seqrec.experiment import GridRequest, GridTooLarge, build_grid, split_axis
+from seqrec.experiment import GridRequest, GridTooLarge, build_grid, describe_grid, split_axis
 from seqrec.experiments import EXPERIMENTS
 from seqrec.io import atomic_write, atomic_write_json, atomic_write_text, read_json, safe_name
 from seqrec.provenance import version_text
 from seqrec.ranks import RanksReader
 from seqrec.record import RunLabel, RunRecord
 from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
-from seqrec.report.records import RecordScan, metric_label, scan_records, status_lists
+from seqrec.report.coverage import FEW_MARK, MIN_TEST_WINDOWS, few_window_sentence
+from seqrec.report.records import (
+    RecordScan,
+    data_name,
+    metric_label,
+    scan_records,
+    status_lists,
+)
 from seqrec.report.render import to_latex, to_markdown, to_text
 from seqrec.report.stats import MIN_WILCOXON_PAIRS
 from seqrec.report.tables import table_other
@@ -126,10 +134,14 @@ def _experiment_section(name: str, records: list[RunRecord], files: _Files,
     files.text(f"{stem}.md", to_markdown(table))
     files.text(f"{stem}.tex", to_latex(table, caption=section.title, label=f"tab:{stem}"))
     files.text(f"{stem}.csv", table.to_csv(index=False))
-    section.md += [f"{_count(len(ok), 'finished run')}. Table files: [{stem}.md]({stem}.md), "
-                   f"[{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv).", "",
-                   to_markdown(table)]
-    section.pdf.append((f"{section.title}: table", to_text(table), 2))
+    ran = describe_grid([r.spec for r in ok], exp.axis_label) if exp else ""
+    few = few_window_sentence(ok, name, table)
+    notes = [f"{FEW_MARK}: fewer than {MIN_TEST_WINDOWS} windows behind a number."]
+    section.md += [f"{ran} {_count(len(ok), 'finished run')}. Table files: "
+                   f"[{stem}.md]({stem}.md), [{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv).",
+                   "", *([f"**{few}**", ""] if few else []), to_markdown(table), *notes, ""]
+    section.pdf.append((f"{section.title}: table",
+                        [*to_text(table), "", *notes, *([few] if few else []), "", ran], 2))
     if exp is not None and exp.figure is not None:
         fig = exp.figure(ok, table=table)
         files.figure(f"{stem}.png", fig)
@@ -300,7 +312,12 @@ def chapters(records: list[RunRecord]) -> list[Chapter]:
         labels = [label for _, ls in members for label in ls]
         wanted = {label.run_id for label in labels}
         mine = [r for r in records if r.run_id in wanted]
-        out.append(Chapter(f"Runs {n}", _context_lines(members[0][0], mine), mine, labels,
+        sources = ", ".join(dict.fromkeys(data_name(r.data) for r in mine)) or "no data yet"
+        title = f"Group {n}: {sources}, profile {members[0][0].profile}"
+        splits = sorted({str((r.config.get("data") or {}).get("split", "thesis")) for r in mine})
+        if splits and splits != ["thesis"]:  # the protocol tells groups of one log apart
+            title += f", split {', '.join(splits)}"
+        out.append(Chapter(title, _context_lines(members[0][0], mine), mine, labels,
                            names=list(dict.fromkeys(req.experiment for req, _ in members))))
     if unplanned:
         out.append(Chapter(
@@ -404,7 +421,7 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
     md = ["# seqrec report", "", f"Run records from `{Path(out_dir)}`. Every number is named by "
           "its metric (e.g. Recall@20); means and standard deviations (sample, ddof = 1) pool "
           "chunks and seeds. Records of other data or settings are never pooled: each request "
-          "context has its own chapter.", ""]
+          "context (data, profile, settings) is a group of its own.", ""]
     integrity = _integrity_lines(Path(out_dir), scan)
     if integrity:
         md += [*integrity, ""]
@@ -422,8 +439,7 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
             e for e in chapter.expected if e.experiment in names]
         failed, missing = status_lists(records, expected)
         head = [*chapter.context, *_summary(records, expected, failed, missing, names)]
-        if len(parts) > 1:
-            md += [f"# {chapter.title}", ""]
+        md += [f"# {chapter.title}", ""]
         md += [*(f"{line}  " for line in head), ""]  # two spaces: a Markdown line break
         summary += [chapter.title, *head, ""]
         # The chapter opens with the thesis' conclusions tested on its runs (issue 21).
@@ -451,6 +467,9 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
                    "context (data, split, settings; each chapter's head names them):", "",
                    to_markdown(table)]
         summary += ["Verdicts side by side", *to_text(table), ""]
+    summary = [f"Runs are grouped by the data they read, the profile and the settings; each "
+               "group is reported on its own, never pooled with another "
+               f"({_count(len(parts), 'group')} here).", "", *summary]
     files.text(verdicts_path(folder).name, "\n".join(verdicts) + "\n")
     files.text("report.md", "\n".join(md).rstrip() + "\n")
     atomic_write(files.path("report.pdf"), lambda f: _write_pdf(f, summary, sections))

@@ -18,6 +18,7 @@ import pandas as pd
 
 from seqrec.models.registry import model_label, model_order  # noqa: F401 - re-exported
 from seqrec.record import RECORD_FILE, RecordError, RunLabel, RunRecord, read_record
+from seqrec.report.coverage import WINDOWS_KEY
 
 THIRD_LABELS = {"overall": "Overall", "popular": "Popular", "semi": "Semi-popular",
                "unpopular": "Unpopular"}
@@ -32,6 +33,17 @@ def metric_label(key: str) -> str:
     pretty = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "HR",
               "precision": "Precision"}.get(name, name)
     return f"{pretty}@{k}" if k else pretty
+
+
+def data_name(data: dict | None) -> str:
+    """A record's data source in a few words: the file's name, or the built-in log's size."""
+    data = data or {}
+    if data.get("kind") == "file":
+        return Path(str(data.get("file") or data.get("path") or "?")).name
+    synth = data.get("synth") or {}
+    if data.get("kind") == "generated" or synth:
+        return f"built-in generated log ({synth.get('n_rows', 0):,} plays)"
+    return "unknown data"
 
 
 def third_column(third: str, metric: str) -> str:
@@ -103,8 +115,9 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
 
     Columns: `run_id`, the `SPEC_COLUMNS`, `threshold`, `train_frac`, `train_start_frac`,
     `seq_len`, `embedding_size` (from the record's config), `n_items`, `train_windows`,
-    `best_val_loss`, `data` (the data fingerprint), one column per overall metric key
-    (`recall@20`) and one per popularity third (`popular/recall@20`, see `third_column`).
+    `best_val_loss`, `test_windows` and `val_windows` (window counts), `data` (the data
+    fingerprint), one column per overall metric key (`recall@20`) and one per popularity third
+    (`popular/recall@20`, `popular/test_windows`, see `third_column`).
     Failed runs are left out: they have no metrics (they are listed by `status_lists`).
     """
     rows = []
@@ -121,12 +134,17 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
         row["n_items"] = _number(r.n_items if r.n_items is not None else r.split.get("n_items"))
         row["train_windows"] = _number(_get(r.split, "windows", "train"))
         row["best_val_loss"] = _number(r.best_val_loss)
+        # 0: not recorded (a finished run has test windows; its split was checked)
+        row[WINDOWS_KEY] = _number(r.n_test_windows) if r.n_test_windows else math.nan
+        row["val_windows"] = _number(_get(r.split, "windows", "val"))
         row["data"] = r.data.get("fingerprint")
         for key, value in (r.metrics or {}).items():
             row[key] = _number(value)
         for third, values in (r.metrics_by_popularity or {}).items():
             for key, value in (values or {}).items():
                 row[third_column(third, key)] = _number(value)
+        for third, count in (r.n_windows_by_popularity or {}).items():
+            row[third_column(third, WINDOWS_KEY)] = _number(count)
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["run_id", *SPEC_COLUMNS])
 

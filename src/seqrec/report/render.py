@@ -12,6 +12,8 @@ from numbers import Integral, Real
 
 import pandas as pd
 
+from seqrec.report.coverage import COUNT_COLUMNS, count_text
+
 STD_SUFFIX = " std"
 MISSING = "-"
 # Columns whose numbers are counts or sizes: shown without decimals.
@@ -26,6 +28,8 @@ def _cell(value: object, column: str) -> str:
         return MISSING
     if isinstance(value, bool) or not isinstance(value, Real):
         return str(value)
+    if column in COUNT_COLUMNS:
+        return count_text(float(value))
     if column in FORMATS:
         return FORMATS[column].format(value)
     if isinstance(value, Integral) or (column in INT_COLUMNS and float(value).is_integer()):

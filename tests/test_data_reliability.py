@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from seqrec.config import DataConfig
+from seqrec.data import events, lastfm
 from seqrec.data.events import cache_path, load_events
 from seqrec.data.inputs import DataFileError
 from seqrec.data.lastfm import read_events, tied_share
@@ -181,6 +182,24 @@ def test_a_constant_time_column_stops(tmp_path):
     with pytest.raises(DataFileError, match=r"field 2, counting from 0\) holds one value for "
                                             r"all 10 rows \(7\)"):
         read_events(path, columns="user=0,item=1,time=2")
+
+
+def test_an_events_cache_entry_from_before_the_checks_is_not_used(tmp_path, monkeypatch):
+    # Failed before CACHE_FORMAT 4: an entry the previous reader (format 3, no time-column
+    # check) wrote for the rating column was loaded, so the upgrade never saw the bad column.
+    path = tmp_path / "ratings.tsv"
+    _ratings_log(path)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(events, "CACHE_FORMAT", 3)
+    monkeypatch.setattr(lastfm, "MAX_TIED_SHARE", 1.0)
+    old = read_events(path, columns="user=0,item=1,time=2", cache_dir=cache)
+    assert len(old) == 300 and len(list(cache.iterdir())) == 1
+    monkeypatch.undo()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataFileError, match="cannot order the plays"):
+            read_events(path, columns="user=0,item=1,time=2", cache_dir=cache)
+    assert caught == []  # an older format is a plain miss, not damage
 
 
 def test_tied_share_counts_ties_within_a_user_only():

@@ -29,7 +29,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-CACHE_FORMAT = 3  # bump when the cached layout changes: old entries then miss, never mislead
+# Bump when the cached layout changes, or when the reader refuses what an older one accepted:
+# old entries then miss (silently) and the log is read afresh, never mislead. 4: a log with
+# more than 5% damaged lines or a time column that cannot order the plays is refused
+# (data/lastfm.py), so an entry written before those checks must not stand in for a read.
+CACHE_FORMAT = 4
 NAME_FILES = {"users": "users.parquet", "items": "items.parquet", "artists": "artists.parquet"}
 EVENTS_FILE = "events.parquet"
 META_FILE = "meta.json"

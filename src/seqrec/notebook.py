@@ -102,7 +102,8 @@ class Session:
         options = resolved_options(self.options())
         dev = torch.device(options.device)
         name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                else f"CPU ({torch.get_num_threads()} threads)")
+                else f"CPU ({torch.get_num_threads()} thread"
+                + ("s)" if torch.get_num_threads() > 1 else ")"))
         print(f"seqrec {__version__}: profile {self.profile!r} on {name}; data: "
               f"{self.data or 'built-in generated log'}; results in {self.out_dir}")
         names = as_list(experiments, "EXPERIMENTS") or self.experiments()

@@ -122,7 +122,7 @@ def claims_chapter(records: list[RunRecord], ranks_of: RanksOf, folder: Path,
     `claims<suffix>_details.md` and the forest plot `claims<suffix>.png` into `folder`."""
     out = ClaimsChapter()
     results = evaluate_claims(CLAIMS, records, ranks_of)
-    planted, _ = planted_claims(records, ranks_of)
+    planted, by_scenario = planted_claims(records, ranks_of)
     if not results and planted.empty:
         return out
     out.md += ["## The thesis' conclusions on these runs", ""]
@@ -169,7 +169,12 @@ def claims_chapter(records: list[RunRecord], ranks_of: RanksOf, folder: Path,
                    "planted long-range recall the long window must matter (claim 2 "
                    "contradicted), with neither both must not be contradicted.", "",
                    to_markdown(planted)]
+        fig = figure_claims(list(by_scenario.values()), titles=[
+            f"{scenario}: claim {key} ({_claim(key).title})" for scenario, key in by_scenario])
+        _save(fig, folder / f"claims_planted{suffix}.png")
+        out.md += [f"![Claims on planted truth]({f'claims_planted{suffix}.png'})", ""]
         out.pdf.append(("Claims on planted truth", to_text(planted), 2))
+        out.pdf.append(("Claims on planted truth: effect and interval per cell", fig, 0))
         out.verdicts += [f"planted {row.Scenario}, claim {row.Claim}: {row.Verdict} (expected "
                          f"{row.Expected}: {row._5})" for row in planted.itertuples()]
     return out

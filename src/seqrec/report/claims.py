@@ -403,8 +403,9 @@ def comparison_effect(comp: Comparison, ranks_of: RanksOf, n_boot: int = 2000,
         for c, rs in zip(comp.cells, ranks, strict=True):
             rs = [_restricted(x, comp.third) for x in rs]
             # a restriction to a third leaves other windows in each run: pair by users then
-            cells.append(Cell(tuple(rs), c.coefs, c.stratum, c.seed,
-                              c.paired and comp.third is None, c.label))
+            paired = c.paired and comp.third is None and all(
+                rs[0].same_windows(x) for x in rs[1:])  # else (other data): by users
+            cells.append(Cell(tuple(rs), c.coefs, c.stratum, c.seed, paired, c.label))
         pooled = bootstrap_effect(cells, METRIC, n_boot, seed)
         each = [bootstrap_effect([c], METRIC, CELL_BOOT, seed) for c in cells]
         return pooled, each

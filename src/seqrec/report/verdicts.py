@@ -37,7 +37,7 @@ from seqrec.report.claims import (
 from seqrec.report.paired import BOOTSTRAP
 from seqrec.report.render import to_latex, to_markdown, to_text
 from seqrec.validate import EXPERIMENT as VALIDATE
-from seqrec.validate import scenario_of
+from seqrec.validate import SCENARIOS, scenario_of
 
 # What each scenario's planted truth demands of claims 1 and 2.
 PLANTED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -74,7 +74,9 @@ def planted_claims(records: list[RunRecord], ranks_of: RanksOf, n_boot: int = 20
     """Claims 1 and 2 on each validation scenario's runs, against what was planted: a table
     (columns `PLANTED_COLUMNS`) and the results by (scenario, claim)."""
     mine = [r for r in records if r.ok and r.experiment == VALIDATE]
-    scenarios = list(dict.fromkeys(scenario_of(r.spec.group) for r in mine))
+    present = list(dict.fromkeys(scenario_of(r.spec.group) for r in mine))
+    scenarios = [s for s in SCENARIOS if s in present] + [s for s in present
+                                                         if s not in SCENARIOS]
     rows, results = [], {}
     for scenario in scenarios:
         part = [r for r in mine if scenario_of(r.spec.group) == scenario]

@@ -51,9 +51,9 @@ CONFIGS = {  # name: (backend, Ray CPUs, CPUs per run, threads)
 
 
 def _specs(overrides: list[str]):  # noqa: ANN202
-    from seqrec.runner import grid_specs
+    from seqrec.experiments import grid
 
-    return grid_specs("exp4", None, "smoke", overrides)
+    return grid("exp4", "smoke", overrides)
 
 
 def one(config: str, out: Path, overrides: list[str]) -> dict:

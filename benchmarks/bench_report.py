@@ -28,9 +28,10 @@ import numpy as np
 from common import median_time, write_section
 from matplotlib.figure import Figure
 
+from seqrec.app import build_report
 from seqrec.experiments import EXPERIMENTS, grid
 from seqrec.record import RunRecord, write_record
-from seqrec.report import build_report, load_records
+from seqrec.report import load_records
 
 SECTION = "Report"
 

@@ -1,4 +1,4 @@
-"""The thesis' conclusions as claims (seqrec.report.claims, report/verdicts.py): verdict rules,
+"""The thesis' conclusions as claims (seqrec.report.claims, app/verdicts.py): verdict rules,
 claims on hand-made runs with hand-made ranks, the fallback without ranks, and the report, the
 CLI and the notebook session showing them."""
 
@@ -12,7 +12,7 @@ import pytest
 from seqrec import runner
 from seqrec.cli import main
 from seqrec.data.synthetic import SynthConfig, write_synthetic
-from seqrec.experiments import CLAIMS, EXPERIMENTS
+from seqrec.experiments import CLAIMS, EXPERIMENTS, grid
 from seqrec.notebook import Session
 from seqrec.ranks import RANKS_FILE, RunRanks
 from seqrec.record import RunRecord
@@ -174,9 +174,8 @@ def log(tmp_path_factory):
 
 
 def _grid(log, out, overrides=()):
-    specs = [s for s in runner.grid_specs("exp4", log, "smoke", [*TINY, *overrides],
-                                          models=("gru", "user_gru"), baselines=("pop",),
-                                          chunks=(0,))]
+    specs = grid("exp4", "smoke", [*TINY, *overrides], models=("gru", "user_gru"),
+                 baselines=("pop",), data=log, chunks=(0,))
     return runner.run_specs(specs, out, runner.RunOptions(progress=False, tensorboard=False),
                             log=lambda *a: None)
 
@@ -215,9 +214,10 @@ def test_one_folder_with_two_splits_sets_the_verdicts_side_by_side(log, tmp_path
     _grid(log, tmp_path, ["split=leave_one_out"])
     assert main(["report", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    head = text[:text.index("# Runs 1")]
+    head = text[:text.index("# Group 1")]
     assert "## Verdicts side by side" in head
-    assert "| Claim | Runs 1 | Runs 2 |" in head
+    assert ("| Claim | Group 1: log.tsv, profile smoke | Group 2: log.tsv, profile smoke, split "
+            "leave_one_out |") in head
     assert text.count("The thesis' conclusions on these runs") == 2
 
 

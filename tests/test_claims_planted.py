@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
+from seqrec.app.verdicts import planted_claims
 from seqrec.experiments import grid
 from seqrec.ranks import RanksReader
-from seqrec.report.verdicts import planted_claims
 from seqrec.runner import RunOptions, run_specs
 from seqrec.validate import scenario_of
 

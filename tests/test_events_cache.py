@@ -105,7 +105,7 @@ def test_a_deleted_cache_file_is_rebuilt(cached, name, monkeypatch):
     _rebuilt_with_one_warning(path, cache, fresh, entry / name, monkeypatch)
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\x00\xff garbage", b"[1, 2, 3]", b'{"format": 3}',
+@pytest.mark.parametrize("garbage", [b"", b"\x00\xff garbage", b"[1, 2, 3]", b'{"format": 4}',
                                      b"not json at all {"])
 def test_garbage_meta_is_rebuilt(cached, garbage, monkeypatch):
     path, cache, fresh, entry = cached

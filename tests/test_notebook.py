@@ -82,7 +82,13 @@ def test_the_notebook_names_its_version_and_one_repository():
     import seqrec
 
     nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
-    assert f'SEQREC_VERSION = "{seqrec.__version__}"' in _cell("SEQREC_VERSION =")
+    setup = _cell("SEQREC_VERSION =")
+    assert f'SEQREC_VERSION = "{seqrec.__version__}"' in setup
+    # The install is pinned to the notebook's version (its tag), never the moving head, and a
+    # source holding another version is refused: one grid, one code.
+    assert f'SEQREC_REF = "v{seqrec.__version__}"' in setup
+    assert 'f"{SEQREC_SOURCE}@{SEQREC_REF}"' in setup
+    assert "if installed != SEQREC_VERSION:" in setup
     badge = re.search(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/", nb.cells[0].source)
     source = re.search(r'SEQREC_SOURCE = "git\+https://github\.com/([\w.-]+/[\w.-]+)\.git"',
                        _cell("SEQREC_SOURCE ="))
@@ -130,7 +136,8 @@ def test_setup_cell_installs_seqrec_into_a_fresh_environment(tmp_path):
         shutil.copy(ROOT / name, checkout / name)
     config = (f"DATA_PATH = None\nOUT_DIR = {str(tmp_path / 'out')!r}\nPROFILE = 'smoke'\n"
               f"EXPERIMENTS = ['exp2']\nDEVICE = 'cpu'\nOVERRIDES = {TINY!r}\n"
-              f"CHECKPOINT_DIR = None\nTENSORBOARD = False\nSEQREC_SOURCE = {str(checkout)!r}\n")
+              f"CHECKPOINT_DIR = None\nTENSORBOARD = False\nSEQREC_SOURCE = {str(checkout)!r}\n"
+              "DEBUG = False\n")
     setup = _cell("SEQREC_VERSION =").replace("plan = session.describe(EXPERIMENTS)",
                                              "print('session ready:', session.profile)")
     ran = subprocess.run([str(python), "-c", config + setup], cwd=work, capture_output=True,
@@ -199,11 +206,11 @@ def test_demo_trains_on_one_thread_unless_told_otherwise(tmp_path, monkeypatch):
 
 
 def test_demo_command_passes_threads(monkeypatch):
-    import seqrec.notebook as notebook
+    import seqrec.cli as cli
     from seqrec.cli import main
 
     got = []
-    monkeypatch.setattr(notebook, "run_demo", lambda out, **kw: got.append(kw["threads"]))
+    monkeypatch.setattr(cli, "run_demo", lambda out, **kw: got.append(kw["threads"]))
     assert main(["demo", "--out", "x"]) == 0
     assert main(["demo", "--out", "x", "--threads", "0"]) == 0
     assert main(["demo", "--out", "x", "--threads", "2"]) == 0
@@ -225,5 +232,5 @@ def test_headless_execution_says_which_cell_runs():
         progress.done(cell=nb.cells[i], cell_index=i, execute_reply={})
     starts = [line for line in lines if line.startswith("cell ")]
     assert len(starts) == len(code) and starts[0].startswith(f"cell 1/{len(code)}: ")
-    assert starts[-1] == f"cell {len(code)}/{len(code)}: session.report()"
+    assert starts[-1].startswith(f"cell {len(code)}/{len(code)}: report_md = session.report(")
     assert all(line.startswith("  done in ") for line in lines[1::2])

@@ -11,6 +11,7 @@ import pytest
 
 from seqrec import runner
 from seqrec.data.synthetic import SynthConfig, write_synthetic
+from seqrec.experiments import grid
 from seqrec.metrics import metrics_from_ranks
 from seqrec.models.registry import BASELINE_MODELS
 from seqrec.ranks import RANKS_FILE, RunRanks, decode, encode, read_ranks, write_ranks
@@ -24,9 +25,8 @@ def finished(tmp_path_factory) -> tuple[Path, list]:
     """Every neural model and every count baseline of exp 4 at one window length and chunk."""
     out = tmp_path_factory.mktemp("runs")
     log = write_synthetic(out / "log.tsv", SynthConfig(n_rows=20_000, n_users=6, seed=3))
-    specs = [s for s in runner.grid_specs("exp4", log, "smoke", TINY,
-                                          models=("gru", "user_gru", "dnc", "sasrec"),
-                                          baselines=BASELINE_MODELS)
+    specs = [s for s in grid("exp4", "smoke", TINY, models=("gru", "user_gru", "dnc", "sasrec"),
+                             baselines=BASELINE_MODELS, data=log)
              if s.chunk == 0 and s.value == 5]
     records = runner.run_specs(specs, out, runner.RunOptions(progress=False, tensorboard=False),
                                log=lambda *a: None)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from seqrec import runner
+from seqrec.app import run_grid
 from seqrec.cli import main
 from seqrec.data.source import DataRef
 from seqrec.data.synthetic import SynthConfig, write_synthetic
@@ -64,8 +65,7 @@ def test_exp4_smoke_grid_through_ray_gives_the_local_runner_records(log, tmp_pat
     sets = [a for o in TINY for a in ("--set", o)]
     args = ["run", "--experiment", "exp4", "--data", str(log), "--models", "gru,dnc",
             "--baselines", "pop", "--quiet", "--no-report", "--no-tensorboard", *sets]
-    specs = runner.grid_specs("exp4", log, "smoke", TINY, models=("gru", "dnc"),
-                              baselines=("pop",))
+    specs = grid("exp4", "smoke", TINY, models=("gru", "dnc"), baselines=("pop",), data=log)
     assert main([*args, "--out", str(tmp_path / "local")]) == 0
     assert main([*args, "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
     out = capsys.readouterr().out
@@ -155,8 +155,8 @@ def test_session_runs_on_ray_and_retries_failed_runs_there(log, tmp_path, local_
 def test_data_that_cannot_be_prepared_stops_the_grid_before_ray(log, tmp_path, monkeypatch):
     # No Ray instance: the data is prepared (and fails) before Ray would be started.
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
-    specs = runner.grid_specs("exp4", log, "smoke", [*TINY, "seq_len=60"], models=("gru",),
-                              baselines=())
+    specs = grid("exp4", "smoke", [*TINY, "seq_len=60"], models=("gru",), baselines=(),
+                 data=log)
     with pytest.raises(runner.DataError, match="seq_len=60"):
         run_specs_ray(specs, tmp_path, QUIET, lambda *a: None)
     assert not list(tmp_path.glob("runs/*/record.json"))
@@ -165,7 +165,7 @@ def test_data_that_cannot_be_prepared_stops_the_grid_before_ray(log, tmp_path, m
 def test_without_ray_the_backend_says_how_to_install_it(log, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ValueError, match=re.escape("pip install 'seqrec[ray]'")):
-        runner.run_grid([], tmp_path, QUIET, backend="ray")
+        run_grid([], tmp_path, QUIET, backend="ray")
     code = main(["run", "--experiment", "exp4", "--data", str(log), "--out", str(tmp_path),
                  "--backend", "ray", "--quiet"])
     err = capsys.readouterr().err
@@ -180,7 +180,7 @@ def test_bad_backend_settings_are_one_sentence(log, tmp_path, capsys):
         with pytest.raises(ValueError, match=text):
             RayOptions(**bad)
     with pytest.raises(ValueError, match="only apply to the ray backend"):
-        runner.run_grid([], tmp_path, QUIET, address="auto")
+        run_grid([], tmp_path, QUIET, address="auto")
     assert main(["run", "--experiment", "exp4", "--out", str(tmp_path), "--address", "auto",
                  "--quiet"]) == 2
     assert "--address only apply with --backend ray" in capsys.readouterr().err

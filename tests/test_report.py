@@ -9,10 +9,11 @@ import statistics
 import numpy as np
 import pytest
 
+from seqrec.app import build_report
+from seqrec.app.report import Chapter, chapters, render_report
 from seqrec.experiments import grid as experiment_grid
 from seqrec.record import RunRecord, write_record
-from seqrec.report import build_report, load_records, paired_test, to_latex, to_markdown, twin_tests
-from seqrec.report.build import Chapter, chapters, render_report
+from seqrec.report import load_records, paired_test, to_latex, to_markdown, twin_tests
 from seqrec.report.figures import figure_exp1, figure_exp3, figure_exp4
 from seqrec.report.tables import table_exp1, table_exp2, table_exp3, table_exp4
 
@@ -25,6 +26,7 @@ KEYS = ("recall@1", "recall@5", "recall@10", "recall@20", "mrr@1", "mrr@5", "mrr
 def metrics_for(model: str, chunk: int, seed: int, value: float, shift: float = 0.0) -> dict:
     """Distinct, realistic numbers per key, so a swapped key would show in a test."""
     r20 = BASE[model] + 0.01 * chunk + 0.003 * seed + 0.001 * value + shift
+    r20 = r20 if r20 > 0 else 0.001 * (1 + chunk + seed)  # a share: records refuse < 0
     return {"recall@1": r20 / 2.5, "recall@5": r20 * 0.7, "recall@10": r20 * 0.85,
             "recall@20": r20, "mrr@1": r20 / 2.5, "mrr@5": r20 / 2.1, "mrr@10": r20 / 2.05,
             "mrr@20": r20 / 2.02, "ndcg@20": r20 / 1.6}
@@ -130,10 +132,15 @@ def test_load_records_skips_damaged_files_with_a_warning(tmp_path, records):
 # ------------------------------------------------------------------------------------------
 # Tables: specific cells against the record values
 
+
+def of(records, experiment):
+    """The records of one experiment: what the report and the notebook give its table."""
+    return [r for r in records if r.experiment == experiment]
+
 def test_table_exp1_cells_by_metric_model_and_threshold(records):
-    t = table_exp1(records)
+    t = table_exp1(of(records, "exp1"))
     assert list(t.columns) == ["Threshold", "Model", "Metric", "Chunk 0", "Chunk 1", "Chunk 2",
-                               "Mean", "Mean std", "Runs"]
+                               "Mean", "Mean std", "Test windows", "Runs"]
     assert list(dict.fromkeys(t["Threshold"])) == [20, 2]  # the thesis' order: 1.1, then 1.2
 
     def row(group, model, metric):
@@ -165,7 +172,7 @@ def test_table_exp1_cells_by_metric_model_and_threshold(records):
 
 
 def test_table_exp2_training_fraction_means_and_std(records):
-    t = table_exp2(records)
+    t = table_exp2(of(records, "exp2"))
     (i,) = t.index[(t["Model"] == "User-based GRU") & (t["Train start p"] == 0.5)]
     r = t.loc[i]
     assert r["Training fraction"] == pytest.approx(0.95 - 0.5)
@@ -177,7 +184,7 @@ def test_table_exp2_training_fraction_means_and_std(records):
 
 
 def test_table_exp3_one_hot_last_at_item_count(records):
-    t = table_exp3(records)
+    t = table_exp3(of(records, "exp3"))
     assert list(t["Embedding"]) == ["32", "64", "one-hot"]
     onehot = t.iloc[2]
     assert onehot["Embedding size"] == pytest.approx((400 + 410) / 2)
@@ -189,7 +196,7 @@ def test_table_exp3_one_hot_last_at_item_count(records):
 
 
 def test_table_exp4_per_third_mean_and_std(records):
-    t = table_exp4(records)
+    t = table_exp4(of(records, "exp4"))
     sel = (t["Scope"] == "Popular") & (t["Model"] == "DNC") & (t["Window length"] == 10)
     (i,) = t.index[sel]
     vals = [value(records, f"exp4-c{c}-dnc-s0-v10", "recall@1", third="popular")
@@ -231,7 +238,7 @@ def _legend_lines(ax) -> dict:
 
 
 def test_figure_exp4_lines_carry_the_right_models(records):
-    fig = figure_exp4(records)
+    fig = figure_exp4(of(records, "exp4"))
     ax = fig.axes[0]  # Overall, Recall@20
     assert ax.get_ylabel() == "Recall@20" and ax.get_title() == "Overall: Recall@20"
     lines = _legend_lines(ax)
@@ -244,13 +251,13 @@ def test_figure_exp4_lines_carry_the_right_models(records):
 
 
 def test_figure_exp1_and_exp3_labels(records):
-    labels = set(_legend_lines(figure_exp1(records).axes[0]))
+    labels = set(_legend_lines(figure_exp1(of(records, "exp1")).axes[0]))
     assert "User-based GRU, threshold 2" in labels and "GRU, threshold 20" in labels
-    ax = figure_exp3(records).axes[0]
+    ax = figure_exp3(of(records, "exp3")).axes[0]
     assert ax.get_xscale() == "log" and ax.get_ylabel() == "Best validation loss"
     assert any(t.get_text().startswith("one-hot") for t in ax.texts)
     # Jupyter shows the figure even when no pyplot backend registered a formatter.
-    assert figure_exp3(records)._repr_png_()[:4] == b"\x89PNG"
+    assert figure_exp3(of(records, "exp3"))._repr_png_()[:4] == b"\x89PNG"
     empty = figure_exp4([])
     assert [t.get_text() for t in empty.axes[0].texts] == ["no runs yet"]
 
@@ -349,7 +356,7 @@ def test_render_report_from_partial_grid(tmp_path):
     assert "Missing runs: 1 of" in md and "`exp1.2-c2-user_gru-s0-v2`" in md
     assert "19 finished (seeds 0, 1), 1 failed, 1 missing" in md  # exp 1 summary line
     # Chunks 0 and 1: losses 6.00625 and 5.90625.
-    assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 2 |" in (folder / "exp3.md").read_text()
+    assert "| GRU | 32 | 32 | 5.9562 ± 0.0707 | 100 | 2 |" in (folder / "exp3.md").read_text()
     assert "User-based GRU" in md and "user_gru beats gru on recall@20" in md
     assert "no runs yet" not in md
     # An experiment outside the registry gets a per-run table of its own.
@@ -378,7 +385,7 @@ def test_records_of_other_settings_get_their_own_chapter_never_pooled(tmp_path):
     assert parts[0].suffix != parts[1].suffix
     write_records(tmp_path, records)
     md = build_report(tmp_path).read_text()
-    assert md.count("# Runs ") == 2 and "Missing runs: 1 of" in md and "Missing runs: 0 of" in md
+    assert md.count("# Group ") == 2 and "Missing runs: 1 of" in md and "Missing runs: 0 of" in md
     # A grid whose runs all belong to a larger one (1 seed inside 2 seeds) is not a chapter.
     seeds = experiment_grid("exp3", "smoke", ["epochs=1", "seeds=2"])
     parts = chapters(fake_records(one, 0.1) + fake_records(seeds, 0.1)[len(one):])
@@ -386,7 +393,7 @@ def test_records_of_other_settings_get_their_own_chapter_never_pooled(tmp_path):
     # Records without a request (an older seqrec) are shown apart, missing runs unknown.
     parts = chapters([*fake_records(one, 0.1), record("exp4", "exp4", "gru", 0, 0, "seq_len",
                                                       5)])
-    assert [c.title for c in parts] == ["Runs 1", "Records without a grid request"]
+    assert [c.title.split(":")[0] for c in parts] == ["Group 1", "Records without a grid request"]
     assert parts[1].expected is None
 
 
@@ -403,7 +410,7 @@ def test_status_lists_take_expected_labels(records):
 
 
 def test_long_tables_paginate_with_repeated_header():
-    from seqrec.report.build import _text_pages
+    from seqrec.app.report import _text_pages
 
     class Pages:
         def __init__(self):

@@ -173,7 +173,7 @@ def test_record_fields_and_types(tmp_path: Path) -> None:
     assert set(rec["metrics_by_popularity"]) == {"popular", "semi", "unpopular"}
     assert all(set(v) == keys for v in rec["metrics_by_popularity"].values())
     assert rec["split"]["third_bounds"] and rec["split"]["windows"]["test"] == 12
-    assert set(rec["versions"]) == {"python", "torch", "numpy", "seqrec"}
+    assert set(rec["versions"]) == {"python", "torch", "numpy", "seqrec", "commit"}
     for h in rec["history"]:
         assert set(h) == {"stage", "epoch", "train_loss", "val_loss", "improved", "seconds",
                           "seq_per_s"}

@@ -5,4 +5,4 @@ Sequential Recommendation" (Radboud University): GRU, user-based GRU (Donkers et
 2017) and DNC (Graves et al., Nature 2016; Csordas and Schmidhuber, ICLR 2019) on LastFM-1K.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

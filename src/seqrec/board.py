@@ -7,7 +7,10 @@ elsewhere). Scalars, all against the epoch:
 - `loss/train_b` (stage b, train + val),
 - `test/<metric>` (e.g. `test/recall@20`), once, at the last epoch, and
   `test_<third>/<metric>` per popularity third.
-A resumed run appends to the same folder (TensorBoard merges its event files). Writing is off
+A resumed run appends to the same folder (TensorBoard merges its event files). An epoch's
+point is written before its checkpoint (seqrec/train/stages.py, `_finished`), so a kill between
+the two makes the resumed run redo the epoch and write its point again at the same step, with
+the same value on the CPU; no epoch is ever missing. Writing is off
 with `RunOptions(tensorboard=False)` (`--no-tensorboard`), and silently absent when the
 `tensorboard` package is not installed (the runner says so once).
 """

@@ -7,17 +7,46 @@ stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
-from seqrec.experiments import EXPERIMENTS
+import torch
+
+from seqrec.app import build_report, resolved_options, run_grid
+from seqrec.app.verdicts import verdicts_path
+from seqrec.config import DEFAULT_PROFILE
+from seqrec.data.synthetic import SynthConfig, write_synthetic
+from seqrec.experiment import select
+from seqrec.experiments import EXPERIMENTS, grid
 from seqrec.models.registry import MODEL_NAMES
+from seqrec.notebook import run_demo
+from seqrec.plan import make_plan, plan_lines
+from seqrec.report.validation import (
+    validation_checks,
+    validation_sentences,
+    write_validation_report,
+)
+from seqrec.runner import (
+    RunOptions,
+    Sources,
+    check_writable,
+    failed_count,
+    plan,
+    split_of_each,
+    versions_of_finished,
+)
+from seqrec.train.stages import MEMORY_SETTINGS, is_out_of_memory
+from seqrec.validate import describe_size, validation_size
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
     axes = ", ".join(f"{e.name}: {e.axis}" for e in EXPERIMENTS.values())
-    p.add_argument("--profile", default="smoke",
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
                    help="settings profile: smoke (tiny, CPU) or thesis (the thesis' sizes)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set lr=0.01 (repeatable). The setting an "
@@ -93,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validation experiment: generated data with planted "
                                         "taste / long-range structure switched on and off")
     p.add_argument("--out", required=True, help="output folder (data, runs, report)")
-    p.add_argument("--profile", default="smoke",
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
                    help="size: smoke (CPU, minutes) or thesis (bigger, a GPU job)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run setting (lr=0.01), a generator knob (synth.n_rows=5000)"
@@ -103,10 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default=None,
                    help="comma list of count baselines (default: pop,recent,markov; '' for none)")
     _add_run_options(p)
+    _add_backend_options(p)
 
     p = sub.add_parser("demo", help="execute the notebook headlessly on generated data (smoke)")
     p.add_argument("--out", default="demo_out", help="output folder")
-    p.add_argument("--profile", default="smoke")
+    p.add_argument("--profile", default=DEFAULT_PROFILE)
     p.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for training (default 1: the smoke models gain nothing from "
@@ -116,10 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from seqrec.data.synthetic import SynthConfig, write_synthetic
-
     cfg = SynthConfig(seed=args.seed)
     if args.rows is not None:
         cfg = replace(cfg, n_rows=args.rows)
@@ -131,10 +157,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from seqrec.runner import Sources, check_writable, grid_specs
-
     out = check_writable(args.out)
-    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, baselines=())
+    specs = grid(args.experiment, args.profile, args.overrides, baselines=(), data=args.data)
     sources = Sources(out)
     first = sources(specs[0].data)
     ev = first.events(specs[0].config.data)  # one reading (item identity, columns) for the grid
@@ -143,13 +167,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                      "lines_skipped": ev.report.lines_skipped,
                      "skipped_examples": ev.report.examples, "users": int(len(ev.user_names)),
                      "items": int(len(ev.item_names)), "splits": []}
-    seen = set()
-    for spec in specs:
-        key = (spec.data, spec.config.data, spec.chunk)
-        if key in seen:
-            continue
-        seen.add(key)
-        split = sources(spec.data).split(spec.config.data, spec.chunk)
+    for spec, split in split_of_each(specs, sources):
         summary["splits"].append({"group": spec.group, "axis": spec.axis, "value": spec.value,
                                   "chunk": spec.chunk, **split.summary()})
     if args.json:
@@ -168,15 +186,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from seqrec.runner import grid_specs, run_specs
-
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    specs = grid_specs(args.experiment, args.data, args.profile, overrides, baselines=(),
-                       models=(args.model,), chunks=(args.chunk,))
+    specs = grid(args.experiment, args.profile, overrides, baselines=(), models=(args.model,),
+                 data=args.data, chunks=(args.chunk,))
     if not specs:
         raise ValueError(f"{args.experiment} has no chunk {args.chunk} in profile "
                          f"{args.profile!r}; choose a smaller --chunk or --set chunks=N")
-    (record,) = run_specs(specs[:1], args.out, _options(args), log=_log_stderr)
+    records = run_grid(specs[:1], args.out, _options(args), log=_log_stderr)
+    if not records:  # another process holds the run (the line saying so is logged)
+        return 1
+    (record,) = records
     if args.json:
         print(json.dumps(record.to_json()))
     else:
@@ -237,9 +256,8 @@ def _backend_options(args: argparse.Namespace) -> dict:
     return given
 
 
-def _options(args: argparse.Namespace):  # noqa: ANN202 - seqrec.runner.RunOptions
-    from seqrec.runner import RunOptions
-
+def _options(args: argparse.Namespace) -> RunOptions:
+    """The run options of a command's flags (`run_grid` resolves the device)."""
     return RunOptions(device=args.device, progress=not args.quiet,
                       retry_failed=getattr(args, "retry_failed", False),
                       tensorboard=not args.no_tensorboard, checkpoint_dir=args.checkpoint_dir,
@@ -253,27 +271,34 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seqrec.runner import check_writable, failed_count, grid_specs, plan, run_grid
-
     backend_options = _backend_options(args)
     check_writable(args.out)
-    specs = grid_specs(args.experiment, args.data, args.profile, args.overrides, args.only,
-                       args.shard, _names(args.models), _names(args.baselines))
+    options = _options(args)
+    every = grid(args.experiment, args.profile, args.overrides, _names(args.baselines),
+                 _names(args.models), args.data)
+    if args.only and not select(every, args.only):
+        ids = ", ".join(s.run_id for s in every[:3])
+        raise ValueError(f"--only {' '.join(args.only)} matches none of the {len(every)} runs "
+                         f"of {args.experiment} (e.g. {ids}); give a glob or substring of a "
+                         f"run id (--dry-run lists them)")
+    specs = select(every, args.only, args.shard)
     if args.dry_run:
-        from seqrec.device import resolve_device
-        from seqrec.plan import make_plan, plan_lines
-
         counts: dict[str, int] = {}
-        for spec, state in plan(specs, args.out, _options(args)):
+        states = plan(specs, args.out, options)
+        for spec, state in states:
             counts[state] = counts.get(state, 0) + 1
             print(f"{state:8s} {spec.run_id}")
         print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing selected")
+        mixed = versions_of_finished(specs, [st for _, st in states], Path(args.out))
+        if mixed:
+            print(mixed)
         if not args.no_estimate and specs:
-            plans = make_plan(specs, Path(args.out), _options(args))
-            for line in plan_lines(plans, args.profile, resolve_device(args.device)):
+            here = resolved_options(options)
+            plans = make_plan(specs, Path(args.out), here)
+            for line in plan_lines(plans, args.profile, torch.device(here.device)):
                 print(line)
         return 0
-    records = run_grid(specs, args.out, _options(args), backend=args.backend,
+    records = run_grid(specs, args.out, options, backend=args.backend,
                        **backend_options)
     failed = failed_count(records, planned=len(specs))  # runs lost on Ray count
     print(f"{len(specs)} runs, {failed} failed; records under {Path(args.out) / 'runs'}")
@@ -288,9 +313,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(out) -> Path | None:  # noqa: ANN001
-    from seqrec.report import build_report
-    from seqrec.report.verdicts import verdicts_path
-
     path = build_report(Path(out))
     print(f"report: {path}" if path else f"no run records under {Path(out) / 'runs'}; no "
           "report written")
@@ -306,8 +328,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from seqrec.notebook import run_demo
-
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     run_demo(Path(args.out), profile=args.profile, timeout=args.timeout,
@@ -316,19 +336,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from seqrec.report.validation import (
-        validation_checks,
-        validation_sentences,
-        write_validation_report,
-    )
-    from seqrec.runner import check_writable, failed_count, grid_specs, run_specs
-    from seqrec.validate import describe_size, validation_size
-
     size, _ = validation_size(args.profile, args.overrides)  # bad settings stop here
     check_writable(args.out)
-    specs = grid_specs("validate", None, args.profile, args.overrides,
-                       models=_names(args.models), baselines=_names(args.baselines))
-    records = run_specs(specs, args.out, _options(args))
+    specs = grid("validate", args.profile, args.overrides, models=_names(args.models),
+                 baselines=_names(args.baselines))
+    records = run_grid(specs, args.out, _options(args), backend=args.backend,
+                       **_backend_options(args))
     path = write_validation_report(args.out, records, describe_size(size))
     for sentence in validation_sentences(validation_checks(records)):
         print(sentence)
@@ -341,10 +354,104 @@ COMMANDS = {"synth": cmd_synth, "prepare": cmd_prepare, "train": cmd_train, "run
             "report": cmd_report, "demo": cmd_demo, "validate": cmd_validate}
 
 
+# Exit statuses besides 0 (done), 1 (runs failed) and 2 (bad input or a file problem): the
+# shell's own for a process ended by Ctrl-C (128 + SIGINT) and by a closed pipe (128 + SIGPIPE).
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+RESUME = ("finished runs keep their records and an interrupted run resumes from its last "
+          "checkpoint when you run the same command again")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; whatever stops it ends in one line on stderr, never a traceback:
+    bad input and file problems (exit 2), Ctrl-C (130), memory running out (2), a closed
+    output pipe (`| head`: 141, silently). Errors that are bugs still raise."""
     args = build_parser().parse_args(argv)
+    # Warnings (a cache rebuilt, damaged lines skipped) as one `warning: ...` line each, like
+    # the errors, instead of Python's two lines with a source line; restored on return.
+    default_format = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
-        return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+        _check_paths(args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+        return code
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {RESUME}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as e:
+        print(f"error: {os_error_sentence(e)}", file=sys.stderr)
+        return 2
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"error: out of memory ({' '.join(str(e).split())[:120] or type(e).__name__});"
+              f" lower {MEMORY_SETTINGS} with --set", file=sys.stderr)
+        return 2
+    finally:
+        warnings.formatwarning = default_format
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"warning: {message}\n"
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse an empty --out or --checkpoint-dir (Path('') is the current folder) and a
+    `synth --out` that is a folder, before any work."""
+    for flag in ("out", "checkpoint_dir"):
+        value = getattr(args, flag, None)
+        if value is not None and not str(value).strip():
+            raise ValueError(f"--{flag.replace('_', '-')} is empty; give a folder "
+                             f"(an empty path would write into the current folder)")
+    if args.command == "synth" and Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the path of the log file to "
+                         f"write, e.g. {Path(args.out) / 'log.tsv'}")
+
+
+def os_error_sentence(e: OSError) -> str:
+    """One sentence for an OSError, naming the path and what to do.
+
+    Errors seqrec raises itself (a missing data file) carry their sentence already; raw ones
+    from the system carry an errno and often a file name, turned into advice here.
+    """
+    if e.errno is None:
+        return str(e)
+    name = e.filename if e.filename is not None else None
+    where = f" while writing {name}" if name else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on the device{where}; free some space or choose another --out "
+                f"(or --checkpoint-dir), then run again: {RESUME}")
+    if e.errno == errno.EFBIG:
+        return (f"a file grew past the size limit of this process{where} (ulimit -f); raise it "
+                f"(ulimit -f unlimited), then run again: {RESUME}")
+    if e.errno == errno.EDQUOT:
+        return f"the disk quota is exhausted{where}; free some space, then run again: {RESUME}"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"{name or 'a file'} cannot be written ({e.strerror}); make the folder "
+                f"writable or choose another --out (or --checkpoint-dir)")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST) and name is not None:
+        blocker = next((p for p in (Path(name), *Path(name).parents)
+                        if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return (f"{blocker} is a file where seqrec needs a folder (for {name}); move it "
+                    f"away or choose another --out (or --checkpoint-dir)")
+    if e.errno == errno.EISDIR and name is not None:
+        return f"{name} is a folder where seqrec needs a file; move it away"
+    return f"{name + ': ' if name else ''}{e.strerror or e}"
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null, so that Python's flush at exit does not
+    print a second BrokenPipeError (the recipe of Python's `signal` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests capture it)
+        pass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from seqrec.data.options import parse_columns, parse_sep
-from seqrec.models.registry import MODEL_NAMES
+from seqrec.models.registry import DNC, MODEL_NAMES, NEURAL, SASREC, USER, entry
 
 ITEM_KEYS = ("title", "artist_title", "mbid")
 TIE_POLICIES = ("conservative", "optimistic", "expected")
@@ -26,6 +26,27 @@ USER_INTEGRATIONS = ("attentional",)
 SPLITS = ("thesis", "leave_one_out", "global_time")  # evaluation protocols, docs/protocols.md
 SASREC_ACTIVATIONS = ("relu", "gelu")
 SASREC_NORMS = ("pre", "post")
+
+# ---------------------------------------------------------------------------------------------
+# What a setting is to a run's identity (docs/design.md, "A run's identity")
+
+NO_EFFECT = "no-effect"  # a setting that cannot change a result (how it is computed, not what)
+_UNSET = object()
+
+
+def setting(default: Any, section: str = "", as_before: Any = _UNSET) -> Any:
+    """A config field with what identity needs to know of it.
+
+    `section`: the settings section that reads it (`seqrec.models.registry.SECTIONS`; "" for
+    every model, `NO_EFFECT` for none): a run's id hashes only the sections its model reads.
+    `as_before`: for a setting added after runs were made, the value that reproduces the
+    behaviour from before it existed; at that value it is left out of every hash, so adding it
+    renames no run and no cache file.
+    """
+    meta = {"section": section}
+    if as_before is not _UNSET:
+        meta["as_before"] = as_before
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -60,13 +81,13 @@ class DataConfig:
     # (possibly shrunk) [train_start_frac n, train_frac n): exp 2 then evaluates every training
     # size on the same val and test events (see data/protocol.py).
     fixed_eval: bool = False
-    split: str = "thesis"  # evaluation protocol: one of SPLITS
+    split: str = setting("thesis", as_before="thesis")  # evaluation protocol: one of SPLITS
     # Reading the raw log (data/options.py, docs/data.md). `columns` "" recognises LastFM-1K
     # or a user,item,time log; else ROLE=COLUMN for user, item and time, by 0-based position
     # or header name: "user=0,item=1,time=3" (MovieLens u.data). `sep` "" detects the
     # separator; else tab, comma, semicolon, pipe, space or one character.
-    columns: str = ""
-    sep: str = ""
+    columns: str = setting("", as_before="")
+    sep: str = setting("", as_before="")
 
     def __post_init__(self) -> None:
         _check(self.split in SPLITS, f"split must be one of {SPLITS}, got {self.split!r}")
@@ -100,30 +121,32 @@ class ModelConfig:
     """Model sizes and switches (docs/protocol.md, "Models")."""
 
     name: str = "gru"
-    embedding_size: int = 1000  # -1: one-hot input (exp 3), size = number of items
-    hidden_size: int = 1000
-    input_dropout: float = 0.2
-    user_dropout: float = 0.5
-    user_integration: str = "attentional"
+    embedding_size: int = setting(1000, NEURAL)  # -1: one-hot input (exp 3), size = items
+    hidden_size: int = setting(1000, NEURAL)
+    input_dropout: float = setting(0.2, NEURAL)
+    user_dropout: float = setting(0.5, USER)
+    user_integration: str = setting("attentional", USER)
     # DNC (Graves et al. 2016) with the Csordas and Schmidhuber (2019) switches.
-    memory_cells: int = 128
-    word_size: int = 64
-    read_heads: int = 1
-    masked_lookup: bool = True
-    dealloc_content: bool = True
-    link_sharpness: bool = True
-    controller_clip: float = 5.0  # 0 disables; the thesis intended 5.0 but never applied it
-    interface_clip: float = 0.0  # clamp of the raw interface vector (xdever/dnc: 20); 0 = off
+    memory_cells: int = setting(128, DNC)
+    word_size: int = setting(64, DNC)
+    read_heads: int = setting(1, DNC)
+    masked_lookup: bool = setting(True, DNC)
+    dealloc_content: bool = setting(True, DNC)
+    link_sharpness: bool = setting(True, DNC)
+    # 0 disables; the thesis intended 5.0 but never applied it
+    controller_clip: float = setting(5.0, DNC)
+    # clamp of the raw interface vector (xdever/dnc: 20); 0 = off
+    interface_clip: float = setting(0.0, DNC)
     # SASRec (Kang and McAuley 2018) baseline.
-    attention_heads: int = 2
-    attention_layers: int = 2
-    # Width of SASRec's point-wise feed-forward layer (0: hidden_size, as before) and its
-    # activation; RecBole's SASRec defaults to 256 and gelu.
-    sasrec_inner_size: int = 0
-    sasrec_activation: str = "relu"
+    attention_heads: int = setting(2, SASREC)
+    attention_layers: int = setting(2, SASREC)
+    # Width of SASRec's point-wise feed-forward layer (0: hidden_size) and its activation;
+    # RecBole's SASRec defaults to 256 and gelu.
+    sasrec_inner_size: int = setting(0, SASREC)
+    sasrec_activation: str = setting("relu", SASREC)
     # Where SASRec's layer norms sit: "pre" (the paper, Kang and McAuley 2018: x + f(LN(x)),
     # a final LN) or "post" (RecBole's and BERT's: LN(x + f(x)), and an LN on the embeddings).
-    sasrec_norm: str = "pre"
+    sasrec_norm: str = setting("pre", SASREC)
 
     def __post_init__(self) -> None:
         _check(self.name in MODEL_NAMES, f"model must be one of {MODEL_NAMES}, got {self.name!r}")
@@ -156,19 +179,23 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and the two-stage protocol (docs/protocol.md, "Training and evaluation")."""
 
-    lr: float = 1e-3
-    batch_size: int = 1000
-    epochs: int = 25
-    patience: int = 1
-    weight_decay: float = 0.0
-    user_weight_decay: float = 0.01  # L2 on the user layer W_u of the user-based GRU only
-    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    lr: float = setting(1e-3, NEURAL)
+    batch_size: int = setting(1000, NEURAL)
+    epochs: int = setting(25, NEURAL)
+    patience: int = setting(1, NEURAL)
+    weight_decay: float = setting(0.0, NEURAL)
+    # L2 on the user layer W_u of the user-based GRU only
+    user_weight_decay: float = setting(0.01, USER)
+    grad_clip: float = setting(0.0, NEURAL)  # max gradient norm; 0 disables
     retrain: bool = True  # stage (b): fresh model on train + val for the kept epochs
-    eval_batch_size: int = 1000
-    amp: bool = False  # autocast on CUDA only
-    compile: bool = False
+    # Results do not depend on the evaluation batch (tests/test_metrics.py), so it is no part
+    # of a run's identity.
+    eval_batch_size: int = setting(1000, NO_EFFECT)
+    amp: bool = setting(False, NEURAL)  # autocast on CUDA only
+    compile: bool = setting(False, NEURAL)
     seed: int = 0
-    seeds: int = 1  # experiments run seeds seed, seed + 1, ..., seed + seeds - 1
+    # experiments run seeds seed, seed + 1, ..., seed + seeds - 1 (a run's own is always 1)
+    seeds: int = setting(1, NO_EFFECT)
 
     def __post_init__(self) -> None:
         _check(0 < self.lr < float("inf"), f"lr must be a finite number > 0, got {self.lr}")
@@ -184,6 +211,11 @@ class TrainConfig:
                f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         _check(self.seeds >= 1, f"seeds must be >= 1, got {self.seeds}")
+        # torch's generators take a seed as a signed 64-bit integer; a larger one stopped a
+        # run with torch's raw "Overflow when unpacking long long".
+        _check(self.seed + self.seeds - 1 < 2**63,
+               f"seed + seeds - 1 must be below 2**63 (torch takes a seed as a 64-bit signed "
+               f"integer), got seed={self.seed}, seeds={self.seeds}")
 
 
 @dataclass(frozen=True)
@@ -237,6 +269,9 @@ def _smoke() -> RunConfig:
 
 
 PROFILES = {"thesis": RunConfig, "smoke": _smoke}
+# The profile wherever none is named (CLI, grid requests, the notebook's Session, the demo): the
+# one that runs anywhere. The notebook's config cell names its own.
+DEFAULT_PROFILE = "smoke"
 
 
 def profile(name: str) -> RunConfig:
@@ -380,6 +415,32 @@ def from_dict(d: dict) -> RunConfig:
         return cls(**kwargs)
 
     return RunConfig(**{s: build(_section_type(s), d.get(s, {})) for s in _SECTIONS})
+
+
+def identity(obj: Any, sections: tuple[str, ...] | None = None) -> dict:
+    """The settings of config dataclass `obj` as a result depends on them, for hashing.
+
+    Left out: settings added later at their as-before value (`setting(as_before=...)`),
+    settings of `NO_EFFECT`, and, when `sections` is given, settings of a section not in it
+    (settings of no section are always in). The one mechanism behind run ids and cache keys.
+    """
+    out = {}
+    values = to_dict(obj)
+    for f in fields(obj):
+        section = f.metadata.get("section", "")
+        if section == NO_EFFECT or (sections is not None and section and section not in sections):
+            continue
+        if "as_before" in f.metadata and getattr(obj, f.name) == f.metadata["as_before"]:
+            continue
+        out[f.name] = values[f.name]
+    return out
+
+
+def run_identity(cfg: RunConfig) -> dict:
+    """What of `cfg` can change a run's result: every section's settings that its model reads
+    (the registry row of `cfg.model.name` names its sections), by `identity`."""
+    sections = entry(cfg.model.name).sections
+    return {s: identity(getattr(cfg, s), sections) for s in _SECTIONS}
 
 
 def config_hash(obj: Any, length: int = 12) -> str:

@@ -7,8 +7,8 @@
 - `GridRequest`: what a user asked for (experiment, profile, `--set` overrides, models,
   baselines, chunks, data). Stored in every run record, so the report can rebuild the grid.
 - `RunSpec`: one run of a grid. Its label (`value`) is read from the settings it trains with, so
-  a run can never be labelled with a value it did not use, and its id hashes every setting and
-  the data's fingerprint (docs/design.md, "A run's identity").
+  a run can never be labelled with a value it did not use, and its id hashes the settings its
+  model reads and the data's fingerprint (docs/design.md, "A run's identity").
 
 How a grid is built (`build_grid`): for each variant (one, or one per scenario in the
 validation experiment) the profile's settings, then the experiment's own fixed settings, then
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from seqrec.config import (
+    DEFAULT_PROFILE,
     RunConfig,
     apply_overrides,
     config_hash,
@@ -32,11 +33,11 @@ from seqrec.config import (
     parse_assignments,
     parse_setting_value,
     profile,
+    run_identity,
     setting_key,
-    to_dict,
 )
 from seqrec.data.source import DataRef
-from seqrec.models.registry import entry
+from seqrec.models.registry import entry, model_label, model_order
 from seqrec.record import RunLabel
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class GridRequest:
     `data` None means the profile's built-in log (or the experiment's own data)."""
 
     experiment: str
-    profile: str = "smoke"
+    profile: str = DEFAULT_PROFILE
     overrides: tuple[str, ...] = ()
     models: tuple[str, ...] | None = None
     baselines: tuple[str, ...] | None = None
@@ -122,13 +123,16 @@ class RunSpec:
         return get_setting(self.config, self.axis)
 
     def id_key(self) -> dict:
-        """Everything that makes this run differ from another: hashed into `run_id`."""
-        return {"config": to_dict(self.config), "chunk": self.chunk, "group": self.group,
-                "data": self.data.fingerprint}
+        """What can change this run's result, hashed into `run_id`: the settings its model
+        reads (`run_identity`: a setting of another model, or one added later at its as-before
+        value, is not in it), the chunk, the grid group and the data's fingerprint."""
+        return {"settings": run_identity(self.config), "chunk": self.chunk,
+                "group": self.group, "data": self.data.fingerprint}
 
     @property
     def run_id(self) -> str:
-        """Readable id plus a short hash of every setting and the data (one folder per run)."""
+        """Readable id plus a short hash of `id_key` (one folder per run). Pinned by
+        tests/test_run_identity.py: a change of identity is a deliberate act."""
         value = "onehot" if (self.axis == "embedding_size" and self.value == -1) else self.value
         return (f"{self.group}-c{self.chunk}-{self.model}-{self.axis}{value}-s{self.seed}"
                 f"-{config_hash(self.id_key(), 8)}")
@@ -191,11 +195,46 @@ class Experiment:
     models_at: Callable[[Any, tuple[str, ...]], tuple[str, ...]] = _all_models
     variants: Callable[[GridRequest], tuple[list[Variant], tuple[str, ...]]] | None = None
     thesis: bool = True  # one of the thesis' experiments (`--experiment all` runs these)
+    # (file name, what it holds): a summary of the experiment's own in OUT/report that the
+    # report points to when it exists
+    summary: tuple[str, str] | None = None
 
     def default_variants(self, request: GridRequest) -> tuple[list[Variant], tuple[str, ...]]:
         if self.variants is not None:
             return self.variants(request)
         return [Variant(self.name, request.data_ref())], request.overrides
+
+
+def describe_grid(labels: list[RunLabel], axis_label: str) -> str:
+    """What a grid ran, in one sentence written from its runs (not the thesis' design): the
+    axis' values, the chunks, the models and the seeds, e.g. "This grid (profile smoke): window
+    length L 5, 10; chunks 0, 1; models GRU, DNC; 1 seed; 8 runs."."""
+    if not labels:
+        return "This grid has no runs."
+
+    def listed(values: list, on_axis: bool = False) -> str:
+        return ", ".join(_shown(v, axis if on_axis else "") for v in values)
+
+    axis = labels[0].axis
+    # Ordered as a grid orders them whatever order the labels come in (records load by path):
+    # values ascending with exp 3's one-hot last, models in registry order.
+    values = sorted({label.value for label in labels},
+                    key=lambda v: (axis == "embedding_size" and v == -1, v))
+    chunks = sorted({label.chunk for label in labels})
+    models = [model_label(m) for m in model_order(label.model for label in labels)]
+    seeds = len({label.seed for label in labels})
+    profiles = ", ".join(sorted({label.profile for label in labels if label.profile}))
+    axis_text = axis_label[:1].lower() + axis_label[1:]
+    return (f"This grid (profile {profiles}): {axis_text} {listed(values, on_axis=True)}; "
+            f"chunk{'s' if len(chunks) > 1 else ''} {listed(chunks)}; "
+            f"models {', '.join(models)}; {seeds} seed{'s' if seeds > 1 else ''}; "
+            f"{len(labels)} runs.")
+
+
+def _shown(value: Any, axis: str) -> str:
+    if axis == "embedding_size" and value == -1:
+        return "one-hot"  # exp 3's embedding size for one-hot input
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def split_axis(overrides: tuple[str, ...], axis: str) -> tuple[tuple | None, tuple[str, ...]]:
@@ -224,8 +263,21 @@ def split_axis(overrides: tuple[str, ...], axis: str) -> tuple[tuple | None, tup
     return values, tuple(rest)
 
 
+# The most runs one grid may plan. The thesis' largest grid is a few hundred runs (exp 1: 2
+# thresholds x 10 chunks x 7 models; times the seeds); 100,000 runs is centuries of training at
+# the thesis' sizes and hours of planning alone. A request over it (a typing slip such as
+# seeds=100000000, or a crafted record, whose stored request the report rebuilds) is refused
+# before a single spec is built.
+MAX_GRID_RUNS = 100_000
+
+
+class GridTooLarge(ValueError):
+    """A request whose grid would have more than `MAX_GRID_RUNS` runs."""
+
+
 def build_grid(exp: Experiment, request: GridRequest) -> list[RunSpec]:
-    """The run specs of one experiment for `request`, in a fixed order (see module docstring)."""
+    """The run specs of one experiment for `request`, in a fixed order (see module docstring).
+    `GridTooLarge` when the grid would hold more than `MAX_GRID_RUNS` runs."""
     prof = request.profile
     base = profile(prof)
     if prof not in exp.points:
@@ -240,9 +292,17 @@ def build_grid(exp: Experiment, request: GridRequest) -> list[RunSpec]:
         entry(name)  # unknown names raise, listing the valid ones
     chunks = exp.chunks[prof] if request.chunks is None else request.chunks
     specs = []
+    planned = 0
     for variant in variants:
         cfg_v = apply_overrides(apply_overrides(base, dict(variant.settings)), list(rest))
         points = axis_values or variant.points or exp.points[prof]
+        # an upper bound (models_at may pick fewer), counted before anything is built
+        planned += len(points) * len(chunks) * (len(models) + len(baselines)) * cfg_v.train.seeds
+        if planned > MAX_GRID_RUNS:
+            raise GridTooLarge(
+                f"{exp.name}: the request plans up to {planned:,} runs, more than the "
+                f"{MAX_GRID_RUNS:,} one grid may hold; lower seeds (now {cfg_v.train.seeds:,}), "
+                f"the axis values or the chunks")
         for value in points:
             cfg = apply_overrides(cfg_v, {exp.axis: value})
             for chunk in chunks:

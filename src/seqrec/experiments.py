@@ -5,6 +5,10 @@ profile, its chunks, models and fixed settings, and its table, figure and tested
 The `thesis` profile gives the thesis' sizes (docs/protocol.md, "Experiments"; a GPU job);
 `smoke` keeps every axis with fewer points, so all experiments run on a CPU in minutes.
 
+A description states the experiment's design (with the thesis' own grid in words); what a
+particular grid ran (its values, chunks, models, seeds) is written from its runs by
+`seqrec.experiment.describe_grid`, for the notebook's headings and the report's sections.
+
 Adding an experiment: one entry in `EXPERIMENTS` below, and its table function (a generic one
 such as `table_exp2` may serve) in `seqrec/report/tables.py`. The CLI's choices, the report's
 sections, the notebook's loop and the runner read this registry.
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from seqrec.experiment import Experiment, GridRequest, RunSpec, build_grid
+from seqrec.data.source import DataRef
+from seqrec.experiment import Experiment, GridRequest, RunSpec, build_grid, select
 from seqrec.models.registry import BASELINE_MODELS
 from seqrec.report.claims import (
     Claim,
@@ -50,9 +55,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment(
         name="exp1",
         title="Exp 1: preprocessing (time chunks, item play-count threshold)",
-        description="The whole log in 10 equal consecutive time chunks; in each, items played "
-                    "at most `threshold` times are dropped (20: exp 1.1, 2: exp 1.2). GRU and "
-                    "user-based GRU; Recall@20 and Recall@1 per chunk.",
+        description="The whole log in equal consecutive time chunks; in each, items played "
+                    "at most `threshold` times are dropped (the thesis: 10 chunks, thresholds "
+                    "20, exp 1.1, and 2, exp 1.2). GRU and user-based GRU; Recall@20 and "
+                    "Recall@1 per chunk.",
         axis="threshold", axis_label="Item play-count threshold",
         points={"thesis": (20, 2), "smoke": (5, 2)},
         chunks={"thesis": tuple(range(10)), "smoke": (0, 1)},
@@ -65,9 +71,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         name="exp2",
         title="Exp 2: training-set size",
         description="Rows 30% to 50% of the time-sorted log, filtered in two halves; per user "
-                    "the last 5% are validation and test, and training uses [p n, 0.95 n) for "
-                    "p = 0, 0.1, ..., 0.9. Every p is tested on the same events (fixed_eval; "
-                    "the thesis' test set shrank with its training set).",
+                    "the last 5% are validation and test, and training uses [p n, 0.95 n) "
+                    "(the thesis: p = 0, 0.1, ..., 0.9). Every p is tested on the same events "
+                    "(fixed_eval; the thesis' test set shrank with its training set).",
         axis="train_start_frac", axis_label="Train start p",
         points={"thesis": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                 "smoke": (0.0, 0.5)},
@@ -84,9 +90,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         name="exp3",
         title="Exp 3: embedding size",
         description="Best validation loss of the GRU and the user-based GRU against the item "
-                    "embedding size (and one-hot input for the GRU), hidden size 1000, on the "
-                    "first three chunks of exp 1. Only the early-stopping stage matters, so "
-                    "the retraining stage is off; count baselines have no validation loss.",
+                    "embedding size and one-hot input for the GRU, on chunks of exp 1 (the "
+                    "thesis: sizes 32 to 8192, hidden size 1000, the first three chunks). Only "
+                    "the early-stopping stage matters, so the retraining stage is off; count "
+                    "baselines have no validation loss.",
         axis="embedding_size", axis_label="Embedding size",
         points={"thesis": (32, 64, 128, 256, 512, 1000, 2048, 4096, 8192, ONE_HOT),
                 "smoke": (8, 32, ONE_HOT)},
@@ -102,9 +109,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment(
         name="exp4",
         title="Exp 4: window length, overall and per popularity third",
-        description="The last 30% of the log in 3 chunks; window length 5, 10, 20, 50; GRU and "
-                    "DNC, each vanilla and user-based; overall and per popularity third of the "
-                    "target item, mean and standard deviation over the chunks.",
+        description="The last 30% of the log in 3 chunks; windows of several lengths (the "
+                    "thesis: 5, 10, 20, 50 on all three chunks); GRU and DNC, each vanilla and "
+                    "user-based; overall and per popularity third of the target item, mean "
+                    "and standard deviation over the chunks.",
         axis="seq_len", axis_label="Window length L",
         points={"thesis": (5, 10, 20, 50), "smoke": (5, 10)},
         # smoke: two of the three chunks (the DNCs take most of the demo's minutes)
@@ -129,6 +137,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         variants=validation_variants,
         table=validation_table, figure=figure_validation, comparisons=validation_comparisons,
         thesis=False,
+        summary=("validation.md", "The checks of the validation experiment (planted effects "
+                                  "found or not)"),
     ),
 )}
 
@@ -201,8 +211,16 @@ def requests(selection: str, **kwargs) -> list[GridRequest]:  # noqa: ANN003 - G
 
 
 def grid(selection: str, prof: str = "smoke", overrides=(), baselines=None,  # noqa: ANN001
-         models=None, data=None, chunks=None) -> list[RunSpec]:  # noqa: ANN001
-    """The run specs of one experiment (or `all`), in a fixed order."""
+         models=None, data=None, chunks=None, only: list[str] | None = None,  # noqa: ANN001
+         shard_spec: str | None = None) -> list[RunSpec]:
+    """The run specs of one experiment (or `all`), in a fixed order: the one planner of a grid
+    (CLI, notebook, validation and benchmarks all call it).
+
+    `data` is a path, a `DataRef` or None (the profile's built-in log); `only` (globs or
+    substrings of run ids) and `shard_spec` (`I/N`) select from the grid (`select`).
+    """
+    ref = data if isinstance(data, DataRef) or data is None else DataRef.file(data)
     reqs = requests(selection, profile=prof, overrides=overrides, models=models,
-                    baselines=baselines, chunks=chunks, data=data)
-    return [spec for req in reqs for spec in build_grid(EXPERIMENTS[req.experiment], req)]
+                    baselines=baselines, chunks=chunks, data=ref)
+    specs = [spec for req in reqs for spec in build_grid(EXPERIMENTS[req.experiment], req)]
+    return select(specs, only, shard_spec)

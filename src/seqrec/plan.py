@@ -1,10 +1,15 @@
 """The plan before a grid runs: per experiment what is done, to do and failed, and how long the
 rest will take on this device.
 
-The estimate is measured, not guessed: for every group of runs that share a model's sizes (the
-model settings, the window length, the batch size and the item count to within a factor of
-about 1.4), a few training steps (forward, backward, Adam) on random batches of the split's
-sizes are timed on the device after one warm-up step. A run's time is then
+The estimate is measured, not guessed, and its measuring is bounded in time. For every group of
+runs that share a model's sizes (the model settings, the window length and the batch size), a few
+training steps (forward, backward, Adam) of that model at the largest item and user count of the
+group's splits are timed on the device after one warm-up step. On a CPU the steps are timed at a
+batch of at most `PROBE_BATCH` windows and scaled by `batch_size / PROBE_BATCH` (a CPU's step
+time grows in proportion to the batch at these sizes), so timing a thesis-size model takes
+seconds rather than minutes. Timing stops after `TIMING_BUDGET_S` seconds: a group not timed by
+then is estimated from a timed group of the same model (else any model), scaled by the ratio of
+their work per step (`step_work`), and the plan says the estimate is rough. A run's time is then
 
     seconds per step x (batches of train per epoch x epochs
                         + batches of train + val per epoch x epochs, with retraining),
@@ -26,10 +31,15 @@ import torch
 
 from seqrec.device import resolve_device
 from seqrec.experiment import RunSpec
+from seqrec.models import build_model
 from seqrec.models.registry import REGISTRY
+from seqrec.record import RunState
 from seqrec.runner import RunOptions, Sources, status
+from seqrec.train.epoch import make_optimizer
 
 COLAB_SESSION_HOURS = 12.0  # about the longest a Colab session lives
+PROBE_BATCH = 32  # CPU steps are timed at this batch at most (module docstring)
+TIMING_BUDGET_S = 60.0  # timing stops after this long; the rest is scaled (module docstring)
 
 
 @dataclass(frozen=True)
@@ -43,24 +53,33 @@ class ExperimentPlan:
     partial: int
     todo: int
     seconds: float  # upper bound for the runs still to train (todo + partial)
+    rough: bool = False  # some of its runs' step times were scaled, not timed
 
 
-def _size_key(spec: RunSpec, n_items: int) -> tuple:
-    model = spec.config.model
-    return (model, spec.config.data.seq_len, spec.config.train.batch_size,
-            round(math.log2(max(n_items, 1)) * 2))
+def _size_key(spec: RunSpec) -> tuple:
+    """Runs of one key train the same model at the same sizes, but for the item count."""
+    return (spec.config.model, spec.config.data.seq_len, spec.config.train.batch_size)
+
+
+def step_work(spec: RunSpec, n_items: int) -> float:
+    """A proxy of one training step's work, for scaling a timed step to an untimed size:
+    batch x (steps x hidden x (input + hidden) + hidden x items), a recurrent layer over the
+    window and the output layer over all items."""
+    m, t = spec.config.model, spec.config.train
+    emb = n_items if m.embedding_size == -1 else m.embedding_size
+    steps = spec.config.data.seq_len - 1
+    return float(t.batch_size) * (steps * m.hidden_size * (emb + m.hidden_size)
+                                  + m.hidden_size * n_items)
 
 
 def step_seconds(spec: RunSpec, n_items: int, n_users: int, device: torch.device,
-                 steps: int = 3) -> float:
-    """Median seconds of one training step of `spec`'s model at these sizes on `device`."""
-    from seqrec.models import build_model
-    from seqrec.train.epoch import make_optimizer
-
+                 steps: int = 3, batch: int | None = None) -> float:
+    """Median seconds of one training step of `spec`'s model at these sizes on `device`, at
+    `batch` windows (default: the run's batch size)."""
     cfg = spec.config
     model = build_model(cfg.model, n_items, n_users).to(device)
     opt = make_optimizer(model, cfg.train)
-    b, t = cfg.train.batch_size, cfg.data.seq_len - 1
+    b, t = batch or cfg.train.batch_size, cfg.data.seq_len - 1
     gen = torch.Generator().manual_seed(0)
     items = torch.randint(0, n_items, (b, t), generator=gen).to(device)
     users = torch.randint(0, n_users, (b, t), generator=gen).to(device)
@@ -90,29 +109,68 @@ def run_seconds(spec: RunSpec, per_step: float, n_train: int, n_val: int) -> flo
 
 
 def make_plan(specs: list[RunSpec], out_dir, options: RunOptions | None = None,  # noqa: ANN001
-              steps: int = 3, log: Callable[[str], None] = print) -> list[ExperimentPlan]:
-    """The plan of `specs` (their order of experiments kept), timing steps as described."""
+              steps: int = 3, log: Callable[[str], None] = print,
+              budget_s: float = TIMING_BUDGET_S) -> list[ExperimentPlan]:
+    """The plan of `specs` (their order of experiments kept), timing steps as described in the
+    module docstring, within about `budget_s` seconds of timing."""
     options = options or RunOptions()
     device = resolve_device(options.device)
     sources = Sources(out_dir)
-    timed: dict[tuple, float] = {}
     by_exp: dict[str, dict] = {}
+    to_time: list[tuple[RunSpec, tuple, int, int]] = []  # (spec, key, train, val windows)
+    largest: dict[tuple, tuple[int, int, RunSpec]] = {}  # key -> (items, users, a spec)
     for spec in specs:
         state = status(out_dir, spec, options)
-        counts = by_exp.setdefault(spec.experiment, {"ok": 0, "failed": 0, "partial": 0,
-                                                     "todo": 0, "seconds": 0.0, "runs": 0})
-        counts[state] += 1
+        counts = by_exp.setdefault(spec.experiment, {**{s.value: 0 for s in RunState},
+                                                     "seconds": 0.0, "runs": 0,
+                                                     "rough": False})
+        counts[state.value] += 1
         counts["runs"] += 1
-        if state not in ("todo", "partial") or not REGISTRY[spec.model].trained:
+        if state.finished or not REGISTRY[spec.model].trained:
             continue
         split = sources(spec.data).split(spec.config.data, spec.chunk)
-        key = _size_key(spec, split.n_items)
-        if key not in timed:
-            log(f"  timing {spec.model} ({spec.axis}={spec.value}, {split.n_items:,} items) ...")
-            timed[key] = step_seconds(spec, split.n_items, split.n_users, device, steps)
-        counts["seconds"] += run_seconds(spec, timed[key], len(split.train), len(split.val))
+        key = _size_key(spec)
+        items, users, _ = largest.get(key, (0, 0, spec))
+        largest[key] = (max(items, split.n_items), max(users, split.n_users), spec)
+        to_time.append((spec, key, len(split.train), len(split.val)))
+    per_step, scaled = _time_steps(largest, device, steps, log, budget_s)
+    for spec, key, n_train, n_val in to_time:
+        counts = by_exp[spec.experiment]
+        counts["seconds"] += run_seconds(spec, per_step[key], n_train, n_val)
+        counts["rough"] |= key in scaled
     return [ExperimentPlan(name, c["runs"], c["ok"], c["failed"], c["partial"], c["todo"],
-                           c["seconds"]) for name, c in by_exp.items()]
+                           c["seconds"], c["rough"]) for name, c in by_exp.items()]
+
+
+def _time_steps(largest: dict[tuple, tuple[int, int, RunSpec]], device: torch.device,
+                steps: int, log: Callable[[str], None], budget_s: float
+                ) -> tuple[dict[tuple, float], set[tuple]]:
+    """Seconds per step of every size key, and the keys scaled rather than timed: each key is
+    timed (smallest work first, so that every model is timed before the budget runs out) until
+    `budget_s` has passed; the rest are scaled from a timed key (module docstring)."""
+    order = sorted(largest, key=lambda k: step_work(largest[k][2], largest[k][0]))
+    firsts = list({largest[k][2].model: k for k in reversed(order)}.values())
+    timed: dict[tuple, float] = {}
+    start = time.perf_counter()
+    for key in firsts + [k for k in order if k not in firsts]:
+        items, users, spec = largest[key]
+        if time.perf_counter() - start > budget_s and timed:
+            break
+        batch = spec.config.train.batch_size
+        probe = batch if device.type == "cuda" else min(batch, PROBE_BATCH)
+        log(f"  timing {spec.model} ({spec.axis}={spec.value}, {items:,} items) ...")
+        timed[key] = step_seconds(spec, items, users, device, steps, probe) * batch / probe
+    per_step = dict(timed)
+    for key in order:
+        if key in per_step:
+            continue
+        items, _, spec = largest[key]
+        same = [k for k in timed if largest[k][2].model == spec.model] or list(timed)
+        ref = min(same, key=lambda k: abs(math.log(step_work(largest[k][2], largest[k][0])
+                                                   / step_work(spec, items))))
+        per_step[key] = timed[ref] * step_work(spec, items) / step_work(largest[ref][2],
+                                                                          largest[ref][0])
+    return per_step, set(per_step) - set(timed)
 
 
 def _hours(seconds: float) -> str:
@@ -133,9 +191,12 @@ def plan_lines(plans: list[ExperimentPlan], profile: str, device: torch.device) 
         lines.append(f"{p.experiment}: {p.runs} runs: {', '.join(parts)}{left}")
     total = sum(p.seconds for p in plans)
     failed = sum(p.failed for p in plans)
+    rough = any(p.rough for p in plans)
     lines.append(f"in all: at most {_hours(total)} of training left (an estimate: a few training "
                  "steps of each model size timed on this device, every epoch of the budget "
-                 "counted as if no run stopped early; evaluation not counted)")
+                 "counted as if no run stopped early; evaluation not counted"
+                 + ("; rough: some sizes were scaled from others to keep the timing short)"
+                    if rough else ")"))
     if failed:
         lines.append(f"{failed} runs failed earlier; they are skipped unless retried "
                      "(retry_failed=True / --retry-failed)")

@@ -50,14 +50,26 @@ import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-# Only the standard library at import time: the progress actor (`Tracker`) is imported from
-# this module in a worker process of its own, which then starts without torch.
-if TYPE_CHECKING:
-    from seqrec.data.source import DataRef, DataSource
-    from seqrec.record import RunRecord
-    from seqrec.runner import Log, RunOptions
+import torch
+from tqdm.auto import tqdm
+
+from seqrec.board import available as board_available
+from seqrec.claim import RunClaimed
+from seqrec.data.source import DataRef, DataSource
+from seqrec.ray_tracker import Tracker
+from seqrec.record import RunRecord, RunState, read_record
+from seqrec.runner import (
+    Log,
+    RunOptions,
+    check_writable,
+    grid_summary,
+    pending,
+    result_line,
+    run_dir,
+    run_one,
+    status,
+)
 
 RAY_MISSING = ("the ray backend needs Ray, which is not installed here: pip install "
                "'seqrec[ray]' (or pip install ray), or run without --backend ray")
@@ -122,8 +134,6 @@ _SOURCES: dict[tuple[str, DataRef], DataSource] = {}
 def _source(out: Path, ref: DataRef) -> DataSource:
     """One `DataSource` per output folder and data per worker process (a worker runs many
     tasks in a row: the events and the last split stay loaded)."""
-    from seqrec.data.source import DataSource
-
     key = (str(out), ref)
     if key not in _SOURCES:
         _SOURCES[key] = DataSource(ref, out)
@@ -133,8 +143,6 @@ def _source(out: Path, ref: DataRef) -> DataSource:
 def set_threads(threads: int) -> int:
     """Give this process `threads` threads (the environment for libraries loaded later, and
     torch's pool now); returns the number torch uses."""
-    import torch
-
     for name in THREAD_VARS:
         os.environ[name] = str(threads)
     torch.set_num_threads(threads)
@@ -142,19 +150,17 @@ def set_threads(threads: int) -> int:
 
 
 def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # noqa: ANN001
-             tracker) -> RunRecord:  # noqa: ANN001 - a RunSpec; (Tracker actor, grid) or None
+             tracker) -> RunRecord | str:  # noqa: ANN001 - a RunSpec; (Tracker actor, grid) or None
     """One Ray task: the runner's `run_one` for one spec, in a worker process.
 
     `state` is the run's status when the driver planned it. A retried task finds the record an
-    earlier attempt wrote when its worker died after writing it, and returns that record."""
+    earlier attempt wrote when its worker died after writing it, and returns that record. A run
+    another process holds (`seqrec.claim`) returns the line saying so instead of a record."""
     import ray
-
-    from seqrec.record import read_record
-    from seqrec.runner import run_dir, run_one, status
 
     folder = Path(out)
     now = status(folder, spec, options)
-    if now == "ok" or (now == "failed" and state != "failed"):
+    if now == RunState.OK or (now == RunState.FAILED and state != RunState.FAILED):
         return read_record(run_dir(folder, spec))
     used = set_threads(threads)
     gpus = ray.get_gpu_ids()
@@ -163,47 +169,11 @@ def run_task(spec, out: str, options: RunOptions, state: str, threads: int,  # n
         tracker, grid = tracker
         tracker.started.remote(grid, spec.run_id, now, socket.gethostname(), os.getpid(), used,
                                [str(g) for g in gpus])
-    return run_one(spec, folder, _source(folder, spec.data),
-                   dataclasses.replace(options, device=device, progress=False), log=print)
-
-
-class Tracker:
-    """A small actor that the tasks tell when they start (the driver's running count and
-    lines), one list of events per grid. `drain(grid)` returns a grid's events so far, waiting
-    up to `wait` seconds for one, so the driver hears of a start at once without polling."""
-
-    def __init__(self) -> None:
-        self.events: dict[str, list[tuple]] = {}
-        self.arrived: dict = {}  # grid -> asyncio.Event, made in the actor's event loop
-
-    def _arrived(self, grid: str):  # noqa: ANN202
-        import asyncio
-
-        if grid not in self.arrived:
-            self.arrived[grid] = asyncio.Event()
-        return self.arrived[grid]
-
-    async def started(self, grid: str, *event) -> None:  # noqa: ANN002
-        self.events.setdefault(grid, []).append(event)
-        self._arrived(grid).set()
-
-    async def drain(self, grid: str, wait: float = 1.0) -> list[tuple]:
-        import asyncio
-
-        arrived = self._arrived(grid)
-        if not self.events.get(grid):
-            try:
-                await asyncio.wait_for(arrived.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-        arrived.clear()
-        return self.events.pop(grid, [])
-
-    async def close(self, grid: str) -> list[tuple]:
-        """The grid's last events; a drain still waiting returns at once."""
-        self._arrived(grid).set()
-        self.arrived.pop(grid)
-        return self.events.pop(grid, [])
+    try:
+        return run_one(spec, folder, _source(folder, spec.data),
+                       dataclasses.replace(options, device=device, progress=False), log=print)
+    except RunClaimed as e:
+        return str(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +238,8 @@ def _started_line(event: tuple, again: bool) -> str:
     if gpus:
         where += f", GPU {','.join(gpus)}"
     how = " (resuming after its worker died)" if again else \
-        {"partial": " (resuming)", "failed": " (retrying a failed run)"}.get(state, "")
+        {RunState.PARTIAL: " (resuming)", RunState.FAILED: " (retrying a failed run)"}.get(
+            RunState(state), "")
     return f"{run_id} started{how} on {where}"
 
 
@@ -283,9 +254,6 @@ def run_specs_ray(specs: list, out_dir: str | Path, options: RunOptions | None =
     """Run every spec that needs it as one Ray task; return the records in the order of
     `specs` (skipped ones too; a run lost with its workers has none, and the final line says
     so). `log` replaces the printing and the bar (tests)."""
-    from seqrec.record import read_record
-    from seqrec.runner import RunOptions, check_writable, grid_summary, pending, run_dir
-
     ray = import_ray()  # Ray missing: one sentence, before anything else
     options = options or RunOptions()
     if options.device not in RAY_DEVICES:
@@ -326,11 +294,6 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
                ray_options: RayOptions, log: Log | None, local: bool, total: int, before: int
                ) -> tuple[dict[str, RunRecord], list[tuple[str, str]]]:
     """Submit one task per spec of `todo` and follow them to the end: (records, lost runs)."""
-    from tqdm.auto import tqdm
-
-    from seqrec.board import available as board_available
-    from seqrec.runner import result_line
-
     # smoothing=0: the ETA from the mean rate since the start (runs end in bursts when many
     # train at once; tqdm's default moving average would swing with each burst).
     bar = tqdm(total=total, initial=before, unit="run", desc="grid (ray)", smoothing=0,
@@ -378,6 +341,10 @@ def _run_tasks(ray, todo: list, state_of: dict, out: Path, options: RunOptions, 
                         lost.append((spec.run_id, _first_line(e)))
                         say(f"{spec.run_id} lost: {_first_line(e)}")
                     else:
+                        if isinstance(rec, str):  # claimed by another process: skipped
+                            say(rec)
+                            bar.update(1)
+                            continue
                         records[spec.run_id] = rec
                         failed += not rec.ok
                         say(f"{spec.run_id}: " + result_line(rec, rec.seconds or 0.0).strip())

@@ -12,7 +12,15 @@ failed runs are retried (`retry_failed`); one with only a checkpoint resumes fro
 training, every split the selection needs is prepared: data that cannot be prepared stops the
 grid with one sentence (`DataError`) and records nothing, so fixing the path or the setting and
 running again is all it takes. Shards (`--shard I/N`) split a grid round robin, so machines
-sharing the folder need no coordination.
+sharing the folder need no coordination; without shards, a run is claimed before it trains
+(`seqrec.claim`: a lease file with a heartbeat each epoch), and a process that finds a run
+claimed by another live one skips it with one line.
+
+A damaged record (`RecordError`: unreadable, failing its checksum, values out of range) is set
+aside as `record.damaged-<UTC time>.json` (kept, never deleted) and the run is done again. Each
+pass over a grid also removes what kills left behind: the checkpoints of runs whose record is ok,
+and temporary files older than `seqrec.io.STALE_TMP_SECONDS` under `cache/` and `report/`
+(docs/reliability.md, "Records, run folders and the report").
 """
 
 from __future__ import annotations
@@ -25,20 +33,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from seqrec import checkpoint as ckpt
 from seqrec.board import RunBoard
 from seqrec.board import available as board_available
+from seqrec.claim import Lease, RunClaimed, claim
 from seqrec.data.source import DataRef, DataSource
 from seqrec.device import resolve_device
-from seqrec.experiment import RunSpec, build_grid, select
-from seqrec.experiments import EXPERIMENTS, requests
+from seqrec.experiment import RunSpec
+from seqrec.io import stale_temporaries
+from seqrec.progress import progress_bar
+from seqrec.provenance import versions_line
 from seqrec.ranks import ranks_path
-from seqrec.record import RecordError, RunRecord, read_record, record_path, write_record
+from seqrec.record import (
+    EpochRow,
+    RecordError,
+    RunRecord,
+    RunState,
+    read_record,
+    record_path,
+    write_record,
+)
+from seqrec.train import CHECKPOINT_FILE, train_run
 
 Log = Callable[..., None]
-STATES = ("ok", "failed", "partial", "todo")
+STATES = tuple(s.value for s in RunState)
 
 
 class DataError(ValueError):
@@ -87,31 +105,54 @@ def checkpoint_path(out_dir: str | Path, spec: RunSpec, options: RunOptions = Ru
     """Where the run's latest checkpoint is (`ckpt.pt`; the previous one is `ckpt.prev.pt`)."""
     folder = (run_dir(out_dir, spec) if options.checkpoint_dir is None
               else Path(options.checkpoint_dir) / spec.run_id)
-    return folder / "ckpt.pt"
+    return folder / CHECKPOINT_FILE
 
 
-def existing_record(out_dir: str | Path, spec: RunSpec) -> RunRecord | None:
+DAMAGED_PREFIX = "record.damaged-"
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged record to `record.damaged-<UTC time>.json` beside it (kept for a
+    look, never read again: the report lists these files)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{DAMAGED_PREFIX}{stamp}.json")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{DAMAGED_PREFIX}{stamp}-{n}.json")
+    path.rename(target)
+    return target
+
+
+def existing_record(out_dir: str | Path, spec: RunSpec, set_aside_damaged: bool = False
+                    ) -> RunRecord | None:
     """The run's record, or None when it has none or only a damaged one (warned about: it is
-    redone, and the new record replaces it)."""
+    redone, and the new record replaces it). With `set_aside_damaged` a damaged record is
+    renamed first (`set_aside`), as every pass that runs a grid does."""
     try:
         return read_record(run_dir(out_dir, spec))
     except RecordError as e:
-        warnings.warn(f"{e}; the run will be done again", RuntimeWarning, stacklevel=2)
+        aside = ""
+        if set_aside_damaged:
+            aside = f"; set aside as {set_aside(record_path(run_dir(out_dir, spec))).name}"
+        warnings.warn(f"{e}{aside}; the run will be done again", RuntimeWarning, stacklevel=2)
         return None
 
 
-def status(out_dir: str | Path, spec: RunSpec, options: RunOptions = RunOptions()) -> str:
+def status(out_dir: str | Path, spec: RunSpec, options: RunOptions = RunOptions(),
+           set_aside_damaged: bool = False) -> RunState:
     """`ok` or `failed` when a record exists, `partial` with only a checkpoint, else `todo`."""
-    record = existing_record(out_dir, spec)
+    record = existing_record(out_dir, spec, set_aside_damaged)
     if record is not None:
-        return record.status
+        return RunState(record.status)
     ckpt_file = checkpoint_path(out_dir, spec, options)
-    return "partial" if any(p.exists() for p in (ckpt_file, ckpt.previous_path(ckpt_file))) \
-        else "todo"
+    partial = any(p.exists() for p in (ckpt_file, ckpt.previous_path(ckpt_file)))
+    return RunState.PARTIAL if partial else RunState.TODO
 
 
 def _to_run(state: str, retry_failed: bool) -> bool:
-    return state in ("todo", "partial") or (state == "failed" and retry_failed)
+    return state in (RunState.TODO, RunState.PARTIAL) or (state == RunState.FAILED
+                                                          and retry_failed)
 
 
 def _clean_temporaries(folder: Path) -> None:
@@ -119,6 +160,22 @@ def _clean_temporaries(folder: Path) -> None:
     are never read; seqrec.io names them `.<name>.<random>.tmp`)."""
     for tmp in folder.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def clean_leftovers(out: Path, specs: list[RunSpec], states: list[str],
+                    options: RunOptions) -> None:
+    """What a kill after a run's record left: the checkpoints of runs whose record is ok (and
+    their temporary files), and temporary files under `cache/` and `report/` old enough not to
+    be another process' write in progress (`seqrec.io.stale_temporaries`)."""
+    for spec, state in zip(specs, states, strict=True):
+        if state == "ok":
+            ckpt_file = checkpoint_path(out, spec, options)
+            ckpt.remove_checkpoints(ckpt_file)
+            if ckpt_file.parent != run_dir(out, spec) and ckpt_file.parent.is_dir() \
+                    and not any(ckpt_file.parent.iterdir()):
+                ckpt_file.parent.rmdir()
+    for name in ("cache", "report"):
+        stale_temporaries(out / name)
 
 
 class Sources:
@@ -134,23 +191,32 @@ class Sources:
         return self._by_ref[ref]
 
 
-def prepare(specs: list[RunSpec], sources: Sources) -> None:
-    """Prepare (and cache) every split of `specs`; the first that fails raises `DataError`
-    naming the run's settings, before anything is trained or recorded."""
-    done = set()
+def split_of_each(specs: list[RunSpec], sources: Sources):  # noqa: ANN201 - list of pairs
+    """`(spec, split)` for the first spec of each distinct split of `specs` (data, data
+    settings, chunk), in order, each prepared (and cached); the first that cannot be prepared
+    raises `DataError` naming the run's settings."""
+    done, out = set(), []
     for spec in specs:
         key = (spec.data, spec.config.data, spec.chunk)
         if key in done:
             continue
         try:
-            sources(spec.data).split(spec.config.data, spec.chunk)
+            split = sources(spec.data).split(spec.config.data, spec.chunk)
         except (ValueError, FileNotFoundError) as e:
             raise DataError(f"cannot prepare the data of {spec.run_id} "
                             f"({spec.axis}={spec.value}, chunk {spec.chunk}): {e}") from e
         done.add(key)
+        out.append((spec, split))
+    return out
 
 
-def _epoch_line(run_id: str, row: dict) -> str:
+def prepare(specs: list[RunSpec], sources: Sources) -> None:
+    """Prepare (and cache) every split of `specs` before anything is trained or recorded
+    (`split_of_each`)."""
+    split_of_each(specs, sources)
+
+
+def _epoch_line(run_id: str, row: EpochRow) -> str:
     """One line per finished epoch, kept on screen: losses, improvement, time."""
     val = row.get("val_loss")
     text = f"    {run_id} stage {row['stage']} epoch {row['epoch']}: train loss "
@@ -167,11 +233,25 @@ def run_one(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOption
     The record carries the run's data source and grid request; after a successful run the
     checkpoints are deleted (a failed run keeps them, so a retry resumes). Each finished epoch
     is logged as one line and, with `options.tensorboard`, to the run's TensorBoard folder.
+    The run folder is claimed first (`seqrec.claim`): `RunClaimed` when another live process
+    holds it; a run another process finished meanwhile returns that process' record.
     """
-    from seqrec.train import train_run
-
     folder = run_dir(out_dir, spec)
     folder.mkdir(parents=True, exist_ok=True)
+    lease = claim(folder)  # RunClaimed: another live process trains this run
+    try:
+        return _run_claimed(spec, out_dir, source, options, log, lease)
+    finally:
+        lease.release()
+
+
+def _run_claimed(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOptions,
+                 log: Log, lease: Lease) -> RunRecord:
+    folder = run_dir(out_dir, spec)
+    done = existing_record(out_dir, spec, set_aside_damaged=True)
+    if done is not None and done.ok:  # finished by another process since the grid was planned
+        log(f"    {spec.run_id}: finished by another process meanwhile")
+        return done
     _clean_temporaries(folder)
     ckpt_file = checkpoint_path(out_dir, spec, options)
     ckpt_file.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +260,7 @@ def run_one(spec: RunSpec, out_dir: Path, source: DataSource, options: RunOption
         else None
 
     def on_epoch(row: dict) -> None:
+        lease.renew(row.get("seconds") or 0.0)  # ClaimLost: taken over, stop before writing
         log(_epoch_line(spec.run_id, row))
         if board is not None:
             board.epoch(row)
@@ -216,10 +297,14 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
     out = check_writable(out_dir)
     resolve_device(options.device)  # an unusable device stops here, before anything runs
     sources, states, todo = pending(specs, out, options)
+    mixed = versions_of_finished(specs, states, out)
+    if mixed and todo:
+        (log or print)(mixed)
     if options.tensorboard and todo and not board_available():
         (log or print)("TensorBoard is not installed (pip install tensorboard): no event files")
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run", desc="grid",
-               disable=not options.progress or log is not None or not todo, leave=True)
+    bar = progress_bar(total=len(specs), initial=len(specs) - len(todo), unit="run",
+                       desc="grid", leave=True,
+                       disable=not options.progress or log is not None or not todo)
     say = log or bar.write
     records, failed = [], 0
     with bar:
@@ -227,10 +312,15 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
             if not _to_run(state, options.retry_failed):
                 records.append(read_record(run_dir(out, spec)))
                 continue
-            say(f"{spec.run_id}" + (" (resuming)" if state == "partial" else "")
-                + (" (retrying a failed run)" if state == "failed" else ""))
+            say(f"{spec.run_id}" + (" (resuming)" if state == RunState.PARTIAL else "")
+                + (" (retrying a failed run)" if state == RunState.FAILED else ""))
             t0 = time.time()
-            rec = run_one(spec, out, sources(spec.data), options, log=say)
+            try:
+                rec = run_one(spec, out, sources(spec.data), options, log=say)
+            except RunClaimed as e:  # another process trains it: no record from us
+                say(f"    {e}")
+                bar.update(1)
+                continue
             failed += not rec.ok
             say(result_line(rec, time.time() - t0))
             records.append(rec)
@@ -246,10 +336,19 @@ def pending(specs: list[RunSpec], out: Path, options: RunOptions
     what every backend does before any training (data that cannot be prepared raises
     `DataError` here, so nothing runs and nothing is recorded)."""
     sources = Sources(out)
-    states = [status(out, s, options) for s in specs]
+    states = [status(out, s, options, set_aside_damaged=True) for s in specs]
     todo = [s for s, st in zip(specs, states, strict=True) if _to_run(st, options.retry_failed)]
+    clean_leftovers(out, specs, states, options)
     prepare(todo, sources)
     return sources, states, todo
+
+
+def versions_of_finished(specs: list[RunSpec], states: list[str], out: Path) -> str | None:
+    """One line when the finished runs among `specs` (`states` from `status`) came from
+    another seqrec than this one, or from several (`provenance.versions_line`); else None."""
+    finished = [existing_record(out, s) for s, st in zip(specs, states, strict=True)
+                if RunState(st).finished]
+    return versions_line([r.versions for r in finished if r is not None])
 
 
 def result_line(rec: RunRecord, seconds: float) -> str:
@@ -272,55 +371,6 @@ def grid_summary(records: list[RunRecord], before: int) -> str:
     return summary
 
 
-BACKENDS = ("local", "ray")
-
-
-def run_grid(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = RunOptions(),
-             log: Log | None = None, backend: str = "local", **backend_options
-             ) -> list[RunRecord]:
-    """`run_specs` on a backend: `local` (this process, one run after another) or `ray` (one
-    Ray task per run on a Ray cluster; `backend_options` are `seqrec.ray_backend.RayOptions`'
-    fields; docs/cluster.md). Runs that no record came back for (a Ray task lost with its
-    workers) are missing from the list returned."""
-    if backend == "ray":
-        from seqrec.ray_backend import RayOptions, run_specs_ray
-
-        return run_specs_ray(specs, out_dir, options, log, RayOptions(**backend_options))
-    if backend != "local":
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend_options:
-        raise ValueError(f"{', '.join(sorted(backend_options))} only apply to the ray backend "
-                         "(--backend ray)")
-    return run_specs(specs, out_dir, options, log)
-
-
-def grid_specs(experiment: str, data: str | Path | DataRef | None = None,
-               profile: str = "smoke", overrides=(), only: list[str] | None = None,  # noqa: ANN001
-               shard_spec: str | None = None, models: tuple[str, ...] | None = None,
-               baselines: tuple[str, ...] | None = None,
-               chunks: tuple[int, ...] | None = None) -> list[RunSpec]:
-    """The selected specs of one experiment (or `all`) on `data` (a path, a `DataRef`, or
-    None for the profile's built-in log)."""
-    ref = data if isinstance(data, DataRef) or data is None else DataRef.file(data)
-    reqs = requests(experiment, profile=profile, overrides=overrides, models=models,
-                    baselines=baselines, chunks=chunks, data=ref)
-    specs = [s for r in reqs for s in build_grid(EXPERIMENTS[r.experiment], r)]
-    return select(specs, only, shard_spec)
-
-
-def run_experiment(experiment: str, out_dir: str | Path, data: str | Path | None = None,
-                   profile: str = "smoke", overrides=(), only: list[str] | None = None,  # noqa: ANN001
-                   shard_spec: str | None = None, models: tuple[str, ...] | None = None,
-                   baselines: tuple[str, ...] | None = None,
-                   options: RunOptions = RunOptions(), log: Log | None = None
-                   ) -> list[RunRecord]:
-    """Build an experiment's grid (or `all`), select, and run it."""
-    check_writable(out_dir)
-    specs = grid_specs(experiment, data, profile, overrides, only, shard_spec, models,
-                       baselines)
-    return run_specs(specs, out_dir, options, log)
-
-
 def plan(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = RunOptions()
          ) -> list[tuple[RunSpec, str]]:
     """What `--dry-run` shows: every spec and its status."""
@@ -333,7 +383,8 @@ def failed_count(records: list[RunRecord], planned: int | None = None) -> int:
     return sum(not r.ok for r in records) + (0 if planned is None else planned - len(records))
 
 
-__all__ = ["BACKENDS", "STATES", "DataError", "RunOptions", "Sources", "check_writable",
-           "checkpoint_path", "existing_record", "failed_count", "grid_specs", "grid_summary",
-           "pending", "plan", "prepare", "record_path", "result_line", "run_dir",
-           "run_experiment", "run_grid", "run_one", "run_specs", "status"]
+__all__ = ["STATES", "DataError", "RunOptions", "Sources", "check_writable",
+           "checkpoint_path", "clean_leftovers", "existing_record", "failed_count",
+           "grid_summary", "pending", "plan", "prepare", "record_path", "result_line", "run_dir",
+           "run_one", "run_specs", "set_aside", "split_of_each", "status",
+           "versions_of_finished"]

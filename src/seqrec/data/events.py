@@ -29,7 +29,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-CACHE_FORMAT = 3  # bump when the cached layout changes: old entries then miss, never mislead
+# Bump when the cached layout changes, or when the reader refuses what an older one accepted:
+# old entries then miss (silently) and the log is read afresh, never mislead. 4: a log with
+# more than 5% damaged lines or a time column that cannot order the plays is refused
+# (data/lastfm.py), so an entry written before those checks must not stand in for a read.
+CACHE_FORMAT = 4
 NAME_FILES = {"users": "users.parquet", "items": "items.parquet", "artists": "artists.parquet"}
 EVENTS_FILE = "events.parquet"
 META_FILE = "meta.json"
@@ -120,7 +124,7 @@ def _digest(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=DIGEST_BYTES).hexdigest()
 
 
-def _file_digest(path: Path) -> dict:
+def file_digest(path: Path) -> dict:
     """`{"bytes": size, "blake2b": hex digest}` of a file, read in pieces."""
     h = hashlib.blake2b(digest_size=DIGEST_BYTES)
     size = 0
@@ -166,7 +170,7 @@ def save_events(ev: Events, cache_dir: str | Path) -> Path:
             pq.write_table(_names_table(names), tmp / NAME_FILES[kind], compression="lz4")
         # The files are hashed as written, read back from the page cache: cheaper in memory
         # than holding a serialised copy of the events.
-        files = {name: _file_digest(tmp / name) for name in (EVENTS_FILE, *NAME_FILES.values())}
+        files = {name: file_digest(tmp / name) for name in (EVENTS_FILE, *NAME_FILES.values())}
         report = dataclasses.asdict(ev.report)
         report["examples"] = [list(e) for e in ev.report.examples]
         meta = {"format": CACHE_FORMAT, "key": ev.key, "report": report, "files": files}

@@ -78,6 +78,23 @@ from seqrec.data.options import parse_columns, parse_sep
 
 BLOCK_BYTES = 32 << 20
 MAX_EXAMPLES = 10
+# A read stops when more than this share of its lines is damaged. Real logs have very few
+# damaged lines (LastFM-1K: 9 of 19,150,868, 5e-7); a log in another encoding (each line with
+# a non-ASCII name fails UTF-8) or read with the wrong columns or separator damages a large
+# share, and training on the rest would answer a different question without a word. 5% leaves
+# a hundred thousand times LastFM-1K's rate of damage before refusing.
+MAX_DAMAGED_SHARE = 0.05
+# A read stops when more than this share of the plays that have an earlier play of the same
+# user have the same time as one of them: the time column then does not order a user's plays
+# (a rating, a constant or a date column mapped as time), and the order would silently be file
+# order. Timestamps in seconds tie rarely (LastFM-1K's same-second plays; the generator's
+# `same_second` is 0.1%); a rating of 1..5 as the time ties for about 1 - 5 / n of a user's n
+# plays (95% at 100 plays). A half keeps logs with coarse times (dates) that order most plays.
+MAX_TIED_SHARE = 0.5
+# Both rules judge a share, so they need lines to judge by: they apply from this many damaged
+# lines, or plays after a user's first, on. Below it a few odd lines of a small hand-made file
+# would decide (its damaged lines are still counted and reported as always).
+MIN_JUDGED = 50
 # Part of the fingerprint and cache key: bump when parsing changes what a file yields.
 # 2: lines longer than MAX_LINE_BYTES are damaged (they used to stop the read).
 READER_VERSION = 2
@@ -539,6 +556,53 @@ def time_order(timestamps: np.ndarray) -> np.ndarray:
     return keys & ((1 << shift) - 1)
 
 
+def _later_plays(users: np.ndarray) -> int:
+    """Plays that are not their user's first (users: dense non-negative ids)."""
+    return int(users.shape[0]) - int(np.count_nonzero(np.bincount(users)))
+
+
+def tied_share(users: np.ndarray, timestamps: np.ndarray) -> float:
+    """Share of plays with the same time as an earlier play of the same user, among the plays
+    that have an earlier play of their user; 0.0 when there are none.
+
+    `users` int[N] (dense ids below 2**31), `timestamps` int64[N]: rows in time order, so equal
+    times are runs. Only rows in a run longer than one can tie, so only those are sorted, by
+    (run, user) packed into one int64; for second-resolution logs they are a small part.
+    """
+    n = timestamps.shape[0]
+    later = _later_plays(users)
+    if later <= 0:
+        return 0.0
+    same = timestamps[1:] == timestamps[:-1]
+    shared = np.zeros(n, dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    rows = np.flatnonzero(shared)
+    run = np.cumsum(np.concatenate([[True], ~same]))[rows]  # [R] run number of each row
+    keys = np.sort((run.astype(np.int64) << 32) | users[rows].astype(np.int64))
+    ties = np.count_nonzero(keys[1:] == keys[:-1])  # a user's 2nd, 3rd, ... play of a run
+    return ties / later
+
+
+def _check_time_order(users: np.ndarray, timestamps: np.ndarray, layout: Layout,
+                      name: object) -> None:
+    """Stop when the time column cannot order the plays (`MAX_TIED_SHARE`); rows in time
+    order."""
+    where = "field 1" if layout.fmt == "lastfm" else f"field {layout.picks[2]}"
+    column = f"the time column ({where}, counting from 0)"
+    if timestamps.shape[0] > 1 and timestamps[0] == timestamps[-1]:
+        raise DataFileError(f"{name}: {column} holds one value for all {timestamps.shape[0]:,}"
+                            f" rows ({int(timestamps[0])}), so it cannot order the plays; map "
+                            f"time= in columns= to the field that says when each play happened")
+    share = tied_share(users, timestamps)
+    if share > MAX_TIED_SHARE and _later_plays(users) >= MIN_JUDGED:
+        raise DataFileError(
+            f"{name}: {column} cannot order the plays: {share:.0%} of the plays after each "
+            f"user's first have the same time as an earlier play of that user (more than "
+            f"{MAX_TIED_SHARE:.0%}); map time= in columns= to the field that says when each "
+            f"play happened")
+
+
 def parse_file(path: str | Path, layout: Layout, item_key: str, key: str,
                block_bytes: int = BLOCK_BYTES, workers: int | None = None) -> Events:
     """Parse the whole log at `path` (a file or LastFM-1K's archive; no cache).
@@ -568,9 +632,18 @@ def _join(blocks: list[_Block], layout: Layout, log: LogFile, key: str) -> Event
         raise DataFileError(f"no readable rows in {name}: {damaged_total} damaged lines"
                             f"{detail}")
 
+    lines = rows + damaged_total
+    if damaged_total >= MIN_JUDGED and damaged_total > MAX_DAMAGED_SHARE * lines:
+        line, reason = examples[0]
+        raise DataFileError(
+            f"{name}: {damaged_total:,} of its {lines:,} lines ({damaged_total / lines:.1%}) are "
+            f"damaged, more than the {MAX_DAMAGED_SHARE:.0%} seqrec reads past (e.g. line {line}:"
+            f" {reason}); convert a file in another encoding to UTF-8 (iconv -f latin1 -t utf-8)"
+            f" or fix columns= and sep= if they do not match its lines")
     timestamps = np.concatenate([b.timestamps for b in blocks])
     order = time_order(timestamps)
     users, user_names = _dense_ids([b.users for b in blocks])
+    _check_time_order(users[order], timestamps[order], layout, name)
     items, item_names = _dense_ids([b.items for b in blocks])
     if layout.fmt == "lastfm":
         artists, artist_names = _dense_ids([b.artists for b in blocks])

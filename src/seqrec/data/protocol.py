@@ -72,7 +72,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.config import DataConfig, config_hash, to_dict
+from seqrec.config import DataConfig, config_hash, identity
 from seqrec.data.windows import PARTS, Split, Windows
 
 # Bump when the protocol's output changes for the same settings, so old caches are not reused.
@@ -457,16 +457,10 @@ def _padded_split(u: np.ndarray, it: np.ndarray, counts: np.ndarray, label: np.n
 # ---------------------------------------------------------------------------------------------
 # Cache
 
-# Settings added after the first release, with the value that means "as before": left out of
-# the hash at that value, so earlier cache keys and settings hashes stay what they were.
-_LATER_SETTINGS = {"split": "thesis", "columns": "", "sep": ""}
-
-
 def _settings(cfg: DataConfig) -> dict:
-    """The data settings as hashed: `to_dict(cfg)` without the later settings at their
-    as-before values (`_LATER_SETTINGS`)."""
-    return {k: v for k, v in to_dict(cfg).items()
-            if not (k in _LATER_SETTINGS and v == _LATER_SETTINGS[k])}
+    """The data settings as hashed (`seqrec.config.identity`: settings added later leave the
+    hash at their as-before values, so earlier cache keys stay what they were)."""
+    return identity(cfg)
 
 
 def split_cache_key(events_key: str, cfg: DataConfig, chunk: int) -> str:
@@ -479,21 +473,41 @@ def split_cache_key(events_key: str, cfg: DataConfig, chunk: int) -> str:
     })
 
 
+# What a damaged split file can raise on load: the zip layer (a cut or edited archive; a flipped
+# bit in a member's flags or method reads as encryption, RuntimeError, or an unknown compression,
+# NotImplementedError), numpy's array headers, the JSON header (bad UTF-8 or JSON is a
+# ValueError) and a header field of the wrong type or missing; and ValueError for a checksum or
+# key that does not match. Found by the seeded bit flips of tests/test_data_reliability.py.
+_DAMAGE = (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError,
+           NotImplementedError, zipfile.BadZipFile)
+
+
 def load_or_prepare_split(events_key: str, users: np.ndarray, items: np.ndarray,
                           cfg: DataConfig, chunk: int, cache_dir: Path | None) -> Split:
     """`prepare_split`, cached as `cache_dir/split-<key>.npz` (no pickle; see `Split.save`).
 
     `events_key` identifies the event arrays (e.g. the reader's `Events.key`); the file name is
     `split_cache_key(events_key, cfg, chunk)`, so any changed setting makes a new file. With
-    `cache_dir=None` nothing is read or written. A damaged cache file is rebuilt, with a warning.
+    `cache_dir=None` nothing is read or written.
+
+    A cached file is used only when it is whole and its own: its checksum matches its content
+    (`Split.load`) and the key it stores (`meta["cache_key"]`, with `meta["events_key"]`) is
+    the key it is filed under, so a file copied over another chunk's or setting's name is not
+    taken for it. Anything else is rebuilt, with one warning naming the file.
     """
     key = split_cache_key(events_key, cfg, chunk)
     path = None if cache_dir is None else Path(cache_dir) / f"split-{key}.npz"
     if path is not None and path.exists():
         try:
-            return Split.load(path)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            warnings.warn(f"split cache {path} is unreadable ({err}); rebuilding it", stacklevel=2)
+            cached = Split.load(path)
+            stored = (cached.meta.get("cache_key"), cached.meta.get("events_key"))
+            if stored != (key, events_key):
+                raise ValueError(f"it holds the split of key {stored[0]!r}, not {key!r}")
+            return cached
+        except _DAMAGE as err:
+            why = " ".join(str(err).split()) or type(err).__name__
+            warnings.warn(f"split cache {path} is unreadable ({why}); rebuilding it",
+                          stacklevel=2)
     split = prepare_split(users, items, cfg, chunk)
     split = dataclasses.replace(split, meta={**split.meta, "events_key": events_key,
                                              "cache_key": key})

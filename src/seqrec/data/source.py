@@ -4,9 +4,10 @@ A `DataRef` is a value: a log file (its path and a fingerprint of its identity) 
 generator (its `SynthConfig`). Its fingerprint is part of every run id, so a grid run on one log
 and then on another into the same output folder trains both and never returns the first one's
 records for the second (docs/design.md, "A run's identity"). The fingerprint of a file is
-cheap (`file_fingerprint`: its resolved path, size and modification time, no parse); that of
-generated data is the hash of the generator's settings, so it does not depend on when or where
-the file was written.
+that of its contents (`content_fingerprint`: its size and a bounded sample of its bytes, no
+parse), so the same log at another path or copied again keeps its runs; that of generated data
+is the hash of the generator's settings, so it does not depend on when or where the file was
+written.
 
 A `DataSource` binds a `DataRef` to an output folder: it generates the built-in log under
 `OUT/data` when needed, reads events once per item identity (through the Parquet cache under
@@ -15,12 +16,15 @@ A `DataSource` binds a `DataRef` to an output folder: it generates the built-in 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqrec.config import DataConfig, config_hash
-from seqrec.data.lastfm import check_data_path, file_fingerprint, read_events, read_options
+from seqrec.data.identity import content_fingerprint
+from seqrec.data.lastfm import check_data_path, read_events, read_options
+from seqrec.data.protocol import load_or_prepare_split
 from seqrec.data.synthetic import SynthConfig, generate
 
 # The built-in generated log per profile. Smoke: 80,000 plays of 40 users, so that `make demo`
@@ -62,7 +66,7 @@ class DataRef:
         """A log file (or the LastFM-1K archive), checked now: a folder, a missing, empty,
         compressed or binary file stops here with one sentence (`check_data_path`)."""
         p = check_data_path(path)
-        return cls("file", file_fingerprint(p), path=str(p.resolve()))
+        return cls("file", content_fingerprint(p), path=str(p.resolve()))
 
     @classmethod
     def generated(cls, synth: SynthConfig) -> DataRef:
@@ -118,16 +122,23 @@ class DataSource:
         return self.out_dir / "cache"
 
     def events(self, data: DataConfig):  # noqa: ANN201 - seqrec.data.events.Events
-        """The events as `data`'s reading options read them, read once per set of options."""
+        """The events as `data`'s reading options read them, read once per set of options.
+
+        When the reader skipped damaged lines, one warning says how many (on the console, and
+        in the notebook's output), each time a process first reads them, cached or not: a run
+        trained on a log with damaged lines says so where it is watched, not only in its
+        record.
+        """
         options = read_options(data)
         key = tuple(sorted(options.items()))
         if key not in self._events:
-            self._events[key] = read_events(self.path, cache_dir=self.cache_dir, **options)
+            events = read_events(self.path, cache_dir=self.cache_dir, **options)
+            if events.report.lines_skipped:
+                warnings.warn(f"data {self.path}: {events.report.describe()}", stacklevel=2)
+            self._events[key] = events
         return self._events[key]
 
     def split(self, data: DataConfig, chunk: int):  # noqa: ANN201 - seqrec.data.windows.Split
-        from seqrec.data.protocol import load_or_prepare_split
-
         if self._last_split[:2] == (data, chunk):
             return self._last_split[2]
         ev = self.events(data)

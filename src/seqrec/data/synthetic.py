@@ -33,6 +33,7 @@ resolved by a few whole-array passes, because every non-draw play refers to an e
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seqrec.config import config_hash
-from seqrec.io import atomic_write
+from seqrec.data.events import file_digest
+from seqrec.io import atomic_write, atomic_write_json, read_json
 
 PERIOD_START = 1108339200  # 2005-02-14T00:00:00Z, about where LastFM-1K begins
 PERIOD_END = 1241136000  # 2009-05-01T00:00:00Z, about where it ends
@@ -455,10 +457,60 @@ def write_synthetic(path: str | Path, cfg: SynthConfig = SynthConfig()) -> Path:
     return atomic_write(path, write)
 
 
+def expected_lines(cfg: SynthConfig) -> int:
+    """Lines of the generated log for `cfg`: its `n_rows` good rows and the damaged ones."""
+    return cfg.n_rows + int(round(cfg.damaged * cfg.n_rows))
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(piece.count(b"\n") for piece in iter(lambda: f.read(8 << 20), b""))
+
+
+def check_generated(path: Path, cfg: SynthConfig) -> str | None:
+    """Why the generated log at `path` is not the one `cfg` writes, or None when it is.
+
+    Checked against the generator's line count (`expected_lines`) and against its stamp
+    (`path` with `.json`, written beside it by `generate`): the settings' hash, the size and
+    the BLAKE2b digest of the file as written (`file_digest`, the events cache's). A file
+    cut, edited, swapped for another setting's or left without its stamp (a kill between the
+    two writes) fails; the answer names what differs.
+    """
+    stamp_path = path.with_suffix(".json")
+    lines = _count_lines(path)
+    if lines != expected_lines(cfg):
+        return f"has {lines:,} lines, expected {expected_lines(cfg):,} (the generator's count)"
+    try:
+        stamp = read_json(stamp_path)
+    except FileNotFoundError:
+        return f"has no stamp {stamp_path.name} recording its checksum"
+    except (OSError, ValueError) as e:
+        return f"has an unreadable stamp {stamp_path.name} ({type(e).__name__})"
+    digest = file_digest(path)
+    if not isinstance(stamp, dict) or stamp.get("synth") != config_hash(cfg):
+        return f"has a stamp {stamp_path.name} written for other settings"
+    if stamp.get("file") != digest:
+        return f"does not match the checksum in {stamp_path.name}"
+    return None
+
+
 def generate(cfg: SynthConfig = SynthConfig(), folder: str | Path = "data") -> Path:
-    """The generated file for `cfg` in `folder` (named by the config's hash), written if absent."""
+    """The generated file for `cfg` in `folder` (named by the config's hash), written if absent.
+
+    A file already there is used only when `check_generated` passes; otherwise it is written
+    again (the same settings give the same bytes), with one warning naming the file and what
+    was wrong. The stamp is written after the file, so a kill between the two leaves a file
+    without a stamp, which is written again.
+    """
     path = Path(folder) / f"synthetic-{config_hash(cfg)}.tsv"
-    if not path.exists():
-        os.makedirs(folder, exist_ok=True)
-        write_synthetic(path, cfg)
+    if path.exists():
+        problem = check_generated(path, cfg)
+        if problem is None:
+            return path
+        warnings.warn(f"generated log {path} {problem}; writing it again", stacklevel=2)
+    os.makedirs(folder, exist_ok=True)
+    write_synthetic(path, cfg)
+    atomic_write_json(path.with_suffix(".json"),
+                      {"synth": config_hash(cfg), "lines": expected_lines(cfg),
+                       "file": file_digest(path)})
     return path

@@ -20,6 +20,7 @@ computed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -235,7 +236,11 @@ class Split:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write as one `.npz` (no pickle: metadata is JSON in a uint8 array), atomically."""
+        """Write as one `.npz` (no pickle: metadata is JSON in a uint8 array), atomically.
+
+        The header carries a BLAKE2b checksum of every array and of its own other fields
+        (`_content_digest`); `load` refuses a file whose content does not match it.
+        """
         arrays = {"item_counts": self.item_counts.astype(np.int64)}
         for p in PARTS:
             w = self.part(p)
@@ -253,25 +258,57 @@ class Split:
             "dropped_unseen": self.dropped_unseen,
             "meta": self.meta,
         }
+        header["checksum"] = _content_digest(header, arrays)
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         return atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
-        with np.load(path, allow_pickle=False) as z:
+        """The split saved at `path`, once its checksum matches what was read.
+
+        Raises ValueError for a file without a checksum (written before there was one) or one
+        whose arrays or header differ from what was saved (a flipped bit, a cut copy); the
+        zip and JSON layers raise their own errors (`zipfile.BadZipFile`, `KeyError`, ...).
+        """
+        # Opened here, not by np.load, which leaves its file open when the zip fails to parse.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             header = json.loads(z["header"].tobytes().decode())
-            padded = {p: f"{p}_pads" in z.files for p in PARTS}
-            parts = {
-                p: Windows(z[f"{p}_items"], z[f"{p}_users"], z[f"{p}_starts"].astype(np.int64),
-                           header["seq_len"], z[f"{p}_pads"] if padded[p] else None,
-                           header["n_items"] if padded[p] else None)
-                for p in PARTS
-            }
-            return cls(
-                **parts,
-                n_items=header["n_items"],
-                n_users=header["n_users"],
-                item_counts=z["item_counts"],
-                dropped_unseen=header["dropped_unseen"],
-                meta=header["meta"],
-            )
+            arrays = {name: z[name] for name in z.files if name != "header"}
+        if not isinstance(header, dict) or "checksum" not in header:
+            raise ValueError("it has no checksum (written by an older seqrec)")
+        if header["checksum"] != _content_digest(header, arrays):
+            raise ValueError("its checksum does not match its contents")
+        parts = {
+            p: Windows(arrays[f"{p}_items"], arrays[f"{p}_users"],
+                       arrays[f"{p}_starts"].astype(np.int64), header["seq_len"],
+                       arrays.get(f"{p}_pads"),
+                       header["n_items"] if f"{p}_pads" in arrays else None)
+            for p in PARTS
+        }
+        return cls(
+            **parts,
+            n_items=header["n_items"],
+            n_users=header["n_users"],
+            item_counts=arrays["item_counts"],
+            dropped_unseen=header["dropped_unseen"],
+            meta=header["meta"],
+        )
+
+
+def _content_digest(header: dict, arrays: dict[str, np.ndarray]) -> str:
+    """BLAKE2b-256 of a saved split: the header's fields other than `checksum` (canonical JSON),
+    then each array's name, dtype, shape and bytes, in name order.
+
+    The same algorithm as the events cache's file digests (data/events.py, "Checksums"): it
+    guards against accidents (a flipped bit, a truncated or swapped file), not an adversary.
+    Name, dtype and shape are hashed with the bytes, so bytes that moved from one array to
+    another, or were reinterpreted, do not match.
+    """
+    h = hashlib.blake2b(digest_size=32)
+    body = {k: v for k, v in header.items() if k != "checksum"}
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}:{a.dtype.str}:{a.shape}\0".encode())
+        h.update(a.data)
+    return h.hexdigest()

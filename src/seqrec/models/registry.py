@@ -18,22 +18,41 @@ from dataclasses import dataclass
 
 KINDS = ("neural", "count")
 
+# Settings sections (`seqrec.config`): each model setting belongs to one, and each model reads
+# the sections its row names; a run's identity hashes only those (docs/design.md, "A run's
+# identity"). A setting of no section is read by every model (the model's name, the data, the
+# seed, the metrics).
+NEURAL = "neural"  # what every trained model reads: sizes, dropout, optimisation
+USER = "user"  # the user integration of the user-based models (Donkers et al. 2017)
+DNC = "dnc"  # the DNC's memory (Graves et al. 2016; Csordas and Schmidhuber 2019)
+SASREC = "sasrec"  # SASRec's attention blocks (Kang and McAuley 2018)
+SECTIONS = (NEURAL, USER, DNC, SASREC)
+
 
 @dataclass(frozen=True)
 class ModelEntry:
     """One model: its `--models` name, the label tables and legends show, its kind, where its
-    class lives (`"module:Class"`) and whether it reads the user of each event."""
+    class lives (`"module:Class"`), the settings sections it reads (`SECTIONS`) and whether it
+    reads the user of each event."""
 
     name: str
     label: str
     kind: str
     target: str
+    sections: tuple[str, ...] = ()
     user_based: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"model {self.name!r}: kind must be one of {KINDS}, got "
                              f"{self.kind!r}")
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"model {self.name!r}: unknown settings sections {sorted(unknown)};"
+                             f" known: {SECTIONS}")
+        if (self.kind == "neural") != (NEURAL in self.sections):
+            raise ValueError(f"model {self.name!r}: a model reads the {NEURAL!r} section if "
+                             f"and only if it is trained")
 
     @property
     def trained(self) -> bool:
@@ -43,13 +62,13 @@ class ModelEntry:
 
 # Order = the order of tables and legends.
 MODELS: tuple[ModelEntry, ...] = (
-    ModelEntry("gru", "GRU", "neural", "seqrec.models.gru:GRU"),
+    ModelEntry("gru", "GRU", "neural", "seqrec.models.gru:GRU", (NEURAL,)),
     ModelEntry("user_gru", "User-based GRU", "neural", "seqrec.models.user_gru:UserGRU",
-               user_based=True),
-    ModelEntry("dnc", "DNC", "neural", "seqrec.models.dnc:DNC"),
+               (NEURAL, USER), user_based=True),
+    ModelEntry("dnc", "DNC", "neural", "seqrec.models.dnc:DNC", (NEURAL, DNC)),
     ModelEntry("user_dnc", "User-based DNC", "neural", "seqrec.models.dnc:UserDNC",
-               user_based=True),
-    ModelEntry("sasrec", "SASRec", "neural", "seqrec.models.sasrec:SASRec"),
+               (NEURAL, USER, DNC), user_based=True),
+    ModelEntry("sasrec", "SASRec", "neural", "seqrec.models.sasrec:SASRec", (NEURAL, SASREC)),
     ModelEntry("pop", "POP", "count", "seqrec.models.baselines:PopBaseline"),
     ModelEntry("recent", "Recent", "count", "seqrec.models.baselines:RecentBaseline"),
     ModelEntry("markov", "Markov", "count", "seqrec.models.baselines:MarkovBaseline"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from seqrec.models.registry import model_label, model_order  # noqa: F401 - re-exported
 from seqrec.record import RECORD_FILE, RecordError, RunLabel, RunRecord, read_record
+from seqrec.report.coverage import WINDOWS_KEY
 
 THIRD_LABELS = {"overall": "Overall", "popular": "Popular", "semi": "Semi-popular",
                "unpopular": "Unpopular"}
@@ -33,31 +35,64 @@ def metric_label(key: str) -> str:
     return f"{pretty}@{k}" if k else pretty
 
 
+def data_name(data: dict | None) -> str:
+    """A record's data source in a few words: the file's name, or the built-in log's size."""
+    data = data or {}
+    if data.get("kind") == "file":
+        return Path(str(data.get("file") or data.get("path") or "?")).name
+    synth = data.get("synth") or {}
+    if data.get("kind") == "generated" or synth:
+        return f"built-in generated log ({synth.get('n_rows', 0):,} plays)"
+    return "unknown data"
+
+
 def third_column(third: str, metric: str) -> str:
     """Column of `runs_frame` holding `metric` for a popularity third (or `"overall"`)."""
     return metric if third == "overall" else f"{third}/{metric}"
 
 
-def load_records(out_dir: str | Path) -> list[RunRecord]:
-    """Every readable `<out_dir>/runs/*/record.json`, sorted by path.
+DAMAGED_GLOB = "record.damaged-*.json"  # records the runner set aside (seqrec.runner)
 
-    A file that cannot be read or parsed, or is not a run record, is skipped with a warning
-    naming it, so one damaged file never hides the others. A missing `runs` folder gives an
-    empty list (nothing has run yet).
-    """
+
+@dataclass(frozen=True)
+class RecordScan:
+    """What a folder's run records are: the good ones, the damaged ones (path, why; left out),
+    and the records the runner set aside as damaged (`record.damaged-*.json`, redone)."""
+
+    records: list[RunRecord]
+    damaged: list[tuple[Path, str]] = field(default_factory=list)
+    set_aside: list[Path] = field(default_factory=list)
+
+    @property
+    def unverified(self) -> list[RunRecord]:
+        """Records of a format before the checksum (read, values checked, content unverified)."""
+        return [r for r in self.records if not r.verified]
+
+
+def scan_records(out_dir: str | Path) -> RecordScan:
+    """Read every `<out_dir>/runs/*/record.json` (sorted by path), keeping the damaged ones
+    apart (see `RecordScan`), so one damaged file never hides or breaks the others. A missing
+    `runs` folder gives no records (nothing has run yet)."""
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"output folder {out} does not exist; pass the folder the runs "
                                 "were written to (the --out of the runner)")
-    records = []
+    records, damaged = [], []
     for path in sorted(out.glob(f"runs/*/{RECORD_FILE}")):
         try:
-            record = read_record(path.parent)
+            records.append(read_record(path.parent))
         except RecordError as err:
-            warnings.warn(f"skipping {err}", stacklevel=2)
-            continue
-        records.append(record)
-    return records
+            damaged.append((path, str(err)))
+    return RecordScan(records, damaged, sorted(out.glob(f"runs/*/{DAMAGED_GLOB}")))
+
+
+def load_records(out_dir: str | Path) -> list[RunRecord]:
+    """Every good run record of `scan_records`; each damaged one is skipped with a warning
+    naming it."""
+    scan = scan_records(out_dir)
+    for _, reason in scan.damaged:
+        warnings.warn(f"skipping {reason}", stacklevel=2)
+    return scan.records
 
 
 def _number(value: Any) -> float:
@@ -80,8 +115,9 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
 
     Columns: `run_id`, the `SPEC_COLUMNS`, `threshold`, `train_frac`, `train_start_frac`,
     `seq_len`, `embedding_size` (from the record's config), `n_items`, `train_windows`,
-    `best_val_loss`, `data` (the data fingerprint), one column per overall metric key
-    (`recall@20`) and one per popularity third (`popular/recall@20`, see `third_column`).
+    `best_val_loss`, `test_windows` and `val_windows` (window counts), `data` (the data
+    fingerprint), one column per overall metric key (`recall@20`) and one per popularity third
+    (`popular/recall@20`, `popular/test_windows`, see `third_column`).
     Failed runs are left out: they have no metrics (they are listed by `status_lists`).
     """
     rows = []
@@ -98,12 +134,17 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
         row["n_items"] = _number(r.n_items if r.n_items is not None else r.split.get("n_items"))
         row["train_windows"] = _number(_get(r.split, "windows", "train"))
         row["best_val_loss"] = _number(r.best_val_loss)
+        # 0: not recorded (a finished run has test windows; its split was checked)
+        row[WINDOWS_KEY] = _number(r.n_test_windows) if r.n_test_windows else math.nan
+        row["val_windows"] = _number(_get(r.split, "windows", "val"))
         row["data"] = r.data.get("fingerprint")
         for key, value in (r.metrics or {}).items():
             row[key] = _number(value)
         for third, values in (r.metrics_by_popularity or {}).items():
             for key, value in (values or {}).items():
                 row[third_column(third, key)] = _number(value)
+        for third, count in (r.n_windows_by_popularity or {}).items():
+            row[third_column(third, WINDOWS_KEY)] = _number(count)
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["run_id", *SPEC_COLUMNS])
 

@@ -7,9 +7,12 @@ Small renderers of our own, so the report needs neither `tabulate` (DataFrame.to
 from __future__ import annotations
 
 import math
+import re
 from numbers import Integral, Real
 
 import pandas as pd
+
+from seqrec.report.coverage import COUNT_COLUMNS, count_text
 
 STD_SUFFIX = " std"
 MISSING = "-"
@@ -25,6 +28,8 @@ def _cell(value: object, column: str) -> str:
         return MISSING
     if isinstance(value, bool) or not isinstance(value, Real):
         return str(value)
+    if column in COUNT_COLUMNS:
+        return count_text(float(value))
     if column in FORMATS:
         return FORMATS[column].format(value)
     if isinstance(value, Integral) or (column in INT_COLUMNS and float(value).is_integer()):
@@ -84,6 +89,12 @@ def latex_escape(text: str) -> str:
     return escaped.replace("±", r"$\pm$")
 
 
+def latex_label(text: str) -> str:
+    """A `\\label{}` key: letters, digits and `: . _ -` kept, anything else (a brace, a
+    backslash, a space) replaced by `-`, so a name from a record cannot end the label."""
+    return re.sub(r"[^A-Za-z0-9:._-]", "-", text)
+
+
 def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
     """A booktabs `table` environment of `display_frame(df)` (needs `\\usepackage{booktabs}`)."""
     shown = display_frame(df)
@@ -96,7 +107,7 @@ def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = N
     if caption:
         lines.append(rf"\caption{{{latex_escape(caption)}}}")
     if label:
-        lines.append(rf"\label{{{label}}}")
+        lines.append(rf"\label{{{latex_label(label)}}}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,12 @@
 Every value is looked up by its metric key and labelled with that metric's name; models are
 labelled by their readable names (`model_label`). A table holds whatever runs exist: missing
 cells are NaN, never a crash. Means and standard deviations pool all runs of a cell (chunks and
-seeds); the standard deviation is the sample one (ddof = 1), NaN for a single run.
+seeds); the standard deviation is the sample one (ddof = 1), NaN for a single run. Every table
+has a `Test windows` column (exp 3: `Val windows`): the fewest windows of any run behind the row,
+marked "(few)" when rendered below `coverage.MIN_TEST_WINDOWS`.
+
+Each table function is given the records of its own experiment (the report and the notebook
+select them through the registry entry); none of them knows an experiment's name.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from seqrec.data.windows import THIRDS
+from seqrec.report.coverage import TEST_WINDOWS, VAL_WINDOWS, WINDOWS_KEY
 from seqrec.report.records import (
     THIRD_LABELS,
     metric_label,
@@ -48,6 +54,12 @@ def _col(part: pd.DataFrame, column: str) -> pd.Series:
     return part[column] if column in part.columns else pd.Series(np.nan, index=part.index)
 
 
+def _fewest(part: pd.DataFrame, column: str) -> float:
+    """The fewest windows behind a cell (`column` of its runs), NaN when unknown."""
+    v = _col(part, column).dropna()
+    return float(v.min()) if len(v) else math.nan
+
+
 def _int_or_none(value: object) -> int | None:
     try:
         return None if value is None or math.isnan(float(value)) else int(float(value))
@@ -61,12 +73,12 @@ def table_exp1(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
 
     Columns: Threshold, Model, Metric, `Chunk c` for each chunk present (mean over seeds), Mean
     and Mean std (mean and sample std of the chunk columns, so every chunk weighs the same
-    however many seeds it has), Runs.
+    however many seeds it has), Test windows (the fewest of the row's runs), Runs.
     """
-    runs = experiment_runs(records, "exp1")
+    runs = runs_frame(records)
     base = ["Threshold", "Model", "Metric"]
     if runs.empty:
-        return pd.DataFrame(columns=[*base, "Mean", "Mean" + STD_SUFFIX, "Runs"])
+        return pd.DataFrame(columns=[*base, "Mean", "Mean" + STD_SUFFIX, TEST_WINDOWS, "Runs"])
     chunks = sorted({c for c in (_int_or_none(v) for v in runs["chunk"]) if c is not None})
     runs = runs.assign(chunk=[_int_or_none(v) for v in runs["chunk"]])
     rows = []
@@ -82,10 +94,11 @@ def table_exp1(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
                     row[f"Chunk {c}"] = _stats(values[mine["chunk"] == c])[0]
                 per_chunk = [row[f"Chunk {c}"] for c in chunks if not math.isnan(row[f"Chunk {c}"])]
                 row["Mean"], row["Mean" + STD_SUFFIX] = _stats(pd.Series(per_chunk, dtype=float))
+                row[TEST_WINDOWS] = _fewest(mine[values.notna()], WINDOWS_KEY)
                 row["Runs"] = int(values.notna().sum())
                 rows.append(row)
     return pd.DataFrame(rows, columns=[*base, *(f"Chunk {c}" for c in chunks), "Mean",
-                                       "Mean" + STD_SUFFIX, "Runs"])
+                                       "Mean" + STD_SUFFIX, TEST_WINDOWS, "Runs"])
 
 
 def table_exp2(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
@@ -94,12 +107,12 @@ def table_exp2(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
     Training starts at `p * n` of each user's `n` events (axis `train_start_frac`) and ends at
     `train_frac * n`, so the training fraction is `train_frac - p`; Train windows is the mean
     number of training windows of the splits. Columns: Model, Train start p, Training fraction,
-    Train windows, then per metric `<Metric>` and `<Metric> std`, Runs.
+    Train windows, then per metric `<Metric>` and `<Metric> std`, Test windows, Runs.
     """
-    runs = experiment_runs(records, "exp2")
+    runs = runs_frame(records)
     columns = ["Model", "Train start p", "Training fraction", "Train windows"]
     columns += [c for m in metrics for c in (metric_label(m), metric_label(m) + STD_SUFFIX)]
-    columns.append("Runs")
+    columns += [TEST_WINDOWS, "Runs"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     p_values = pd.to_numeric(runs["value"], errors="coerce")
@@ -116,6 +129,7 @@ def table_exp2(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
                    "Train windows": _stats(_col(cell, "train_windows"))[0]}
             for m in metrics:
                 row[metric_label(m)], row[metric_label(m) + STD_SUFFIX] = _stats(_col(cell, m))
+            row[TEST_WINDOWS] = _fewest(cell, WINDOWS_KEY)
             row["Runs"] = len(cell)
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
@@ -130,11 +144,13 @@ def table_exp3(records: list, metric: str = "best_val_loss") -> pd.DataFrame:
     """Exp 3: best validation loss against embedding size (value -1 shown as "one-hot").
 
     Columns: Model, Embedding (text), Embedding size (number; the item count for one-hot),
-    Best validation loss, Best validation loss std, Runs. Rows in increasing size, one-hot last.
+    Best validation loss, Best validation loss std, Val windows (the fewest), Runs. Rows in
+    increasing size, one-hot last.
     """
-    runs = experiment_runs(records, "exp3")
+    runs = runs_frame(records)
     label = "Best validation loss" if metric == "best_val_loss" else metric_label(metric)
-    columns = ["Model", "Embedding", "Embedding size", label, label + STD_SUFFIX, "Runs"]
+    columns = ["Model", "Embedding", "Embedding size", label, label + STD_SUFFIX, VAL_WINDOWS,
+               "Runs"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     sizes = pd.to_numeric(runs["value"], errors="coerce").fillna(_col(runs, "embedding_size"))
@@ -149,7 +165,7 @@ def table_exp3(records: list, metric: str = "best_val_loss") -> pd.DataFrame:
             mean, std = _stats(_col(cell, metric))
             rows.append({"Model": model_label(model), "Embedding": embedding_text(size),
                          "Embedding size": shown, label: mean, label + STD_SUFFIX: std,
-                         "Runs": len(cell)})
+                         VAL_WINDOWS: _fewest(cell, "val_windows"), "Runs": len(cell)})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -157,12 +173,13 @@ def table_exp4(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
     """Exp 4: metrics against window length L, overall and per popularity third.
 
     Columns: Scope (Overall, Popular, Semi-popular, Unpopular), Model, Window length, then per
-    metric `<Metric>` and `<Metric> std` over the chunks and seeds, Runs.
+    metric `<Metric>` and `<Metric> std` over the chunks and seeds, Test windows (the fewest
+    of the cell's runs in its scope), Runs.
     """
-    runs = experiment_runs(records, "exp4")
+    runs = runs_frame(records)
     columns = ["Scope", "Model", "Window length"]
     columns += [c for m in metrics for c in (metric_label(m), metric_label(m) + STD_SUFFIX)]
-    columns.append("Runs")
+    columns += [TEST_WINDOWS, "Runs"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     lengths = pd.to_numeric(runs["value"], errors="coerce").fillna(_col(runs, "seq_len"))
@@ -178,6 +195,7 @@ def table_exp4(records: list, metrics: tuple[str, ...] = METRICS) -> pd.DataFram
                 for m in metrics:
                     row[metric_label(m)], row[metric_label(m) + STD_SUFFIX] = _stats(
                         _col(cell, third_column(third, m)))
+                row[TEST_WINDOWS] = _fewest(cell, third_column(third, WINDOWS_KEY))
                 row["Runs"] = len(cell)
                 rows.append(row)
     return pd.DataFrame(rows, columns=columns)
@@ -187,9 +205,11 @@ def table_other(records: list, experiment: str,
                 metrics: tuple[str, ...] = ("recall@20", "recall@1", "mrr@20")) -> pd.DataFrame:
     """Any other experiment (e.g. "validate"): one row per run, its metrics by name."""
     runs = experiment_runs(records, experiment)
-    columns = ["Group", "Model", "Chunk", "Seed", *(metric_label(m) for m in metrics)]
+    columns = ["Group", "Model", "Chunk", "Seed", *(metric_label(m) for m in metrics),
+               TEST_WINDOWS]
     rows = [[r["group"], model_label(str(r["model"])), r["chunk"], r["seed"],
-             *(r.get(m, math.nan) for m in metrics)] for _, r in runs.iterrows()]
+             *(r.get(m, math.nan) for m in metrics), r.get(WINDOWS_KEY, math.nan)]
+            for _, r in runs.iterrows()]
     return pd.DataFrame(rows, columns=columns)
 
 

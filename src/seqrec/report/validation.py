@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from seqrec.io import atomic_write, atomic_write_text
 from seqrec.models.registry import TWINS
+from seqrec.report.coverage import TEST_WINDOWS, WINDOWS_KEY
 from seqrec.report.records import metric_label, model_label, model_order, runs_frame
 from seqrec.report.render import STD_SUFFIX, to_markdown
 from seqrec.report.stats import ALPHA, paired_test
@@ -52,10 +53,12 @@ def _scenarios(runs: pd.DataFrame) -> list[str]:
 def validation_table(records: list, metric: str = METRIC) -> pd.DataFrame:
     """Mean and sample std over seeds of `metric` per scenario x model x window length.
 
-    Columns: Scenario, Model, Window length, `<Metric>`, `<Metric> std`, Runs.
+    Columns: Scenario, Model, Window length, `<Metric>`, `<Metric> std`, Test windows (the
+    fewest of the cell's runs), Runs.
     """
     label = metric_label(metric)
-    columns = ["Scenario", "Model", "Window length", label, label + STD_SUFFIX, "Runs"]
+    columns = ["Scenario", "Model", "Window length", label, label + STD_SUFFIX, TEST_WINDOWS,
+               "Runs"]
     runs = validation_runs(records)
     rows = []
     for scenario in _scenarios(runs):
@@ -64,9 +67,11 @@ def validation_table(records: list, metric: str = METRIC) -> pd.DataFrame:
             for length in sorted(mine.loc[mine["model"] == model, "L"].dropna().unique()):
                 cell = mine[(mine["model"] == model) & (mine["L"] == length)]
                 v = cell[metric].dropna().to_numpy(float) if metric in cell else np.zeros(0)
+                n = cell[WINDOWS_KEY].dropna() if WINDOWS_KEY in cell else pd.Series([])
                 rows.append([scenario, model_label(model), int(length),
                              float(v.mean()) if len(v) else math.nan,
-                             float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(cell)])
+                             float(v.std(ddof=1)) if len(v) > 1 else math.nan,
+                             float(n.min()) if len(n) else math.nan, len(cell)])
     return pd.DataFrame(rows, columns=columns)
 
 

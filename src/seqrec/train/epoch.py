@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from seqrec.config import TrainConfig
 from seqrec.data.windows import PARTS, DeviceWindows, Split
+from seqrec.progress import progress_bar
 
 
 def seed_everything(seed: int) -> None:
@@ -89,7 +89,8 @@ def train_epoch(model: nn.Module, forward: Callable[..., Tensor], optimizer: tor
     total = torch.zeros((), dtype=torch.float64, device=device)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     start = time.perf_counter()
-    with tqdm(total=n, desc=desc, unit="seq", disable=not progress, leave=False) as bar:
+    with progress_bar(per_batch=True, total=n, desc=desc, unit="seq", disable=not progress,
+                      leave=False) as bar:
         for step, lo in enumerate(range(0, n, tcfg.batch_size)):
             idx = order[lo: lo + tcfg.batch_size]
             items, users, target = windows.batch(idx)  # [B, L-1], [B, L-1], [B]

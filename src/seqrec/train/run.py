@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-import seqrec
 from seqrec.config import RunConfig, to_dict
 from seqrec.data.windows import Split
 from seqrec.io import atomic_write_bytes
 from seqrec.metrics import evaluate
+from seqrec.models import build_model
+from seqrec.provenance import code_version
 from seqrec.ranks import RunRanks, write_ranks
-from seqrec.record import RunLabel, RunRecord
+from seqrec.record import RunLabel, RunRecord, RunState
 from seqrec.train.epoch import check_split
 from seqrec.train.stages import (
     EpochCallback,
@@ -34,7 +35,9 @@ from seqrec.train.stages import (
     TrainingFailed,
     fit_counts,
     fit_neural,
+    is_out_of_memory,
     new_model,
+    out_of_memory_reason,
 )
 
 CHECKPOINT_FILE = "ckpt.pt"
@@ -43,8 +46,6 @@ MODEL_FILE = "model.pt"
 
 def default_factory(cfg: RunConfig) -> ModelFactory:
     """`build_model(cfg.model, n_items, n_users)` from the model registry."""
-    from seqrec.models import build_model  # imported late: training stays importable alone
-
     return lambda n_items, n_users: build_model(cfg.model, n_items, n_users)
 
 
@@ -72,7 +73,7 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    status, reason, result, trained, history = "ok", None, None, None, ()
+    status, reason, result, trained, history = RunState.OK, None, None, None, ()
     try:
         model = new_model(factory, split, cfg.train.seed, device)
         if model.kind == "neural":
@@ -85,18 +86,16 @@ def train_run(split: Split, cfg: RunConfig, run_dir: Path, device: torch.device,
         result = evaluate(trained.model, split.test, split, cfg, device,
                           keep_ranks=ranks_file is not None)
     except TrainingFailed as e:
-        status, reason, history = "failed", e.reason, e.history
-    except torch.OutOfMemoryError:
-        status, reason = "failed", (f"run {label.run_id}: out of memory on {device} while "
-                                    f"evaluating; lower eval_batch_size (now "
-                                    f"{cfg.train.eval_batch_size})")
+        status, reason, history = RunState.FAILED, e.reason, e.history
     except RuntimeError as e:
-        status, reason = "failed", f"run {label.run_id}: {e}"
-    if status == "failed" and device.type == "cuda":
+        status = RunState.FAILED
+        reason = (out_of_memory_reason(label.run_id, device, cfg) if is_out_of_memory(e)
+                  else f"run {label.run_id}: {e}")
+    if status == RunState.FAILED and device.type == "cuda":
         torch.cuda.empty_cache()
-    if status == "ok" and ranks_file is not None:
+    if status == RunState.OK and ranks_file is not None:
         write_ranks(ranks_file, RunRanks.from_evaluation(result["ranks"], cfg.eval.ties))
-    if status == "ok" and keep_model:
+    if status == RunState.OK and keep_model:
         weights = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
         atomic_write_bytes(run_dir / MODEL_FILE, _torch_bytes(weights))
     return make_record(split, cfg, device, label, status, reason, result, trained, history,
@@ -131,7 +130,7 @@ def make_record(split: Split, cfg: RunConfig, device: torch.device, label: RunLa
     ok = result is not None
     return RunRecord(
         spec=label,
-        status=status,
+        status=status.value,
         reason=reason,
         config=to_dict(cfg),
         split={**split.summary(), "third_bounds": split.third_bounds},
@@ -149,7 +148,7 @@ def make_record(split: Split, cfg: RunConfig, device: torch.device, label: RunLa
         peak_memory_bytes=peak_memory_bytes(device),
         device=dev,
         versions={"python": platform.python_version(), "torch": torch.__version__,
-                  "numpy": np.__version__, "seqrec": seqrec.__version__},
+                  "numpy": np.__version__, **code_version()},
         seconds=seconds,
         resumed_from=trained.resumed_from if trained else None,
     )

@@ -45,7 +45,25 @@ EpochCallback = Callable[[dict], None]
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the run, stage, epoch and a remedy."""
+    """The loss became NaN or infinite, or blew up (`loss_blew_up`); the message names the run,
+    stage, epoch and a remedy."""
+
+
+# The divergence rule. A model that predicts every item with equal probability has the
+# cross-entropy ln(n_items) (the "uniform loss": 6.4 at 600 items, 13.8 at a million), and a
+# freshly initialised model starts near it. Learning lowers the loss; overfitting raises the
+# validation loss by a fraction of it. A mean epoch loss of ten times the uniform loss says the
+# average target got a probability below n_items ** -10 (1e-28 at 600 items): no model gets
+# there by learning, only by weights that its updates blew up (a learning rate far too high,
+# e.g. lr=1e12 gives a loss of 4e13). Such a run is failed, not finished. The factor leaves a
+# wide margin on both sides: healthy runs stay below 2x, blown-up ones reach 1e3x and more.
+DIVERGED_FACTOR = 10.0
+
+
+def loss_blew_up(loss: float, n_items: int) -> bool:
+    """Whether a mean cross-entropy over `n_items` classes is more than `DIVERGED_FACTOR` times
+    that of the uniform prediction, ln(n_items) (NaN and inf included)."""
+    return not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(max(n_items, 2))
 
 
 class TrainingFailed(RuntimeError):
@@ -181,7 +199,11 @@ def _restore(payload: dict, model: nn.Module, opt: torch.optim.Optimizer,
 
 def _diverged(fit: Fit, what: str, value: float, when: str) -> TrainingDiverged:
     t = fit.cfg.train
-    return TrainingDiverged(f"run {fit.run_id}: the {what} became {value} {when}; try a lower "
+    uniform = math.log(max(fit.split.n_items, 2))
+    became = f"became {value}" if not math.isfinite(value) else (
+        f"blew up to {value:.4g}, over {DIVERGED_FACTOR:g}x the {uniform:.2f} of a uniform "
+        f"prediction")
+    return TrainingDiverged(f"run {fit.run_id}: the {what} {became} {when}; try a lower "
                             f"lr (now {t.lr}) or set grad_clip (now {t.grad_clip}, e.g. 5)")
 
 
@@ -196,28 +218,55 @@ def _epoch(fit: Fit, stage: str, epoch: int, model: nn.Module, forward: Callable
     order = epoch_order(len(windows), fit.cfg.train.seed, stage, epoch)
     res = train_epoch(model, forward, opt, scaler, windows, order, fit.cfg.train, fit.device,
                       desc=f"{fit.run_id} stage {stage} epoch {epoch}", progress=fit.progress)
-    if not math.isfinite(res.loss):
+    if loss_blew_up(res.loss, fit.split.n_items):
         raise _diverged(fit, "training loss", res.loss, f"in stage ({stage}) epoch {epoch}")
     return res
 
 
 def _finished(fit: Fit, state: StageState, row: dict, model: nn.Module,
               opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> StageState:
-    """Append an epoch's row to the history, checkpoint the new state, tell the callback."""
+    """Append an epoch's row to the history, tell the callback, checkpoint the new state.
+
+    The callback (the epoch's line and TensorBoard point, the run claim's heartbeat) comes
+    before the checkpoint: a kill between the two then redoes the epoch on resume, which tells
+    the callback again (with the same values on the CPU), instead of resuming after an epoch
+    the callback never heard of (a point missing from TensorBoard for good)."""
     state = state._replace(history=(*state.history, row))
-    ckpt.save_checkpoint(fit.checkpoint, state.payload(fit.cfg, model, opt, scaler))
     if fit.on_epoch is not None:
         fit.on_epoch(row)
+    ckpt.save_checkpoint(fit.checkpoint, state.payload(fit.cfg, model, opt, scaler))
     return state
+
+
+# What torch's allocators say when memory runs out: CUDA raises torch.OutOfMemoryError ("CUDA
+# out of memory"), the CPU allocator a plain RuntimeError ("DefaultCPUAllocator: not enough
+# memory: you tried to allocate ..."; "can't allocate memory" in older versions).
+_OOM_TEXTS = ("out of memory", "DefaultCPUAllocator", "not enough memory",
+              "can't allocate memory")
+# The settings that size a run's memory, largest effect first, for every out-of-memory message.
+MEMORY_SETTINGS = "batch_size, eval_batch_size, hidden_size and embedding_size, or seq_len"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is memory running out: torch's OutOfMemoryError, its CPU allocator's
+    RuntimeError, or Python's MemoryError (numpy)."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(t in str(error) for t in _OOM_TEXTS)
+
+
+def out_of_memory_reason(run_id: str, device: torch.device, cfg: RunConfig) -> str:
+    """The one-line reason of a run that ran out of memory, with the settings to lower."""
+    t = cfg.train
+    return (f"run {run_id}: out of memory on {device}; lower batch_size (now {t.batch_size}) "
+            f"or eval_batch_size (now {t.eval_batch_size}), hidden_size and embedding_size "
+            f"(the model), or seq_len (now {cfg.data.seq_len})")
 
 
 def _failure(fit: Fit, error: RuntimeError, state: StageState) -> TrainingFailed:
     """The run's own failure as a `TrainingFailed` carrying the epochs that finished."""
-    if isinstance(error, torch.OutOfMemoryError):
-        t = fit.cfg.train
-        reason = (f"run {fit.run_id}: out of memory on {fit.device}; lower batch_size (now "
-                  f"{t.batch_size}) or eval_batch_size (now {t.eval_batch_size}), or use a "
-                  f"smaller model")
+    if is_out_of_memory(error):
+        reason = out_of_memory_reason(fit.run_id, fit.device, fit.cfg)
     elif isinstance(error, TrainingDiverged):
         reason = str(error)
     else:
@@ -247,7 +296,7 @@ def _stage_a(fit: Fit, state: StageState, model: nn.Module, opt: torch.optim.Opt
     for epoch in range(state.early.last_epoch + 1, tcfg.epochs):
         res = _epoch(fit, "a", epoch, model, forward, opt, scaler, train_w)
         val = mean_loss(model, val_w, tcfg.eval_batch_size, fit.device, tcfg.amp)
-        if not math.isfinite(val):
+        if loss_blew_up(val, fit.split.n_items):
             raise _diverged(fit, "validation loss", val, f"after stage (a) epoch {epoch}")
         early = early_stopping_step(state.early, epoch, val, tcfg.patience)
         improved = early.best_epoch == epoch

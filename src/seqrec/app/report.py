@@ -4,14 +4,26 @@ The report takes everything it tabulates from the run records in the folder: eac
 the grid request that planned it (experiment, profile, overrides, models, data), so the grid is
 rebuilt from the records themselves and the runs it still lacks are listed as missing. Records
 of different requests (another data file, other settings, another profile) are never pooled:
-each request context gets its own chapter, headed by its data source and settings, with the
-experiments in registry order. Failed runs are listed with their reasons. Every file is written
-atomically (seqrec.io), and a folder without records never overwrites a report.
+each request context gets its own chapter ("Group N: <data>, profile <p>"), headed by its data
+source and settings, with the experiments in registry order. Failed runs are listed with their
+reasons. Every file is written atomically (seqrec.io), and a folder without records never
+overwrites a report.
+
+Records are input like any other file (output folders are shared): a damaged record is left out
+and listed, with the records the runner set aside and those of a format without a checksum; a
+file name made from a record passes `seqrec.io.safe_name`; LaTeX gets every string escaped; a
+stored grid request larger than `seqrec.experiment.MAX_GRID_RUNS` is refused with one line.
+The report owns the files it writes into `report/` and lists them in `.report-files.json`;
+a build removes the files of the previous build that it no longer writes (tables of an
+experiment or a chapter that is gone), and nothing else (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -20,18 +32,26 @@ import matplotlib
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from seqrec.app.verdicts import claims_chapter, side_by_side, verdicts_path
 from seqrec.config import config_hash
-from seqrec.experiment import GridRequest, build_grid, split_axis
+from seqrec.experiment import GridRequest, GridTooLarge, build_grid, describe_grid, split_axis
 from seqrec.experiments import EXPERIMENTS
-from seqrec.io import atomic_write, atomic_write_text
+from seqrec.io import atomic_write, atomic_write_json, atomic_write_text, read_json, safe_name
+from seqrec.provenance import version_text
 from seqrec.ranks import RanksReader
 from seqrec.record import RunLabel, RunRecord
 from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
-from seqrec.report.records import load_records, metric_label, status_lists
+from seqrec.report.coverage import FEW_MARK, MIN_TEST_WINDOWS, few_window_sentence
+from seqrec.report.records import (
+    RecordScan,
+    data_name,
+    metric_label,
+    scan_records,
+    status_lists,
+)
 from seqrec.report.render import to_latex, to_markdown, to_text
 from seqrec.report.stats import MIN_WILCOXON_PAIRS
 from seqrec.report.tables import table_other
-from seqrec.report.verdicts import claims_chapter, side_by_side, verdicts_path
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 
@@ -40,8 +60,49 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _save_figure(fig: Figure, path: Path) -> None:
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+MANIFEST = ".report-files.json"  # the files of report/ the last build wrote
+# Before the manifest (seqrec before issue 19), the files the report owned were named by this
+# pattern: an experiment of the registry, a chapter suffix, a table kind.
+_LEGACY = re.compile(r"(?P<exp>[A-Za-z0-9.]+)(-[0-9a-f]{6})?(_tests)?\.(md|tex|csv|png)")
+
+
+class _Files:
+    """The report folder and the names written into it in this build."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names: set[str] = set()
+
+    def path(self, name: str) -> Path:
+        self.names.add(safe_name(name, "report file name"))
+        return self.folder / name
+
+    def text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path(name), text)
+
+    def figure(self, name: str, fig: Figure) -> None:
+        atomic_write(self.path(name), lambda f: fig.savefig(f, format="png", dpi=110))
+
+    def remove_stale(self) -> list[str]:
+        """Delete the files the previous build wrote (its manifest; without one, the files the
+        report's names match) that this build did not, then record this build's names."""
+        try:
+            before = read_json(self.folder / MANIFEST)["files"]
+            owned = {n for n in before if isinstance(n, str)}
+        except (OSError, ValueError, KeyError, TypeError):  # no manifest: an older seqrec
+            owned = {p.name for p in self.folder.iterdir() if p.is_file()
+                     and (m := _LEGACY.fullmatch(p.name)) and m["exp"] in EXPERIMENTS}
+        removed = []
+        for name in sorted(owned - self.names - {"report.md", "report.pdf"}):
+            try:
+                path = self.folder / safe_name(name, "report file name")
+            except ValueError:
+                continue  # a manifest entry that is no name of ours: never act on it
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(name)
+        atomic_write_json(self.folder / MANIFEST, {"files": sorted(self.names)})
+        return removed
 
 
 class _Section:
@@ -54,7 +115,7 @@ class _Section:
         self.pdf: list[tuple[str, list[str] | Figure, int]] = []
 
 
-def _experiment_section(name: str, records: list[RunRecord], folder: Path,
+def _experiment_section(name: str, records: list[RunRecord], files: _Files,
                         suffix: str = "") -> _Section:
     exp = EXPERIMENTS.get(name)
     section = _Section(exp.title if exp else f"Other runs: {name}")
@@ -64,23 +125,26 @@ def _experiment_section(name: str, records: list[RunRecord], folder: Path,
         section.md += ["no runs yet" + (f" ({len(mine)} failed, listed below)" if mine else ""),
                        ""]
         return section
-    stem = f"{name}{suffix}"
+    stem = safe_name(f"{name}{suffix}", "the experiment name in a run record")
     table = exp.table(ok) if exp else table_other(ok, name)
-    if name == "validate" and (folder / "validation.md").exists():
-        # written by `seqrec validate` with the planted-effect checks; point readers at it
-        section.md += ["The checks of the validation experiment (planted effects found or not) "
-                       "are in [validation.md](validation.md).", ""]
-    atomic_write_text(folder / f"{stem}.md", to_markdown(table))
-    atomic_write_text(folder / f"{stem}.tex", to_latex(table, caption=section.title,
-                                                       label=f"tab:{stem}"))
-    atomic_write_text(folder / f"{stem}.csv", table.to_csv(index=False))
-    section.md += [f"{_count(len(ok), 'finished run')}. Table files: [{stem}.md]({stem}.md), "
-                   f"[{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv).", "",
-                   to_markdown(table)]
-    section.pdf.append((f"{section.title}: table", to_text(table), 2))
+    if exp is not None and exp.summary and (files.folder / exp.summary[0]).exists():
+        # a file of the experiment's own (written by `seqrec validate`): point readers at it
+        file, what = exp.summary
+        section.md += [f"{what} are in [{file}]({file}).", ""]
+    files.text(f"{stem}.md", to_markdown(table))
+    files.text(f"{stem}.tex", to_latex(table, caption=section.title, label=f"tab:{stem}"))
+    files.text(f"{stem}.csv", table.to_csv(index=False))
+    ran = describe_grid([r.spec for r in ok], exp.axis_label) if exp else ""
+    few = few_window_sentence(ok, name, table)
+    notes = [f"{FEW_MARK}: fewer than {MIN_TEST_WINDOWS} windows behind a number."]
+    section.md += [f"{ran} {_count(len(ok), 'finished run')}. Table files: "
+                   f"[{stem}.md]({stem}.md), [{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv).",
+                   "", *([f"**{few}**", ""] if few else []), to_markdown(table), *notes, ""]
+    section.pdf.append((f"{section.title}: table",
+                        [*to_text(table), "", *notes, *([few] if few else []), "", ran], 2))
     if exp is not None and exp.figure is not None:
         fig = exp.figure(ok, table=table)
-        _save_figure(fig, folder / f"{stem}.png")
+        files.figure(f"{stem}.png", fig)
         section.md += [f"![{section.title}]({stem}.png)", ""]
         section.pdf.append((section.title, fig, 0))
     check = baseline_check(ok, name)
@@ -96,7 +160,7 @@ def _experiment_section(name: str, records: list[RunRecord], folder: Path,
     if exp is not None and exp.comparisons is not None:
         sentences, tests = exp.comparisons(ok)
         if not tests.empty:
-            atomic_write_text(folder / f"{stem}_tests.md", to_markdown(tests))
+            files.text(f"{stem}_tests.md", to_markdown(tests))
             section.md += ["### Tested comparisons", "",
                            f"Pairs are runs on the same (chunk, seed); Wilcoxon signed-rank from "
                            f"{MIN_WILCOXON_PAIRS} pairs, paired t-test below that (under "
@@ -176,13 +240,23 @@ def _data_line(d: dict) -> str:
 
 def _context_lines(req: GridRequest, records: list[RunRecord]) -> list[str]:
     sources = {r.data.get("fingerprint"): r.data for r in records if r.data}
-    lines = [_data_line(d) for d in sources.values()]
+    lines = [_data_line(d) for d in sources.values()] + [_code_line(records)]
     settings = ", ".join(_other_settings(req)) or "the profile as is"
     lines.append(f"Profile: {req.profile}; settings: {settings}"
                  + ("" if req.models is None else f"; models {', '.join(req.models)}")
                  + ("" if req.baselines is None
                     else f"; baselines {', '.join(req.baselines) or 'none'}"))
     return lines
+
+
+def _code_line(records: list[RunRecord]) -> str:
+    """Which seqrec trained the chapter's runs; a warning when more than one did."""
+    counts = Counter(version_text(r.versions) for r in records)
+    if len(counts) == 1:
+        return f"Trained by seqrec {next(iter(counts))}"
+    parts = ", ".join(f"{n} by seqrec {v}" for v, n in sorted(counts.items()))
+    return (f"WARNING: these runs came from more than one version of seqrec ({parts}); "
+            "compare them with care (README, notes on versions)")
 
 
 def _subsumed(ids: list[set], i: int) -> bool:
@@ -200,7 +274,7 @@ def _grids(records: list[RunRecord]) -> tuple[list[tuple[GridRequest, list[RunLa
     for r in records:
         try:
             req = GridRequest.from_json(r.request) if r.request is not None else None
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             req = None
         if req is None:
             unplanned.append(r)
@@ -208,9 +282,16 @@ def _grids(records: list[RunRecord]) -> tuple[list[tuple[GridRequest, list[RunLa
             requests.setdefault(config_hash(req.to_json()), req)
     grids = []
     for req in requests.values():
+        if not isinstance(req.experiment, str) or req.experiment not in EXPERIMENTS:
+            # an experiment this version lacks
+            continue
         try:
             labels = [s.label() for s in build_grid(EXPERIMENTS[req.experiment], req)]
-        except (KeyError, ValueError):  # an experiment or a setting this version lacks
+        except GridTooLarge as e:  # a crafted record must not make the report run for ever
+            warnings.warn(f"a grid request stored in a run record is refused: {e}",
+                          RuntimeWarning, stacklevel=2)
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError):  # a setting this version lacks
             continue
         grids.append((req, labels))
     ids = [{label.run_id for label in labels} for _, labels in grids]
@@ -231,7 +312,12 @@ def chapters(records: list[RunRecord]) -> list[Chapter]:
         labels = [label for _, ls in members for label in ls]
         wanted = {label.run_id for label in labels}
         mine = [r for r in records if r.run_id in wanted]
-        out.append(Chapter(f"Runs {n}", _context_lines(members[0][0], mine), mine, labels,
+        sources = ", ".join(dict.fromkeys(data_name(r.data) for r in mine)) or "no data yet"
+        title = f"Group {n}: {sources}, profile {members[0][0].profile}"
+        splits = sorted({str((r.config.get("data") or {}).get("split", "thesis")) for r in mine})
+        if splits and splits != ["thesis"]:  # the protocol tells groups of one log apart
+            title += f", split {', '.join(splits)}"
+        out.append(Chapter(title, _context_lines(members[0][0], mine), mine, labels,
                            names=list(dict.fromkeys(req.experiment for req, _ in members))))
     if unplanned:
         out.append(Chapter(
@@ -304,16 +390,42 @@ def _ordered(names: list[str]) -> list[str]:
     return [n for n in EXPERIMENTS if n in names] + sorted(set(names) - set(EXPERIMENTS))
 
 
+def _integrity_lines(out: Path, scan: RecordScan | None) -> list[str]:
+    """What the report could not use or verify: damaged records (left out), records the runner
+    set aside (their runs redone), records without a checksum (an older format)."""
+    if scan is None:
+        return []
+    lines = []
+    if scan.damaged:
+        lines.append(f"Damaged run records left out: {len(scan.damaged)} (the next run of their "
+                     "grid sets them aside and redoes the runs)")
+        lines += [f"- `{path.relative_to(out)}`: {reason.split(' is damaged: ')[-1]}"
+                  for path, reason in scan.damaged]
+    if scan.set_aside:
+        lines.append(f"Damaged run records set aside and their runs redone: "
+                     f"{len(scan.set_aside)}")
+        lines += [f"- `{path.relative_to(out)}`" for path in scan.set_aside]
+    if scan.unverified:
+        lines.append(f"Run records without a checksum (written before seqrec checked records; "
+                     f"read, values checked, content unverified): {len(scan.unverified)}")
+    return lines
+
+
 def render_report(out_dir: str | Path, parts: list[Chapter],
-                  experiments: list[str] | None = None) -> Path:
-    """Write the chapters' tables, figures, `report.md` and `report.pdf`; return report.md."""
+                  experiments: list[str] | None = None, scan: RecordScan | None = None) -> Path:
+    """Write the chapters' tables, figures, `report.md` and `report.pdf`; return report.md.
+    `scan` (from `scan_records`) adds what was damaged, set aside or unverified."""
     folder = Path(out_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
+    files = _Files(folder)
     md = ["# seqrec report", "", f"Run records from `{Path(out_dir)}`. Every number is named by "
           "its metric (e.g. Recall@20); means and standard deviations (sample, ddof = 1) pool "
           "chunks and seeds. Records of other data or settings are never pooled: each request "
-          "context has its own chapter.", ""]
-    summary: list[str] = []
+          "context (data, profile, settings) is a group of its own.", ""]
+    integrity = _integrity_lines(Path(out_dir), scan)
+    if integrity:
+        md += [*integrity, ""]
+    summary: list[str] = [*integrity, *([""] if integrity else [])]
     sections: list[_Section] = []
     ranks_of = RanksReader(out_dir)  # per-window ranks beside the records (seqrec.ranks)
     verdicts: list[str] = []
@@ -327,17 +439,21 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
             e for e in chapter.expected if e.experiment in names]
         failed, missing = status_lists(records, expected)
         head = [*chapter.context, *_summary(records, expected, failed, missing, names)]
-        if len(parts) > 1:
-            md += [f"# {chapter.title}", ""]
+        md += [f"# {chapter.title}", ""]
         md += [*(f"{line}  " for line in head), ""]  # two spaces: a Markdown line break
         summary += [chapter.title, *head, ""]
         # The chapter opens with the thesis' conclusions tested on its runs (issue 21).
         claims = claims_chapter(records, ranks_of, folder, chapter.suffix)
+        stem = f"claims{chapter.suffix}"
+        for name in (f"{stem}.md", f"{stem}.tex", f"{stem}.csv", f"{stem}_details.md",
+                     f"{stem}.png"):
+            if (folder / name).exists():
+                files.path(name)  # written by claims_chapter: tracked like every report file
         opening = _Section("The thesis' conclusions")
         opening.md, opening.pdf = claims.md, claims.pdf
         verdicts += [f"{chapter.title}: {line}" for line in claims.verdicts]
         by_chapter.append((chapter.title, claims.frame))
-        mine = [opening] + [_experiment_section(n, records, folder, chapter.suffix)
+        mine = [opening] + [_experiment_section(n, records, files, chapter.suffix)
                             for n in names]
         mine.append(_status_section(failed, None if expected is None else missing,
                                     None if expected is None else len(expected)))
@@ -351,9 +467,13 @@ def render_report(out_dir: str | Path, parts: list[Chapter],
                    "context (data, split, settings; each chapter's head names them):", "",
                    to_markdown(table)]
         summary += ["Verdicts side by side", *to_text(table), ""]
-    atomic_write_text(verdicts_path(folder), "\n".join(verdicts) + "\n")
-    atomic_write_text(folder / "report.md", "\n".join(md).rstrip() + "\n")
-    atomic_write(folder / "report.pdf", lambda f: _write_pdf(f, summary, sections))
+    summary = [f"Runs are grouped by the data they read, the profile and the settings; each "
+               "group is reported on its own, never pooled with another "
+               f"({_count(len(parts), 'group')} here).", "", *summary]
+    files.text(verdicts_path(folder).name, "\n".join(verdicts) + "\n")
+    files.text("report.md", "\n".join(md).rstrip() + "\n")
+    atomic_write(files.path("report.pdf"), lambda f: _write_pdf(f, summary, sections))
+    files.remove_stale()
     return folder / "report.md"
 
 
@@ -369,7 +489,9 @@ def build_report(out_dir: str | Path, experiments: list[str] | None = None) -> P
         if unknown:
             raise ValueError(f"experiments: unknown name(s) {unknown}; choose from "
                              f"{sorted(EXPERIMENTS)}")
-    records = load_records(out_dir)
-    if not records:
+    scan = scan_records(out_dir)
+    for _, reason in scan.damaged:
+        warnings.warn(f"skipping {reason}", stacklevel=2)
+    if not scan.records:
         return None
-    return render_report(out_dir, chapters(records), experiments)
+    return render_report(out_dir, chapters(scan.records), experiments, scan)

@@ -2,7 +2,7 @@
 
 `claims_chapter` evaluates the registry's claims (`seqrec.experiments.CLAIMS`) on one request
 context's records and writes their table (Markdown, LaTeX, CSV) and forest plot; the report
-opens with it (`seqrec.report.build`). `planted_claims` evaluates claims 1 and 2 on the
+opens with it (`seqrec.app.report`). `planted_claims` evaluates claims 1 and 2 on the
 validation experiment's scenarios, where the truth is known (docs/validation.md):
 
 - `taste` (the user's favourite artists planted): claim 1 must come out *contradicted*;

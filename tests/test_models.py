@@ -57,7 +57,7 @@ def test_registry_names_and_lazy_errors():
     with pytest.raises(ValueError, match="unknown model"):
         model_class("nope")
     REGISTRY["_missing"] = ModelEntry("_missing", "Missing", "neural",
-                                      "seqrec.models._not_there:X")
+                                      "seqrec.models._not_there:X", ("neural",))
     try:
         with pytest.raises(ValueError, match="not installed"):
             model_class("_missing")

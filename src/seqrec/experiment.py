@@ -218,8 +218,12 @@ def describe_grid(labels: list[RunLabel], axis_label: str) -> str:
     axis = labels[0].axis
     # Ordered as a grid orders them whatever order the labels come in (records load by path):
     # values ascending with exp 3's one-hot last, models in registry order.
+    # A label read from a damaged record may hold a value of another type: numbers first,
+    # then the rest as text, so sorting never compares a number with a string.
     values = sorted({label.value for label in labels},
-                    key=lambda v: (axis == "embedding_size" and v == -1, v))
+                    key=lambda v: (axis == "embedding_size" and v == -1,
+                                   not isinstance(v, (int, float)),
+                                   v if isinstance(v, (int, float)) else str(v)))
     chunks = sorted({label.chunk for label in labels})
     models = [model_label(m) for m in model_order(label.model for label in labels)]
     seeds = len({label.seed for label in labels})

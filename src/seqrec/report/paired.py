@@ -124,7 +124,7 @@ def _counts(draws: np.ndarray, size: int) -> np.ndarray:
 def bootstrap_effect(cells: Sequence[Cell], metric: str = "recall@20", n_boot: int = N_BOOT,
                      seed: int = 0, level: float = LEVEL) -> Effect:
     """The pooled effect of `cells` (mean of their contrasts) with its two-stage cluster
-    bootstrap interval (users per stratum, then cells) and shift-method p-value (module
+    bootstrap interval (users per stratum, then cells) and the p-value that inverts it (module
     docstring). No cells: NaNs."""
     if not cells:
         return _no_effect(metric, BOOTSTRAP)

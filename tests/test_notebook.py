@@ -55,6 +55,10 @@ def test_notebook_runs_all_experiments_and_continues_after_a_restart(tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 4  # one figure per experiment, inline
+    # the claims cell after run_all shows the claims table with a verdict per claim
+    (claims,) = [c for c in nb.cells if c.get("id") == "claims"]
+    shown = "".join(o.get("data", {}).get("text/plain", "") for o in claims.outputs)
+    assert "Verdict" in shown and "exp4" in shown
     records = sorted((out / "runs").glob("*/record.json"))
     experiments = {json.loads(p.read_text())["spec"]["experiment"] for p in records}
     assert experiments == {"exp1", "exp2", "exp3", "exp4"}

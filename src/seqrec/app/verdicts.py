@@ -37,7 +37,7 @@ from seqrec.report.claims import (
 from seqrec.report.paired import BOOTSTRAP
 from seqrec.report.render import to_latex, to_markdown, to_text
 from seqrec.validate import EXPERIMENT as VALIDATE
-from seqrec.validate import scenario_of
+from seqrec.validate import SCENARIOS, scenario_of
 
 # What each scenario's planted truth demands of claims 1 and 2.
 PLANTED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -74,7 +74,9 @@ def planted_claims(records: list[RunRecord], ranks_of: RanksOf, n_boot: int = 20
     """Claims 1 and 2 on each validation scenario's runs, against what was planted: a table
     (columns `PLANTED_COLUMNS`) and the results by (scenario, claim)."""
     mine = [r for r in records if r.ok and r.experiment == VALIDATE]
-    scenarios = list(dict.fromkeys(scenario_of(r.spec.group) for r in mine))
+    present = list(dict.fromkeys(scenario_of(r.spec.group) for r in mine))
+    scenarios = [s for s in SCENARIOS if s in present] + [s for s in present
+                                                         if s not in SCENARIOS]
     rows, results = [], {}
     for scenario in scenarios:
         part = [r for r in mine if scenario_of(r.spec.group) == scenario]
@@ -122,7 +124,7 @@ def claims_chapter(records: list[RunRecord], ranks_of: RanksOf, folder: Path,
     `claims<suffix>_details.md` and the forest plot `claims<suffix>.png` into `folder`."""
     out = ClaimsChapter()
     results = evaluate_claims(CLAIMS, records, ranks_of)
-    planted, _ = planted_claims(records, ranks_of)
+    planted, by_scenario = planted_claims(records, ranks_of)
     if not results and planted.empty:
         return out
     out.md += ["## The thesis' conclusions on these runs", ""]
@@ -169,7 +171,12 @@ def claims_chapter(records: list[RunRecord], ranks_of: RanksOf, folder: Path,
                    "planted long-range recall the long window must matter (claim 2 "
                    "contradicted), with neither both must not be contradicted.", "",
                    to_markdown(planted)]
+        fig = figure_claims(list(by_scenario.values()), titles=[
+            f"{scenario}: claim {key} ({_claim(key).title})" for scenario, key in by_scenario])
+        _save(fig, folder / f"claims_planted{suffix}.png")
+        out.md += [f"![Claims on planted truth]({f'claims_planted{suffix}.png'})", ""]
         out.pdf.append(("Claims on planted truth", to_text(planted), 2))
+        out.pdf.append(("Claims on planted truth: effect and interval per cell", fig, 0))
         out.verdicts += [f"planted {row.Scenario}, claim {row.Claim}: {row.Verdict} (expected "
                          f"{row.Expected}: {row._5})" for row in planted.itertuples()]
     return out

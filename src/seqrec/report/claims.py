@@ -403,8 +403,9 @@ def comparison_effect(comp: Comparison, ranks_of: RanksOf, n_boot: int = 2000,
         for c, rs in zip(comp.cells, ranks, strict=True):
             rs = [_restricted(x, comp.third) for x in rs]
             # a restriction to a third leaves other windows in each run: pair by users then
-            cells.append(Cell(tuple(rs), c.coefs, c.stratum, c.seed,
-                              c.paired and comp.third is None, c.label))
+            paired = c.paired and comp.third is None and all(
+                rs[0].same_windows(x) for x in rs[1:])  # else (other data): by users
+            cells.append(Cell(tuple(rs), c.coefs, c.stratum, c.seed, paired, c.label))
         pooled = bootstrap_effect(cells, METRIC, n_boot, seed)
         each = [bootstrap_effect([c], METRIC, CELL_BOOT, seed) for c in cells]
         return pooled, each
@@ -609,11 +610,15 @@ def details_frame(results: list[ClaimResult]) -> pd.DataFrame:
 VERDICT_COLOURS = {"supported": "C2", "contradicted": "C3", "undecided": "0.45"}
 
 
-def figure_claims(results: list[ClaimResult], margin: float = MARGIN) -> Figure:
+def figure_claims(results: list[ClaimResult], margin: float = MARGIN,
+                  titles: list[str] | None = None) -> Figure:
     """Forest plot: one panel per claim, one line per comparison; each cell's effect and
     interval (small, grey) above the pooled one (large, coloured by its verdict); the dashed
     lines are 0 and +-margin. Effects in Recall@20."""
+    named = list(zip(results, titles or [f"Claim {r.claim.key}: {r.claim.title}"
+                                         for r in results], strict=True))
     shown = [r for r in results if r.results]
+    heads = [t for r, t in named if r.results]
     heights = [max(len(r.results), 1) for r in shown]
     total = sum(heights)
     fig = ReportFigure(figsize=(9.5, 1.2 + 0.32 * total + 0.55 * len(shown)))
@@ -627,7 +632,7 @@ def figure_claims(results: list[ClaimResult], margin: float = MARGIN) -> Figure:
                         gridspec_kw={"height_ratios": heights})[:, 0]
     fig.subplots_adjust(left=0.42, right=0.97, top=1 - 0.5 / fig.get_figheight(),
                         bottom=0.7 / fig.get_figheight(), hspace=0.55)
-    for ax, res in zip(axes, shown, strict=True):
+    for ax, res, head in zip(axes, shown, heads, strict=True):
         labels = []
         for y, c in enumerate(res.results):
             n = len(c.cells)
@@ -648,8 +653,8 @@ def figure_claims(results: list[ClaimResult], margin: float = MARGIN) -> Figure:
         ax.set_yticks(range(len(labels)))
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_ylim(len(labels) - 0.4, -0.6)
-        ax.set_title(f"Claim {res.claim.key}: {res.claim.title} -- {res.verdict}", fontsize=9,
-                     loc="left", color=VERDICT_COLOURS[res.verdict])
+        ax.set_title(f"{head} -- {res.verdict}", fontsize=9, loc="left",
+                     color=VERDICT_COLOURS[res.verdict])
         ax.grid(axis="x", alpha=0.3)
     # The pooled intervals set the scale; a single cell's wide interval is cut at the edge.
     ends = [x for r in shown for c in r.results if c.effect.decided

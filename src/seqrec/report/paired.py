@@ -18,13 +18,15 @@ Each replicate draws, per stratum, the stratum's users with replacement (one dra
 its cells, so a user's correlated windows in several runs move together; a run's mean is then
 the weighted mean of the drawn users' windows), and then the cells themselves with replacement
 (each cell is its own training run, so the interval also covers the variation between trainings
-and chunks, which resampling test users alone cannot see; with one cell it cannot). The
-interval is the percentile interval of the replicates; the p-value is the bootstrap test by the
-shift method (Efron and Tibshirani, *An Introduction to the Bootstrap*, 1993, section 16.4; the
-test Sakai recommends for IR metrics, "Evaluating evaluation metrics based on the bootstrap",
-SIGIR 2006): the share of replicates whose distance from the estimate is at least the
-estimate's distance from 0. Identical runs give
-an estimate of 0, every replicate 0 and p = 1.
+and chunks, which resampling test users alone cannot see; with one cell it cannot). Drawing C
+cells underestimates the variance of their mean by (C - 1) / C, so the replicates are spread
+about the estimate by sqrt(C / (C - 1)); with the few seeds and chunks of a grid this matters. The
+interval is the percentile interval of the replicates; the p-value inverts it (Efron and
+Tibshirani, *An Introduction to the Bootstrap*, 1993, chapters 13 and 16; bootstrap tests are
+what Sakai recommends for IR metrics, "Evaluating evaluation metrics based on the bootstrap",
+SIGIR 2006): twice the smaller share of replicates on either side of 0, so that p < 0.05 exactly
+when the 95% interval excludes 0. Identical runs give an estimate of 0, every replicate 0 and
+p = 1.
 
 Everything is vectorised (one matrix product per stratum); the draws come from
 `numpy.random.default_rng(seed)` in a fixed order (per stratum in order of first appearance,
@@ -122,7 +124,7 @@ def _counts(draws: np.ndarray, size: int) -> np.ndarray:
 def bootstrap_effect(cells: Sequence[Cell], metric: str = "recall@20", n_boot: int = N_BOOT,
                      seed: int = 0, level: float = LEVEL) -> Effect:
     """The pooled effect of `cells` (mean of their contrasts) with its two-stage cluster
-    bootstrap interval (users per stratum, then cells) and shift-method p-value (module
+    bootstrap interval (users per stratum, then cells) and the p-value that inverts it (module
     docstring). No cells: NaNs."""
     if not cells:
         return _no_effect(metric, BOOTSTRAP)
@@ -160,16 +162,22 @@ def bootstrap_effect(cells: Sequence[Cell], metric: str = "recall@20", n_boot: i
               else np.ones((n_boot, 1)))
     replicate = (np.where(cell_w > 0, per_cell, 0.0) * cell_w).sum(1) / total
     estimate = float(point.mean())
+    if total > 1:
+        # Resampling C units underestimates the variance of their mean by (C - 1) / C: with
+        # two or three trainings the interval would be too narrow. Spread the replicates about
+        # the estimate by sqrt(C / (C - 1)) (Davison and Hinkley 1997, section 3.8).
+        replicate = estimate + (replicate - estimate) * math.sqrt(total / (total - 1))
     valid = replicate[np.isfinite(replicate)]
     if len(valid) == 0:
         return Effect(estimate, math.nan, math.nan, math.nan, total, n_users, n_windows,
                       BOOTSTRAP, metric, level)
     tail = (1 - level) / 2
     low, high = np.quantile(valid, [tail, 1 - tail])
-    # Shift method: how often a replicate is as far from the estimate as the estimate from 0
-    # (a relative tolerance absorbs the rounding of sums that are equal in exact arithmetic).
+    # The level at which the percentile interval would just reach 0: twice the smaller share of
+    # replicates on either side of 0 (0 itself counts on both), at most 1. So p < 1 - level
+    # exactly when the interval excludes 0 (a relative tolerance absorbs rounding).
     tol = 1e-12 * max(1.0, abs(estimate))
-    p = float(np.mean(np.abs(valid - estimate) >= abs(estimate) - tol))
+    p = float(min(1.0, 2 * min(np.mean(valid <= tol), np.mean(valid >= -tol))))
     return Effect(estimate, float(low), float(high), p, total, n_users, n_windows, BOOTSTRAP,
                   metric, level)
 

@@ -20,8 +20,10 @@ from seqrec.report.claims import (
     CLAIM_COLUMNS,
     MARGIN,
     claims_frame,
+    comparison_effect,
     evaluate_claim,
     evaluate_claims,
+    family_level,
     verdict,
 )
 from seqrec.report.paired import SEED_LEVEL, Effect
@@ -223,3 +225,28 @@ def test_one_folder_with_two_splits_sets_the_verdicts_side_by_side(log, tmp_path
 
 def test_claims_of_unrun_experiments_are_left_out():
     assert evaluate_claims(CLAIMS, [], lambda r: None) == []
+
+
+def test_a_claims_comparisons_are_held_at_the_bonferroni_level():
+    """A claim is contradicted when any of its m comparisons is: each interval is taken at
+    1 - 0.05 / m and each p-value multiplied by m, so a claim true everywhere is contradicted
+    by chance in at most 5% of reports (before: every comparison at 95%, up to 1 - 0.95^m)."""
+    assert family_level(1) == pytest.approx(0.95)
+    assert family_level(16) == pytest.approx(1 - 0.05 / 16)
+    noisy = np.random.default_rng(1)
+    hits = {m: {(v, c): noisy.uniform(size=len(USERS)) < 0.4 for v in (5, 10, 20)
+                for c in (0, 1)} for m in ("gru", "user_gru")}
+    records, ranks = _runs("exp4", {m: (lambda v, c, m=m: hits[m][v, c]) for m in hits},
+                           values=(5, 10, 20))
+    res = evaluate_claim(claim("1"), records, lambda r: ranks[r.run_id])
+    m = len(res.results)
+    assert m == 3
+    for r in res.results:
+        plain, _ = comparison_effect(r.comparison, lambda x: ranks[x.run_id])
+        wide, _ = comparison_effect(r.comparison, lambda x: ranks[x.run_id],
+                                    level=family_level(m))
+        assert r.effect.level == pytest.approx(family_level(m))
+        assert (r.effect.low, r.effect.high) == (wide.low, wide.high)
+        assert wide.low <= plain.low and plain.high <= wide.high
+        assert r.effect.p_value == pytest.approx(min(1.0, m * plain.p_value))
+    assert "98.33% interval" in res.sentence

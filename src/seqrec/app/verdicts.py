@@ -141,11 +141,13 @@ def claims_chapter(records: list[RunRecord], ranks_of: RanksOf, folder: Path,
         fig = figure_claims(results)
         _save(fig, folder / f"{stem}.png")
         fallback = [r.claim.key for r in results if r.fallback]
-        out.md += [f"Each claim's effect is on Recall@20, pooled over chunks and seeds, with a "
-                   f"95% interval from a bootstrap over users and seeds of the runs' per-window "
-                   f"ranks. Margin: {MARGIN:g} Recall@20 (docs/validation.md, \"Claims and "
-                   f"their verdicts\"). Files: [{stem}.md]({stem}.md), [{stem}.tex]({stem}.tex),"
-                   f" [{stem}.csv]({stem}.csv); every comparison: "
+        out.md += [f"Each claim's effect is on Recall@20, pooled over chunks and seeds, with an "
+                   f"interval from a bootstrap over users and seeds of the runs' per-window "
+                   f"ranks, at 95% for the claim as a whole: each of a claim's m comparisons at "
+                   f"1 - 0.05/m, its p-value times m (Bonferroni). Margin: {MARGIN:g} "
+                   f"Recall@20 (docs/validation.md, \"Claims and their verdicts\"). Files: "
+                   f"[{stem}.md]({stem}.md), [{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv);"
+                   f" every comparison: "
                    f"[{stem}_details.md]({stem}_details.md).", ""]
         if fallback:
             out.md += [f"Some runs of claim(s) {', '.join(fallback)} have no ranks file (an "

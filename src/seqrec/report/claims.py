@@ -26,13 +26,22 @@ A comparison that rests on fewer than `MIN_CELLS` trainings (chunks x seeds) is 
 whatever its interval: resampling the test users of one training cannot show how much another
 training would differ. A claim is contradicted when any of its comparisons is, supported when
 all are, else undecided.
+
+Many comparisons, one verdict: a claim read by m comparisons is contradicted when any one of
+them is, so with every interval at 95% a claim true everywhere would still be "contradicted" by
+chance in up to 1 - 0.95^m of reports (56% for exp 4's 16 comparisons of claim 4). Each
+comparison's pooled interval is therefore taken at the Bonferroni level 1 - 0.05 / m and its
+p-value multiplied by m (`family_level`), which keeps the chance of a false contradiction of a
+claim at 5% at most, whatever the comparisons' dependence (Bonferroni 1936; Dunn 1961). A
+supported verdict needs every comparison supported, an intersection-union test that needs no
+such correction; the wider intervals only make it more cautious.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +52,14 @@ from seqrec.models.registry import TWINS, model_label
 from seqrec.ranks import RunRanks
 from seqrec.record import RunRecord
 from seqrec.report.figures import ReportFigure
-from seqrec.report.paired import BOOTSTRAP, Cell, Effect, bootstrap_effect, seed_effect
+from seqrec.report.paired import (
+    BOOTSTRAP,
+    LEVEL,
+    Cell,
+    Effect,
+    bootstrap_effect,
+    seed_effect,
+)
 from seqrec.report.validation import MIN_EFFECT
 
 MARGIN = MIN_EFFECT  # Recall@20: the smallest difference the project calls an effect
@@ -53,6 +69,13 @@ KINDS = ("no_gain", "no_loss", "no_effect", "gain")
 THIRD_NAMES = ("popular", "semi", "unpopular")
 MIN_CELLS = 2  # trainings (chunks x seeds) a comparison needs before it can decide anything
 CELL_BOOT = 500  # bootstrap replicates of a single cell's interval (the forest plot's)
+TAIL_REPLICATES = 10  # at least this many bootstrap replicates beyond each end of an interval
+
+
+def family_level(m: int, level: float = LEVEL) -> float:
+    """The confidence level of each of a claim's `m` comparisons: Bonferroni's 1 - (1 - level) / m,
+    so that all m intervals hold together with probability at least `level`."""
+    return 1.0 - (1.0 - level) / max(m, 1)
 
 RanksOf = Callable[[RunRecord], RunRanks | None]
 
@@ -394,9 +417,12 @@ def _record_metric(r: RunRecord, third: int | None) -> float:
 
 
 def comparison_effect(comp: Comparison, ranks_of: RanksOf, n_boot: int = 2000,
-                      seed: int = 0) -> tuple[Effect, list[Effect]]:
-    """The pooled effect of a comparison and each cell's own: from the runs' ranks when every
-    run has them (user bootstrap), else from their records (seed-level)."""
+                      seed: int = 0, level: float = LEVEL) -> tuple[Effect, list[Effect]]:
+    """The pooled effect of a comparison at `level` and each cell's own (at `LEVEL`, for the
+    forest plot): from the runs' ranks when every run has them (user bootstrap), else from their
+    records (seed-level). Past 95%, the replicates grow so that at least `TAIL_REPLICATES` lie
+    beyond each end of the interval."""
+    n_boot = max(n_boot, math.ceil(2 * TAIL_REPLICATES / (1.0 - level)))
     ranks = [[ranks_of(r) for r in c.runs] for c in comp.cells]
     if all(x is not None for rs in ranks for x in rs):
         cells = []
@@ -406,13 +432,13 @@ def comparison_effect(comp: Comparison, ranks_of: RanksOf, n_boot: int = 2000,
             paired = c.paired and comp.third is None and all(
                 rs[0].same_windows(x) for x in rs[1:])  # else (other data): by users
             cells.append(Cell(tuple(rs), c.coefs, c.stratum, c.seed, paired, c.label))
-        pooled = bootstrap_effect(cells, METRIC, n_boot, seed)
+        pooled = bootstrap_effect(cells, METRIC, n_boot, seed, level)
         each = [bootstrap_effect([c], METRIC, CELL_BOOT, seed) for c in cells]
         return pooled, each
     values = [sum(k * _record_metric(r, comp.third) for r, k in zip(c.runs, c.coefs,
                                                                     strict=True))
               for c in comp.cells]
-    return seed_effect(values, METRIC), [seed_effect([v], METRIC) for v in values]
+    return seed_effect(values, METRIC, level), [seed_effect([v], METRIC) for v in values]
 
 
 def settled(effect: Effect) -> bool:
@@ -494,7 +520,13 @@ def _deciding(results: list[ComparisonResult], kind: str) -> ComparisonResult | 
 def _interval(e: Effect) -> str:
     if not e.decided:
         return "no interval"
-    return f"95% interval {e.low:+.4f} to {e.high:+.4f}"
+    return f"{_percent(e.level)} interval {e.low:+.4f} to {e.high:+.4f}"
+
+
+def _percent(level: float) -> str:
+    """95% or 99.69%: a level as a percentage with the digits it needs."""
+    text = f"{100 * level:.2f}".rstrip("0").rstrip(".")
+    return f"{text}%"
 
 
 def _sentence(claim: Claim, results: list[ComparisonResult], decided: str,
@@ -548,9 +580,12 @@ def evaluate_claim(claim: Claim, records: list[RunRecord], ranks_of: RanksOf,
     """A claim on `records` (the experiments `reads`, default the claim's own)."""
     index = RunIndex(records)
     comps = claim.comparisons(index, reads or claim.reads)
+    level = family_level(len(comps))  # module docstring, "Many comparisons, one verdict"
     results = []
     for comp in comps:
-        effect, cells = comparison_effect(comp, ranks_of, n_boot, seed)
+        effect, cells = comparison_effect(comp, ranks_of, n_boot, seed, level)
+        if math.isfinite(effect.p_value):  # Bonferroni: the p-value of the family
+            effect = replace(effect, p_value=min(1.0, effect.p_value * len(comps)))
         v = verdict(effect, claim.kind)
         if (claim.kind == "no_loss" and comp.extra.get("time_ratio", 0.0) >= 1.0
                 and settled(effect)):
@@ -664,6 +699,7 @@ def figure_claims(results: list[ClaimResult], margin: float = MARGIN,
     lo, hi = min([-margin, *ends]), max([margin, *ends])
     pad = 0.15 * (hi - lo)
     axes[-1].set_xlim(lo - pad, hi + pad)
-    axes[-1].set_xlabel(f"Effect on Recall@20: pooled (diamond, thick line: 95% interval) and "
-                        f"per cell (grey); dotted: +-{margin:g}", fontsize=8)
+    axes[-1].set_xlabel(f"Effect on Recall@20: pooled (diamond, thick line: interval at the "
+                        f"claim's Bonferroni level) and per cell (grey, 95%); dotted: "
+                        f"+-{margin:g}", fontsize=8)
     return fig

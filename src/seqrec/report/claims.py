@@ -700,6 +700,6 @@ def figure_claims(results: list[ClaimResult], margin: float = MARGIN,
     pad = 0.15 * (hi - lo)
     axes[-1].set_xlim(lo - pad, hi + pad)
     axes[-1].set_xlabel(f"Effect on Recall@20: pooled (diamond, thick line: interval at the "
-                        f"claim's Bonferroni level) and per cell (grey, 95%); dotted: "
+                        f"claim's Bonferroni level)\nand per cell (grey, 95%); dotted: "
                         f"+-{margin:g}", fontsize=8)
     return fig

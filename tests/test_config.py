@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 
 from seqrec.config import (
@@ -10,6 +12,7 @@ from seqrec.config import (
     to_dict,
     valid_keys,
 )
+from seqrec.data.lastfm import read_events
 
 
 def test_overrides_parse_by_field_type():
@@ -73,3 +76,10 @@ def test_every_setting_is_validated_before_any_work(setting):
     key = setting.split("=")[0]
     with pytest.raises(ValueError, match=key):
         apply_overrides(RunConfig(), [setting])
+
+
+def test_the_readers_default_item_key_is_the_configs():
+    # Before, read_events keyed items by title alone unless told otherwise while DataConfig
+    # defaults to artist + title: two defaults for one setting (issue 20).
+    assert (inspect.signature(read_events).parameters["item_key"].default
+            == DataConfig().item_key == "artist_title")

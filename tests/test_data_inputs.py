@@ -145,7 +145,7 @@ def test_a_10_mb_line_is_a_damaged_line_with_its_number(tmp_path):
     lines = GOOD[:2] + [_row(U1, "2009-05-04T22:00:00Z", "A", "T") + huge] + GOOD[2:3] \
         + [huge] + GOOD[3:]
     path = _tsv(tmp_path, lines)
-    ev = read_events(path)
+    ev = read_events(path, item_key="title")
     assert ev.report.rows_read == len(GOOD) and len(ev) == len(GOOD)
     assert ev.report.lines_skipped == 2
     assert [n for n, _ in ev.report.examples] == [3, 5]

@@ -75,7 +75,7 @@ def test_iso_time_parsing_is_strict_and_exact():
 
 
 def test_damaged_lines_are_skipped_counted_and_located(tmp_path):
-    ev = read_events(_write(tmp_path, DAMAGED))
+    ev = read_events(_write(tmp_path, DAMAGED), item_key="title")
     assert ev.report.rows_read == 4 and len(ev) == 4
     assert ev.report.lines_skipped == 6
     lines = [n for n, _ in ev.report.examples]

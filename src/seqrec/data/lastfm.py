@@ -145,8 +145,9 @@ def _log_fingerprint(log: LogFile) -> str:
     return _fingerprint(log.path, log.size, log.mtime_ns, READER_VERSION)
 
 
-def read_events(path: str | Path, item_key: str = "title", cache_dir: str | Path | None = None,
-                fmt: str = "auto", columns: str = "", sep: str = "") -> Events:
+def read_events(path: str | Path, item_key: str = DataConfig.item_key,
+                cache_dir: str | Path | None = None, fmt: str = "auto", columns: str = "",
+                sep: str = "") -> Events:
     """Read a raw log into `Events` in stable time order, using the Parquet cache when given.
 
     `path`: a text log, or LastFM-1K's tar archive (`check_data_path` says what is accepted).

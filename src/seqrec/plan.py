@@ -148,7 +148,8 @@ def _time_steps(largest: dict[tuple, tuple[int, int, RunSpec]], device: torch.de
     """Seconds per step of every size key, and the keys scaled rather than timed: each key is
     timed (smallest work first, so that every model is timed before the budget runs out) until
     `budget_s` has passed; the rest are scaled from a timed key (module docstring)."""
-    order = sorted(largest, key=lambda k: step_work(largest[k][2], largest[k][0]))
+    work = {k: step_work(spec, items) for k, (items, _, spec) in largest.items()}
+    order = sorted(largest, key=work.__getitem__)
     firsts = list({largest[k][2].model: k for k in reversed(order)}.values())
     timed: dict[tuple, float] = {}
     start = time.perf_counter()
@@ -164,12 +165,10 @@ def _time_steps(largest: dict[tuple, tuple[int, int, RunSpec]], device: torch.de
     for key in order:
         if key in per_step:
             continue
-        items, _, spec = largest[key]
-        same = [k for k in timed if largest[k][2].model == spec.model] or list(timed)
-        ref = min(same, key=lambda k: abs(math.log(step_work(largest[k][2], largest[k][0])
-                                                   / step_work(spec, items))))
-        per_step[key] = timed[ref] * step_work(spec, items) / step_work(largest[ref][2],
-                                                                          largest[ref][0])
+        model = largest[key][2].model
+        same = [k for k in timed if largest[k][2].model == model] or list(timed)
+        ref = min(same, key=lambda k: abs(math.log(work[k] / work[key])))
+        per_step[key] = timed[ref] * work[key] / work[ref]
     return per_step, set(per_step) - set(timed)
 
 

@@ -33,14 +33,20 @@ def version_text(versions: dict) -> str:
     return f"{version} ({commit[:8]})" if commit else version
 
 
+def version_counts(all_versions: Iterable[dict]) -> tuple[list[str], str]:
+    """The distinct seqrec versions of records' `versions`, and a text counting the records of
+    each: (["0.2.0", "0.3.0"], "2 by seqrec 0.2.0, 1 by seqrec 0.3.0")."""
+    counts = Counter(version_text(v) for v in all_versions)
+    return sorted(counts), ", ".join(f"{n} by seqrec {v}" for v, n in sorted(counts.items()))
+
+
 def versions_line(all_versions: Iterable[dict], what: str = "finished runs") -> str | None:
     """One line when `all_versions` (records' `versions`) name more than one seqrec, or one
     other than the running code; None when they all came from this code."""
-    counts = Counter(version_text(v) for v in all_versions)
+    counts, parts = version_counts(all_versions)
     here = version_text(code_version())
-    if not counts or set(counts) == {here}:
+    if not counts or counts == [here]:
         return None
-    parts = ", ".join(f"{n} by seqrec {v}" for v, n in sorted(counts.items()))
     mixed = "more than one version" if len(counts) > 1 else "another version"
     return (f"{what} came from {mixed}: {parts}; this is seqrec {here}. Their results stand; "
             "compare runs of different versions with care (the README's notes on versions)")

@@ -297,8 +297,9 @@ def run_specs(specs: list[RunSpec], out_dir: str | Path, options: RunOptions = R
     out = check_writable(out_dir)
     resolve_device(options.device)  # an unusable device stops here, before anything runs
     sources, states, todo = pending(specs, out, options)
-    mixed = versions_of_finished(specs, states, out)
-    if mixed and todo:
+    # Read the finished records for their versions only when something is about to train.
+    mixed = versions_of_finished(specs, states, out) if todo else None
+    if mixed:
         (log or print)(mixed)
     if options.tensorboard and todo and not board_available():
         (log or print)("TensorBoard is not installed (pip install tensorboard): no event files")

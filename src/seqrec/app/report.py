@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 import textwrap
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -37,7 +36,7 @@ from seqrec.config import config_hash
 from seqrec.experiment import GridRequest, GridTooLarge, build_grid, describe_grid, split_axis
 from seqrec.experiments import EXPERIMENTS
 from seqrec.io import atomic_write, atomic_write_json, atomic_write_text, read_json, safe_name
-from seqrec.provenance import version_text
+from seqrec.provenance import version_counts
 from seqrec.ranks import RanksReader
 from seqrec.record import RunLabel, RunRecord
 from seqrec.report.baselines import METRIC, baseline_check, baseline_sentences
@@ -251,10 +250,9 @@ def _context_lines(req: GridRequest, records: list[RunRecord]) -> list[str]:
 
 def _code_line(records: list[RunRecord]) -> str:
     """Which seqrec trained the chapter's runs; a warning when more than one did."""
-    counts = Counter(version_text(r.versions) for r in records)
+    counts, parts = version_counts(r.versions for r in records)
     if len(counts) == 1:
-        return f"Trained by seqrec {next(iter(counts))}"
-    parts = ", ".join(f"{n} by seqrec {v}" for v, n in sorted(counts.items()))
+        return f"Trained by seqrec {counts[0]}"
     return (f"WARNING: these runs came from more than one version of seqrec ({parts}); "
             "compare them with care (README, notes on versions)")
 
